@@ -1,0 +1,46 @@
+#include "server/convert.h"
+
+#include <string>
+
+#include "absl/time/time.h"
+
+namespace ringstore::server {
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  // absl and gRPC share the canonical code numbering.
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
+                      std::string(status.message()));
+}
+
+v1::Backend ToProto(storage::Backend backend) {
+  switch (backend) {
+    case storage::Backend::kIoUring:
+      return v1::BACKEND_IO_URING;
+    case storage::Backend::kPosixAio:
+      return v1::BACKEND_POSIX_AIO;
+    case storage::Backend::kThreadPool:
+      return v1::BACKEND_THREAD_POOL;
+    case storage::Backend::kUnspecified:
+      break;
+  }
+  return v1::BACKEND_UNSPECIFIED;
+}
+
+void ToProto(const storage::ObjectInfo& info, v1::FileInfo* out) {
+  out->set_path(info.path);
+  out->set_size(info.size);
+  out->set_generation(info.generation);
+  const timespec ts = absl::ToTimespec(info.modified);
+  out->mutable_modified()->set_seconds(ts.tv_sec);
+  out->mutable_modified()->set_nanos(static_cast<int32_t>(ts.tv_nsec));
+  out->set_crc32c(info.crc32c);
+}
+
+void AddBackendTrailer(grpc::CallbackServerContext* context, storage::Backend backend) {
+  if (backend == storage::Backend::kUnspecified) return;
+  context->AddTrailingMetadata(kBackendMetadataKey,
+                               std::string(storage::BackendName(backend)));
+}
+
+}  // namespace ringstore::server

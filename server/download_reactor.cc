@@ -1,0 +1,276 @@
+#include "server/download_reactor.h"
+
+#include <algorithm>
+#include <limits>
+#include <map>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "server/convert.h"
+#include "storage/buffer_pool.h"
+#include "storage/crc32c.h"
+
+namespace ringstore::server {
+namespace {
+
+using storage::Backend;
+using storage::PooledBuffer;
+
+class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadResponse> {
+ public:
+  DownloadReactor(grpc::CallbackServerContext* context, storage::Store* store,
+                  const v1::DownloadRequest* request)
+      : context_(context), store_(store), offset_(request->offset()) {
+    if (request->offset() < 0 || request->limit() < 0) {
+      Complete(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            "offset and limit must not be negative"));
+      return;
+    }
+    const int64_t limit = request->limit();
+    Hold();
+    store_->OpenReader(request->path(), [this, limit](
+                                            absl::StatusOr<std::unique_ptr<storage::Reader>> r,
+                                            Backend backend) {
+      OnOpened(std::move(r), backend, limit);
+      Unhold();
+    });
+  }
+
+  void OnWriteDone(bool ok) override {
+    bool stopping, all_sent;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      stopping = stopping_;
+      all_sent = next_write_ == end_;
+    }
+    if (!ok) return Stop(absl::CancelledError("the client went away"));
+    if (stopping) return Complete(stop_status_);  // Stop ran during the write
+    if (all_sent) return Complete(grpc::Status::OK);
+    Pump();
+    TryWrite();
+  }
+
+  void OnDone() override {
+    bool delete_now;
+    {
+      absl::MutexLock lock(&mu_);
+      done_ = true;
+      delete_now = holds_ == 0;
+    }
+    if (delete_now) delete this;
+  }
+
+ private:
+  struct Chunk {
+    PooledBuffer buffer;
+    size_t length = 0;
+  };
+
+  void OnOpened(absl::StatusOr<std::unique_ptr<storage::Reader>> reader,
+                Backend backend, int64_t limit) {
+    backend_ = backend;
+    if (!reader.ok()) return Complete(ToGrpcStatus(reader.status()));
+    reader_ = *std::move(reader);
+    const int64_t size = reader_->info().size;
+    if (offset_ > size) {
+      return Complete(grpc::Status(
+          grpc::StatusCode::OUT_OF_RANGE,
+          absl::StrCat("offset ", offset_, " is past the end of the file (", size, " bytes)")));
+    }
+    const int64_t rest = size - offset_;
+    {
+      absl::MutexLock lock(&mu_);
+      end_ = offset_ + (limit == 0 ? rest : std::min(limit, rest));
+      next_read_ = offset_;
+      next_write_ = offset_;
+    }
+    if (end_ == offset_) {
+      // Nothing to read: one message with the file's info.
+      FillHeader();
+      response_.set_offset(offset_);
+      {
+        absl::MutexLock lock(&mu_);
+        writing_ = true;
+      }
+      StartWrite(&response_);
+      return;
+    }
+    Pump();
+  }
+
+  // Starts reads while the download holds fewer than kReadAhead buffers.
+  void Pump() {
+    std::vector<std::pair<int64_t, size_t>> reads;
+    const size_t buffer_size = store_->pool().buffer_size();
+    {
+      absl::MutexLock lock(&mu_);
+      while (!stopping_ && next_read_ < end_ &&
+             reads_in_flight_ + static_cast<int>(ready_.size()) < kReadAhead) {
+        const size_t len = static_cast<size_t>(
+            std::min<int64_t>(buffer_size, end_ - next_read_));
+        reads.emplace_back(next_read_, len);
+        next_read_ += static_cast<int64_t>(len);
+        ++reads_in_flight_;
+        ++holds_;
+      }
+    }
+    for (const auto& [offset, len] : reads) {
+      // Acquire may call back at once, or later on another thread.
+      store_->pool().Acquire([this, offset = offset, len = len](PooledBuffer buffer) {
+        StartRead(offset, len, std::move(buffer));
+      });
+    }
+  }
+
+  void StartRead(int64_t offset, size_t len, PooledBuffer buffer) {
+    if (Stopping()) {
+      buffer = PooledBuffer();
+      ReadFinished();
+      return;
+    }
+    char* data = buffer.data();
+    reader_->Read(offset, absl::Span<char>(data, len),
+                  [this, offset, len, buffer = std::move(buffer)](
+                      absl::StatusOr<size_t> n, Backend) mutable {
+                    if (!n.ok()) {
+                      buffer = PooledBuffer();
+                      Stop(n.status());
+                    } else if (*n != len) {
+                      buffer = PooledBuffer();
+                      Stop(absl::AbortedError("the file changed during the download"));
+                    } else {
+                      {
+                        absl::MutexLock lock(&mu_);
+                        if (!stopping_) ready_[offset] = Chunk{std::move(buffer), len};
+                      }
+                      buffer = PooledBuffer();  // only if stopping
+                      TryWrite();
+                    }
+                    ReadFinished();
+                  });
+  }
+
+  // A read (or its buffer wait) is over: the pipeline has room again.
+  void ReadFinished() {
+    {
+      absl::MutexLock lock(&mu_);
+      --reads_in_flight_;
+    }
+    Pump();
+    Unhold();
+  }
+
+  // Sends the next chunk if it has been read and no write is in flight.
+  void TryWrite() {
+    PooledBuffer spent;
+    {
+      absl::MutexLock lock(&mu_);
+      if (writing_ || stopping_) return;
+      auto it = ready_.find(next_write_);
+      if (it == ready_.end()) return;
+      const Chunk& chunk = it->second;
+      response_.Clear();
+      if (next_write_ == offset_) FillHeader();
+      response_.set_offset(next_write_);
+      response_.set_data(chunk.buffer.data(), chunk.length);
+      response_.set_crc32c(storage::Crc32c(response_.data()));
+      next_write_ += static_cast<int64_t>(chunk.length);
+      spent = std::move(it->second.buffer);
+      ready_.erase(it);
+      writing_ = true;
+    }
+    // The data is in the message: the buffer goes back now (outside mu_).
+    spent = PooledBuffer();
+    StartWrite(&response_);
+  }
+
+  void FillHeader() {
+    ToProto(reader_->info(), response_.mutable_info());
+    response_.set_backend(ToProto(backend_));
+  }
+
+  bool Stopping() {
+    absl::MutexLock lock(&mu_);
+    return stopping_;
+  }
+
+  // Ends the download with `status`; buffers waiting to be sent go back.
+  void Stop(const absl::Status& status) {
+    std::map<int64_t, Chunk> dropped;
+    bool finish_now;
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+      stopping_ = true;
+      dropped.swap(ready_);
+      finish_now = !writing_;
+      stop_status_ = ToGrpcStatus(status);
+    }
+    dropped.clear();
+    // With a write in flight, Finish must wait for OnWriteDone, which sees
+    // stopping_ and finishes with stop_status_.
+    if (finish_now) Complete(stop_status_);
+  }
+
+  void Complete(const grpc::Status& status) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      finished_ = true;
+      stopping_ = true;
+    }
+    AddBackendTrailer(context_, backend_);
+    Finish(status);
+  }
+
+  // Hold/Unhold count callbacks that will still touch this reactor; it is
+  // deleted when the RPC is done and none is left.
+  void Hold() {
+    absl::MutexLock lock(&mu_);
+    ++holds_;
+  }
+  void Unhold() {
+    bool delete_now;
+    {
+      absl::MutexLock lock(&mu_);
+      delete_now = --holds_ == 0 && done_;
+    }
+    if (delete_now) delete this;
+  }
+
+  grpc::CallbackServerContext* const context_;
+  storage::Store* const store_;
+  const int64_t offset_;
+  std::unique_ptr<storage::Reader> reader_;
+  Backend backend_ = Backend::kUnspecified;
+  v1::DownloadResponse response_;
+
+  absl::Mutex mu_;
+  int64_t end_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t next_read_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t next_write_ ABSL_GUARDED_BY(mu_) = 0;
+  int reads_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<int64_t, Chunk> ready_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  int holds_ ABSL_GUARDED_BY(mu_) = 0;
+  grpc::Status stop_status_;
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<v1::DownloadResponse>* NewDownloadReactor(
+    grpc::CallbackServerContext* context, storage::Store* store,
+    const v1::DownloadRequest* request) {
+  return new DownloadReactor(context, store, request);
+}
+
+}  // namespace ringstore::server

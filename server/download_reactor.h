@@ -1,0 +1,35 @@
+// The Download RPC: a storage::Reader streamed to the client in chunks of
+// one pool buffer.
+//
+// The first message carries `info` (the file as opened) and `backend`; every
+// message carries `offset`, `data` and the CRC32C of that data. `offset` and
+// `limit` select a range (limit 0 = to the end); an offset past the end is
+// OUT_OF_RANGE, an offset equal to the size gives one message with no data.
+// The download reads the file it opened: a concurrent overwrite does not mix
+// two versions into one stream.
+//
+// Memory: a download holds at most kReadAhead pool buffers (reads in flight
+// or waiting for the writer) plus the one message gRPC is sending, however
+// slow the client. Reads run ahead only while there is room, so the gRPC
+// writer paces the disk. Disk work never runs in a reaction.
+#ifndef RINGSTORE_SERVER_DOWNLOAD_REACTOR_H_
+#define RINGSTORE_SERVER_DOWNLOAD_REACTOR_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include "ringstore/v1/ringstore.pb.h"
+#include "storage/store.h"
+
+namespace ringstore::server {
+
+// Pool buffers one download may hold at once.
+inline constexpr int kReadAhead = 2;
+
+// Starts a Download; the reactor deletes itself when the RPC is done.
+grpc::ServerWriteReactor<v1::DownloadResponse>* NewDownloadReactor(
+    grpc::CallbackServerContext* context, storage::Store* store,
+    const v1::DownloadRequest* request);
+
+}  // namespace ringstore::server
+
+#endif  // RINGSTORE_SERVER_DOWNLOAD_REACTOR_H_

@@ -1,0 +1,131 @@
+#include "server/file_store_service.h"
+
+#include <optional>
+#include <utility>
+
+#include "server/convert.h"
+#include "server/download_reactor.h"
+#include "server/upload_reactor.h"
+
+namespace ringstore::server {
+
+using storage::Backend;
+
+FileStoreService::FileStoreService(storage::Store* store, ServiceOptions options)
+    : store_(store), options_(std::move(options)) {}
+
+grpc::ServerReadReactor<v1::UploadRequest>* FileStoreService::Upload(
+    grpc::CallbackServerContext* context, v1::UploadResponse* response) {
+  return NewUploadReactor(context, store_, response, options_.max_chunk_bytes);
+}
+
+grpc::ServerWriteReactor<v1::DownloadResponse>* FileStoreService::Download(
+    grpc::CallbackServerContext* context, const v1::DownloadRequest* request) {
+  return NewDownloadReactor(context, store_, request);
+}
+
+grpc::ServerUnaryReactor* FileStoreService::Stat(grpc::CallbackServerContext* context,
+                                                 const v1::StatRequest* request,
+                                                 v1::FileInfo* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  store_->Stat(request->path(), [reactor, context, response](
+                                    absl::StatusOr<storage::ObjectInfo> info, Backend b) {
+    if (info.ok()) ToProto(*info, response);
+    AddBackendTrailer(context, b);
+    reactor->Finish(ToGrpcStatus(info.status()));
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* FileStoreService::List(grpc::CallbackServerContext* context,
+                                                 const v1::ListRequest* request,
+                                                 v1::ListResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  storage::ListOptions options;
+  options.prefix = request->prefix();
+  options.delimiter = request->delimiter();
+  options.page_size = request->page_size();
+  options.page_token = request->page_token();
+  store_->List(std::move(options), [reactor, context, response](
+                                       absl::StatusOr<storage::ListResult> result, Backend b) {
+    if (result.ok()) {
+      for (const storage::ObjectInfo& info : result->files) {
+        ToProto(info, response->add_files());
+      }
+      for (std::string& prefix : result->prefixes) {
+        response->add_prefixes(std::move(prefix));
+      }
+      response->set_next_page_token(result->next_page_token);
+    }
+    AddBackendTrailer(context, b);
+    reactor->Finish(ToGrpcStatus(result.status()));
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* FileStoreService::Delete(grpc::CallbackServerContext* context,
+                                                   const v1::DeleteRequest* request,
+                                                   v1::DeleteResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  std::optional<int64_t> if_generation_match;
+  if (request->has_if_generation_match()) {
+    if_generation_match = request->if_generation_match();
+  }
+  store_->Delete(request->path(), if_generation_match,
+                 [reactor, context, response](absl::Status s, Backend b) {
+                   response->set_backend(ToProto(b));
+                   AddBackendTrailer(context, b);
+                   reactor->Finish(ToGrpcStatus(s));
+                 });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* FileStoreService::NotYet(grpc::CallbackServerContext* context) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                               "resumable uploads are not supported by this server yet"));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* FileStoreService::StartUpload(
+    grpc::CallbackServerContext* context, const v1::StartUploadRequest*,
+    v1::StartUploadResponse*) {
+  return NotYet(context);
+}
+
+grpc::ServerUnaryReactor* FileStoreService::QueryUpload(
+    grpc::CallbackServerContext* context, const v1::QueryUploadRequest*,
+    v1::QueryUploadResponse*) {
+  return NotYet(context);
+}
+
+grpc::ServerUnaryReactor* FileStoreService::CancelUpload(
+    grpc::CallbackServerContext* context, const v1::CancelUploadRequest*,
+    v1::CancelUploadResponse*) {
+  return NotYet(context);
+}
+
+grpc::ServerUnaryReactor* FileStoreService::GetServerInfo(
+    grpc::CallbackServerContext* context, const v1::GetServerInfoRequest*,
+    v1::ServerInfo* response) {
+  // Everything here is in memory: answering inline touches no disk.
+  const storage::EngineInfo info = store_->engine().info();
+  response->set_engine(std::string(storage::BackendName(info.backend)));
+  response->set_backend(ToProto(info.backend));
+  for (const std::string& name : store_->available_engines()) {
+    response->add_engines_available(name);
+  }
+  if (info.backend == Backend::kIoUring) {
+    for (const std::string& f : info.features) response->add_io_uring_features(f);
+  }
+  response->set_registered_buffer_count(static_cast<int32_t>(store_->pool().count()));
+  response->set_registered_buffer_size(static_cast<int64_t>(store_->pool().buffer_size()));
+  response->set_buffers_registered(info.buffers_registered);
+  response->set_version(options_.version);
+  response->set_max_chunk_bytes(options_.max_chunk_bytes);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace ringstore::server

@@ -1,0 +1,33 @@
+// The Upload RPC: a client stream of UploadRequest turned into one
+// storage::Writer and committed on `finish`.
+//
+// Message rules (DESIGN.md §3): the first message carries `spec` (resuming by
+// `upload_id` is not built yet: UNIMPLEMENTED); later messages carry neither.
+// `data` of at most max_chunk_bytes (RESOURCE_EXHAUSTED) lands at `offset`,
+// which must not pass the bytes received so far (ABORTED); bytes below it are
+// skipped, as when resuming. A per-message `crc32c` must match (DATA_LOSS).
+// A stream that ends without `finish` commits nothing. On any failure the
+// temp data is removed and nothing becomes visible.
+//
+// One read and at most one storage call are in flight at any time; a message
+// is released only when its data has been written. Disk work never runs in a
+// reaction: reactions start storage calls, whose completions (on engine
+// threads) start the next read.
+#ifndef RINGSTORE_SERVER_UPLOAD_REACTOR_H_
+#define RINGSTORE_SERVER_UPLOAD_REACTOR_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include "ringstore/v1/ringstore.pb.h"
+#include "storage/store.h"
+
+namespace ringstore::server {
+
+// Starts an Upload; the reactor deletes itself when the RPC is done.
+grpc::ServerReadReactor<v1::UploadRequest>* NewUploadReactor(
+    grpc::CallbackServerContext* context, storage::Store* store,
+    v1::UploadResponse* response, int64_t max_chunk_bytes);
+
+}  // namespace ringstore::server
+
+#endif  // RINGSTORE_SERVER_UPLOAD_REACTOR_H_

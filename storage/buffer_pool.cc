@@ -1,0 +1,125 @@
+#include "storage/buffer_pool.h"
+
+#include <sys/mman.h>
+
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace ringstore::storage {
+
+PooledBuffer::PooledBuffer(PooledBuffer&& other) noexcept
+    : pool_(std::exchange(other.pool_, nullptr)),
+      index_(std::exchange(other.index_, -1)),
+      data_(std::exchange(other.data_, nullptr)),
+      capacity_(std::exchange(other.capacity_, 0)) {}
+
+PooledBuffer& PooledBuffer::operator=(PooledBuffer&& other) noexcept {
+  if (this != &other) {
+    Reset();
+    pool_ = std::exchange(other.pool_, nullptr);
+    index_ = std::exchange(other.index_, -1);
+    data_ = std::exchange(other.data_, nullptr);
+    capacity_ = std::exchange(other.capacity_, 0);
+  }
+  return *this;
+}
+
+PooledBuffer::~PooledBuffer() { Reset(); }
+
+void PooledBuffer::Reset() {
+  if (pool_ == nullptr) return;
+  BufferPool* pool = std::exchange(pool_, nullptr);
+  pool->Release(index_);
+  index_ = -1;
+  data_ = nullptr;
+  capacity_ = 0;
+}
+
+absl::StatusOr<std::unique_ptr<BufferPool>> BufferPool::Create(
+    size_t count, size_t buffer_size) {
+  if (count < 1 || count > 16384) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("buffer count ", count, " is outside [1, 16384]"));
+  }
+  if (buffer_size == 0 || buffer_size % 4096 != 0 ||
+      buffer_size > (size_t{1} << 30)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "buffer size ", buffer_size, " is not a multiple of 4096 up to 1 GiB"));
+  }
+  void* base = mmap(nullptr, count * buffer_size, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (base == MAP_FAILED) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "cannot map ", count, " buffers of ", buffer_size, " bytes"));
+  }
+  return std::unique_ptr<BufferPool>(
+      new BufferPool(static_cast<char*>(base), count, buffer_size));
+}
+
+BufferPool::BufferPool(char* base, size_t count, size_t buffer_size)
+    : base_(base), count_(count), buffer_size_(buffer_size) {
+  free_.reserve(count);
+  // Hand out low indexes first.
+  for (size_t i = count; i > 0; --i) free_.push_back(static_cast<int>(i - 1));
+}
+
+BufferPool::~BufferPool() { munmap(base_, count_ * buffer_size_); }
+
+PooledBuffer BufferPool::Wrap(int index) {
+  return PooledBuffer(this, index, base_ + index * buffer_size_, buffer_size_);
+}
+
+void BufferPool::Acquire(AcquireCallback done) {
+  int index;
+  {
+    absl::MutexLock lock(&mu_);
+    if (free_.empty()) {
+      waiters_.push_back(std::move(done));
+      return;
+    }
+    index = free_.back();
+    free_.pop_back();
+  }
+  std::move(done)(Wrap(index));
+}
+
+PooledBuffer BufferPool::TryAcquire() {
+  absl::MutexLock lock(&mu_);
+  if (free_.empty()) return PooledBuffer();
+  const int index = free_.back();
+  free_.pop_back();
+  return Wrap(index);
+}
+
+void BufferPool::Release(int index) {
+  AcquireCallback waiter;
+  {
+    absl::MutexLock lock(&mu_);
+    if (waiters_.empty()) {
+      free_.push_back(index);
+      return;
+    }
+    waiter = std::move(waiters_.front());
+    waiters_.pop_front();
+  }
+  // The buffer passes straight to the oldest waiter, outside the lock.
+  std::move(waiter)(Wrap(index));
+}
+
+size_t BufferPool::free_count() const {
+  absl::MutexLock lock(&mu_);
+  return free_.size();
+}
+
+std::vector<iovec> BufferPool::iovecs() const {
+  std::vector<iovec> v(count_);
+  for (size_t i = 0; i < count_; ++i) {
+    v[i].iov_base = base_ + i * buffer_size_;
+    v[i].iov_len = buffer_size_;
+  }
+  return v;
+}
+
+}  // namespace ringstore::storage

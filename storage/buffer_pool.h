@@ -1,0 +1,106 @@
+// A fixed set of equally sized, page-aligned I/O buffers.
+//
+// Every byte of file data that moves between the server and the disk passes
+// through a pool buffer, so the pool bounds the server's data memory: a
+// request that finds no free buffer waits (asynchronously) for one, it never
+// makes the pool grow. The io_uring engine registers the whole pool with the
+// kernel once (buffer i is registered index i); other engines use it as plain
+// memory.
+//
+// Thread-safe. Waiters are served first-come first-served.
+#ifndef RINGSTORE_STORAGE_BUFFER_POOL_H_
+#define RINGSTORE_STORAGE_BUFFER_POOL_H_
+
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
+
+namespace ringstore::storage {
+
+class BufferPool;
+
+// Exclusive ownership of one pool buffer. Move-only; the destructor returns
+// the buffer to its pool (the only place a buffer is ever given back), so a
+// buffer handed to an engine must be kept alive until its completion runs.
+class PooledBuffer {
+ public:
+  PooledBuffer() = default;
+  PooledBuffer(PooledBuffer&& other) noexcept;
+  PooledBuffer& operator=(PooledBuffer&& other) noexcept;
+  PooledBuffer(const PooledBuffer&) = delete;
+  PooledBuffer& operator=(const PooledBuffer&) = delete;
+  ~PooledBuffer();
+
+  bool valid() const { return pool_ != nullptr; }
+  // Index of this buffer in the pool (the registered buffer index).
+  int index() const { return index_; }
+  char* data() const { return data_; }
+  size_t capacity() const { return capacity_; }
+  absl::Span<char> span() const { return absl::Span<char>(data_, capacity_); }
+
+ private:
+  friend class BufferPool;
+  PooledBuffer(BufferPool* pool, int index, char* data, size_t capacity)
+      : pool_(pool), index_(index), data_(data), capacity_(capacity) {}
+  void Reset();
+
+  BufferPool* pool_ = nullptr;
+  int index_ = -1;
+  char* data_ = nullptr;
+  size_t capacity_ = 0;
+};
+
+class BufferPool {
+ public:
+  using AcquireCallback = absl::AnyInvocable<void(PooledBuffer) &&>;
+
+  // Maps `count` buffers of `buffer_size` bytes (a multiple of 4096) in one
+  // anonymous mapping. InvalidArgument for a zero/unaligned size or a count
+  // outside [1, 16384]; ResourceExhausted if the mapping fails.
+  static absl::StatusOr<std::unique_ptr<BufferPool>> Create(size_t count,
+                                                            size_t buffer_size);
+  // All buffers must have been returned.
+  ~BufferPool();
+  BufferPool(const BufferPool&) = delete;
+  BufferPool& operator=(const BufferPool&) = delete;
+
+  // Hands a buffer to `done`: at once on the calling thread if one is free,
+  // otherwise later, on the thread that returns a buffer (inside that
+  // PooledBuffer's destructor). So `done` must not block, and nobody may
+  // destroy a PooledBuffer while holding a lock that a waiting `done` takes.
+  void Acquire(AcquireCallback done);
+  // A free buffer, or an invalid PooledBuffer if none is free. Never waits.
+  PooledBuffer TryAcquire();
+
+  size_t count() const { return count_; }
+  size_t buffer_size() const { return buffer_size_; }
+  size_t free_count() const;
+  // One iovec per buffer, in index order, for io_uring_register_buffers.
+  std::vector<iovec> iovecs() const;
+
+ private:
+  friend class PooledBuffer;
+  BufferPool(char* base, size_t count, size_t buffer_size);
+  void Release(int index);
+  PooledBuffer Wrap(int index);
+
+  char* const base_;
+  const size_t count_;
+  const size_t buffer_size_;
+  mutable absl::Mutex mu_;
+  std::vector<int> free_ ABSL_GUARDED_BY(mu_);
+  std::deque<AcquireCallback> waiters_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace ringstore::storage
+
+#endif  // RINGSTORE_STORAGE_BUFFER_POOL_H_

@@ -1,0 +1,158 @@
+// The storage engine: asynchronous file operations beneath a root directory.
+//
+// Think of LevelDB's Env, made asynchronous. Every operation returns at once
+// and later calls its callback exactly once, on an engine thread, with the
+// result and the Backend that really did the work. Callbacks must be quick
+// and must not block: they may submit further operations.
+//
+// Paths are relative to the engine's root and are resolved by the kernel
+// beneath it (openat2 with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, or the same
+// rule via a parent directory opened that way): no symlink and no ".." lets
+// an operation touch anything outside the root. Engines do not apply any
+// other path policy; that is the namespace's job (storage/path.h).
+//
+// Data moves only through BufferPool buffers: Read fills and Write drains a
+// span that lies inside a PooledBuffer of the pool given in EngineOptions,
+// which the caller keeps alive until the callback has run.
+//
+// Errors are absl::Status with the codes of ErrnoToStatus.
+#ifndef RINGSTORE_STORAGE_ENGINE_H_
+#define RINGSTORE_STORAGE_ENGINE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "storage/buffer_pool.h"
+
+namespace ringstore::storage {
+
+// Which engine did an operation. Values match the proto's Backend enum.
+enum class Backend { kUnspecified = 0, kIoUring = 1, kPosixAio = 2, kThreadPool = 3 };
+
+// "io_uring", "posix_aio", "thread_pool" (or "unspecified").
+absl::string_view BackendName(Backend backend);
+
+// A file an engine has opened. Opaque to callers: the engine decides what
+// `id` means (a descriptor, a registered slot). Must be closed exactly once.
+struct FileHandle {
+  int64_t id = -1;
+};
+
+enum class OpenMode {
+  kRead,          // existing regular file, read-only
+  kCreateWrite,   // new file (must not exist), write-only, mode 0644
+  kDirectory,     // existing directory, for Sync
+};
+
+struct FileStat {
+  int64_t size = 0;
+  absl::Time modified;
+  bool is_regular = false;
+  bool is_directory = false;
+  // Value of the metadata attribute (EngineOptions::metadata_attr), or empty
+  // if the file has none.
+  std::string metadata;
+};
+
+struct DirEntry {
+  std::string name;
+  bool is_directory = false;
+  bool is_regular = false;
+};
+
+struct EngineOptions {
+  // Directory all paths are relative to; the engine keeps its own duplicate.
+  int root_fd = -1;
+  // Pool whose buffers Read/Write use. Must outlive the engine.
+  BufferPool* pool = nullptr;
+  // Worker threads, for engines that use them.
+  int threads = 4;
+  // Name of the extended attribute Stat reports and SetMetadata writes.
+  std::string metadata_attr = "user.ringstore.meta";
+};
+
+// What an engine reports about itself (GetServerInfo shows it).
+struct EngineInfo {
+  Backend backend = Backend::kUnspecified;
+  std::vector<std::string> features;
+  bool buffers_registered = false;
+};
+
+class Engine {
+ public:
+  template <typename T>
+  using Callback = absl::AnyInvocable<void(absl::StatusOr<T>, Backend) &&>;
+  using DoneCallback = absl::AnyInvocable<void(absl::Status, Backend) &&>;
+
+  virtual ~Engine() = default;
+
+  // Information about this engine. Thread-safe, never blocks.
+  virtual EngineInfo info() const = 0;
+
+  // Opens `path` as `mode` says. NotFound if it (or, for kCreateWrite, its
+  // parent) does not exist; AlreadyExists for kCreateWrite on an existing
+  // name; FailedPrecondition if kRead names a directory; PermissionDenied if
+  // resolution would leave the root or cross a symlink.
+  virtual void Open(std::string path, OpenMode mode, Callback<FileHandle> done) = 0;
+
+  // Reads up to dst.size() bytes at `offset` into `dst` (inside a pool
+  // buffer). Short reads are continued internally: fewer bytes than asked
+  // means end of file was reached. Returns the byte count.
+  virtual void Read(FileHandle file, int64_t offset, absl::Span<char> dst,
+                    Callback<size_t> done) = 0;
+
+  // Writes all of `src` (inside a pool buffer) at `offset`; short writes are
+  // continued internally. ResourceExhausted when the disk is full.
+  virtual void Write(FileHandle file, int64_t offset, absl::Span<const char> src,
+                     DoneCallback done) = 0;
+
+  // fsync (data_only=false) or fdatasync (data_only=true).
+  virtual void Sync(FileHandle file, bool data_only, DoneCallback done) = 0;
+
+  // Closes `file`; the handle is invalid once this is called.
+  virtual void Close(FileHandle file, DoneCallback done) = 0;
+
+  // Stat of an open file, metadata attribute included.
+  virtual void Stat(FileHandle file, Callback<FileStat> done) = 0;
+
+  // Stat of `path` without following a final symlink (a symlink is neither
+  // regular nor a directory), metadata attribute included.
+  virtual void StatPath(std::string path, Callback<FileStat> done) = 0;
+
+  // Sets the metadata attribute of an open file (written with the file: it
+  // is durable after Sync).
+  virtual void SetMetadata(FileHandle file, std::string value, DoneCallback done) = 0;
+
+  // Renames `from` to `to`, replacing a file at `to` atomically.
+  virtual void Rename(std::string from, std::string to, DoneCallback done) = 0;
+
+  // Removes the file `path` (not a directory).
+  virtual void Unlink(std::string path, DoneCallback done) = 0;
+
+  // Creates directory `path` (mode 0755). AlreadyExists if something exists
+  // there already, whatever it is.
+  virtual void MakeDir(std::string path, DoneCallback done) = 0;
+
+  // Removes the empty directory `path`; FailedPrecondition if not empty.
+  virtual void RemoveDir(std::string path, DoneCallback done) = 0;
+
+  // Entries of directory `path` ("" is the root), without "." and "..", in
+  // no particular order.
+  virtual void ReadDir(std::string path, Callback<std::vector<DirEntry>> done) = 0;
+};
+
+// Engine factories, one per backend. Each fails (without side effects) if the
+// backend cannot run here.
+absl::StatusOr<std::unique_ptr<Engine>> NewThreadPoolEngine(const EngineOptions& options);
+
+}  // namespace ringstore::storage
+
+#endif  // RINGSTORE_STORAGE_ENGINE_H_

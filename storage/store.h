@@ -1,0 +1,190 @@
+// The namespace: files under a root directory, committed atomically and
+// durably, with generations and CRC32C checksums.
+//
+// Layout on disk:
+//   <root>/<path>                  committed files, plain files in plain dirs
+//   <root>/.ringstore/tmp/<random> data of uploads in progress
+// Each committed file carries one extended attribute, `user.ringstore.meta`
+// = "v1 <generation> <crc32c>", set on the temp file before the rename, so
+// the metadata arrives atomically with the content (a sidecar file would need
+// a second rename and could disagree with its file after a crash). A file
+// without the attribute (placed by hand) reports its mtime in microseconds as
+// generation and crc32c 0 ("unknown").
+//
+// Commit: write temp → set metadata → fsync file → rename into place →
+// fsync the directory (and every directory the commit created). Readers see
+// the old file or the new one, never a mix; a crash leaves the old file, and
+// the next Open removes the temp data. Generations come from one store-wide
+// counter seeded by the clock (max(now µs, last + 1)), so they increase on
+// every commit of a path, also across delete and re-create.
+//
+// Every operation is asynchronous: it runs on the engine and calls back once,
+// on an engine thread, with the result and the Backend that did the file
+// work. Commits and deletes of one path are serialised; everything else runs
+// concurrently. Thread-safe.
+#ifndef RINGSTORE_STORAGE_STORE_H_
+#define RINGSTORE_STORAGE_STORE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "storage/buffer_pool.h"
+#include "storage/engine.h"
+
+namespace ringstore::storage {
+
+class PathLocks;
+
+struct ObjectInfo {
+  std::string path;
+  int64_t size = 0;
+  int64_t generation = 0;
+  absl::Time modified;
+  uint32_t crc32c = 0;
+};
+
+struct StoreOptions {
+  // Root directory; created (with parents) if missing.
+  std::string root = "./data";
+  // "auto", "io_uring", "posix_aio" or "thread_pool" (engine_selector.h).
+  std::string engine = "auto";
+  // The buffer pool: all file data in flight lives in these buffers.
+  size_t buffer_count = 64;
+  size_t buffer_size = 1 << 20;
+  int engine_threads = 4;
+  // Largest file an upload may create; 0 = no limit.
+  int64_t max_file_bytes = 0;
+};
+
+struct WriteSpec {
+  std::string path;
+  // Expected total size; 0 = unknown.
+  int64_t size = 0;
+  // 0: the path must not exist (AlreadyExists otherwise). N: the current
+  // generation must be N (FailedPrecondition otherwise). Absent: overwrite.
+  std::optional<int64_t> if_generation_match;
+  // Expected CRC32C of the whole file, checked before commit (DataLoss).
+  std::optional<uint32_t> crc32c;
+};
+
+struct ListOptions {
+  // Only paths starting with this string ("" = all).
+  std::string prefix;
+  // "" lists every file below the prefix; "/" lists one level and reports
+  // sub-directories (that hold files) as prefixes ending in "/".
+  std::string delimiter;
+  // 1..1000; 0 means 1000, larger values are clamped.
+  int page_size = 0;
+  // next_page_token of the previous page, or "".
+  std::string page_token;
+};
+
+struct ListResult {
+  std::vector<ObjectInfo> files;
+  std::vector<std::string> prefixes;
+  // "" on the last page.
+  std::string next_page_token;
+};
+
+// A committed file opened for reading: a snapshot that later commits of the
+// same path do not change. Destroying it closes the file (asynchronously,
+// once reads in flight have finished).
+class Reader {
+ public:
+  virtual ~Reader() = default;
+  virtual const ObjectInfo& info() const = 0;
+  // Reads up to dst.size() bytes at `offset` into `dst`, which lies in a
+  // PooledBuffer the caller keeps alive until `done` runs. Fewer bytes than
+  // asked means end of file.
+  virtual void Read(int64_t offset, absl::Span<char> dst,
+                    Engine::Callback<size_t> done) = 0;
+};
+
+// An upload in progress. Appends run one at a time, in order. Destroying an
+// uncommitted Writer discards its temp data (asynchronously, once the call in
+// flight has finished).
+class Writer {
+ public:
+  virtual ~Writer() = default;
+  // Bytes accepted so far.
+  virtual int64_t size() const = 0;
+  // Appends `data` (borrowed until `done` runs) through pool buffers.
+  // InvalidArgument past WriteSpec::size, ResourceExhausted past
+  // max_file_bytes or on a full disk. After an error the Writer is dead:
+  // every later call fails and the temp data is gone.
+  virtual void Append(absl::string_view data, Engine::DoneCallback done) = 0;
+  // Checks size and checksum, then commits. InvalidArgument if fewer bytes
+  // than WriteSpec::size arrived, DataLoss on a checksum mismatch,
+  // AlreadyExists / FailedPrecondition for a failed precondition,
+  // FailedPrecondition if the path is a directory or below a file. On any
+  // failure nothing is visible and the temp data is removed.
+  virtual void Commit(Engine::Callback<ObjectInfo> done) = 0;
+};
+
+class Store {
+ public:
+  template <typename T>
+  using Callback = Engine::Callback<T>;
+
+  // Creates the root if needed, starts the engine and the buffer pool,
+  // checks that the file system keeps user extended attributes
+  // (FailedPrecondition if not) and removes temp data left by a crash.
+  static absl::StatusOr<std::unique_ptr<Store>> Open(const StoreOptions& options);
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  Engine& engine() const { return *engine_; }
+  BufferPool& pool() const { return *pool_; }
+  const StoreOptions& options() const { return options_; }
+  // Engines that could start on this machine, probed at Open.
+  const std::vector<std::string>& available_engines() const { return available_; }
+
+  // InvalidArgument for a bad path; NotFound if there is no file there.
+  void Stat(std::string path, Callback<ObjectInfo> done);
+  void List(ListOptions options, Callback<ListResult> done);
+  // NotFound if absent; FailedPrecondition if `if_generation_match` is set
+  // and differs from the current generation.
+  void Delete(std::string path, std::optional<int64_t> if_generation_match,
+              Engine::DoneCallback done);
+  void OpenReader(std::string path, Callback<std::unique_ptr<Reader>> done);
+  // Validates the spec (path, size against max_file_bytes) and creates the
+  // temp file.
+  void CreateWriter(WriteSpec spec, Callback<std::unique_ptr<Writer>> done);
+
+  // Internal, used by the commit and delete operations.
+  int64_t NextGeneration();
+  PathLocks& locks() { return *locks_; }
+
+ private:
+  Store(StoreOptions options, int root_fd, std::unique_ptr<BufferPool> pool,
+        std::unique_ptr<Engine> engine, std::vector<std::string> available);
+
+  const StoreOptions options_;
+  const int root_fd_;
+  std::unique_ptr<BufferPool> pool_;
+  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<PathLocks> locks_;
+  const std::vector<std::string> available_;
+  std::atomic<int64_t> last_generation_{0};
+};
+
+// "v1 <generation> <crc32c>" ↔ fields; exposed for tests.
+std::string EncodeMetadata(int64_t generation, uint32_t crc32c);
+// Fills generation and crc32c of `info` from `metadata`, or from `modified`
+// when the attribute is missing or malformed.
+void DecodeMetadata(absl::string_view metadata, absl::Time modified,
+                    ObjectInfo* info);
+
+}  // namespace ringstore::storage
+
+#endif  // RINGSTORE_STORAGE_STORE_H_

@@ -1,0 +1,160 @@
+// The thread-pool engine: each operation is one closure that makes blocking
+// POSIX calls (storage/posix_ops.h) on a WorkerPool thread and then runs the
+// callback on that same thread. The portable baseline every other engine is
+// measured against, and the last resort of --engine=auto.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <memory>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "storage/engine.h"
+#include "storage/posix_ops.h"
+#include "storage/status_util.h"
+#include "storage/worker_pool.h"
+
+namespace ringstore::storage {
+namespace {
+
+constexpr Backend kBackend = Backend::kThreadPool;
+
+class ThreadPoolEngine final : public Engine {
+ public:
+  ThreadPoolEngine(int root_fd, const EngineOptions& options)
+      : root_(root_fd),
+        attr_(options.metadata_attr),
+        threads_(options.threads),
+        workers_(options.threads, "rs-threadpool") {}
+
+  EngineInfo info() const override {
+    EngineInfo info;
+    info.backend = kBackend;
+    info.features = {absl::StrCat("threads=", threads_)};
+    return info;
+  }
+
+  void Open(std::string path, OpenMode mode, Callback<FileHandle> done) override {
+    Submit(std::move(done), [this, path = std::move(path), mode]()
+                                -> absl::StatusOr<FileHandle> {
+      RS_ASSIGN_OR_RETURN(int fd, posix::Open(root_.fd, path, mode));
+      return FileHandle{fd};
+    });
+  }
+
+  void Read(FileHandle file, int64_t offset, absl::Span<char> dst,
+            Callback<size_t> done) override {
+    Submit(std::move(done), [file, offset, dst] {
+      return posix::ReadFull(static_cast<int>(file.id), offset, dst);
+    });
+  }
+
+  void Write(FileHandle file, int64_t offset, absl::Span<const char> src,
+             DoneCallback done) override {
+    SubmitStatus(std::move(done), [file, offset, src] {
+      return posix::WriteFull(static_cast<int>(file.id), offset, src);
+    });
+  }
+
+  void Sync(FileHandle file, bool data_only, DoneCallback done) override {
+    SubmitStatus(std::move(done), [file, data_only] {
+      return posix::Sync(static_cast<int>(file.id), data_only);
+    });
+  }
+
+  void Close(FileHandle file, DoneCallback done) override {
+    SubmitStatus(std::move(done),
+                 [file] { return posix::Close(static_cast<int>(file.id)); });
+  }
+
+  void Stat(FileHandle file, Callback<FileStat> done) override {
+    Submit(std::move(done), [this, file] {
+      return posix::StatFd(static_cast<int>(file.id), attr_);
+    });
+  }
+
+  void StatPath(std::string path, Callback<FileStat> done) override {
+    Submit(std::move(done), [this, path = std::move(path)] {
+      return posix::StatPath(root_.fd, path, attr_);
+    });
+  }
+
+  void SetMetadata(FileHandle file, std::string value, DoneCallback done) override {
+    SubmitStatus(std::move(done), [this, file, value = std::move(value)] {
+      return posix::SetAttr(static_cast<int>(file.id), attr_, value);
+    });
+  }
+
+  void Rename(std::string from, std::string to, DoneCallback done) override {
+    SubmitStatus(std::move(done), [this, from = std::move(from), to = std::move(to)] {
+      return posix::Rename(root_.fd, from, to);
+    });
+  }
+
+  void Unlink(std::string path, DoneCallback done) override {
+    SubmitStatus(std::move(done), [this, path = std::move(path)] {
+      return posix::Unlink(root_.fd, path);
+    });
+  }
+
+  void MakeDir(std::string path, DoneCallback done) override {
+    SubmitStatus(std::move(done), [this, path = std::move(path)] {
+      return posix::MakeDir(root_.fd, path);
+    });
+  }
+
+  void RemoveDir(std::string path, DoneCallback done) override {
+    SubmitStatus(std::move(done), [this, path = std::move(path)] {
+      return posix::RemoveDir(root_.fd, path);
+    });
+  }
+
+  void ReadDir(std::string path, Callback<std::vector<DirEntry>> done) override {
+    Submit(std::move(done), [this, path = std::move(path)] {
+      return posix::ReadDir(root_.fd, path);
+    });
+  }
+
+ private:
+  // Owns the engine's duplicate of the root descriptor.
+  struct RootFd {
+    explicit RootFd(int f) : fd(f) {}
+    ~RootFd() { ::close(fd); }
+    int fd;
+  };
+
+  template <typename T, typename Op>
+  void Submit(Callback<T> done, Op op) {
+    workers_.Run([done = std::move(done), op = std::move(op)]() mutable {
+      std::move(done)(op(), kBackend);
+    });
+  }
+
+  template <typename Op>
+  void SubmitStatus(DoneCallback done, Op op) {
+    workers_.Run([done = std::move(done), op = std::move(op)]() mutable {
+      std::move(done)(op(), kBackend);
+    });
+  }
+
+  const RootFd root_;
+  const std::string attr_;
+  const int threads_;
+  // Declared last, so destroyed first: queued work finishes while root_ is
+  // still open.
+  WorkerPool workers_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Engine>> NewThreadPoolEngine(
+    const EngineOptions& options) {
+  if (options.root_fd < 0 || options.pool == nullptr) {
+    return absl::InvalidArgumentError("engine needs a root and a buffer pool");
+  }
+  const int root = fcntl(options.root_fd, F_DUPFD_CLOEXEC, 0);
+  if (root < 0) return ErrnoToStatus(errno, "dup root");
+  return std::make_unique<ThreadPoolEngine>(root, options);
+}
+
+}  // namespace ringstore::storage
