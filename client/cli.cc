@@ -1,0 +1,444 @@
+#include "client/cli.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "client/client.h"
+
+namespace ringstore::client {
+
+const char kUsage[] =
+    "usage: ringstore [--server=HOST:PORT] [--token_file=F] [--tls_ca=F] [--json] COMMAND\n"
+    "commands:\n"
+    "  put LOCAL|- REMOTE [--if_absent] [--resume]\n"
+    "  get REMOTE LOCAL|- [--offset=N] [--length=N]\n"
+    "  ls [PREFIX] [--long]\n"
+    "  stat REMOTE\n"
+    "  rm REMOTE\n"
+    "  info\n"
+    "--server defaults to $RINGSTORE_SERVER, then 127.0.0.1:50051.\n"
+    "Exit status: 0 success, 1 failure, 2 usage error.\n";
+
+namespace {
+
+struct CommandShape {
+  const char* name;
+  size_t min_args;
+  size_t max_args;
+};
+
+constexpr CommandShape kCommands[] = {
+    {"put", 2, 2}, {"get", 2, 2}, {"ls", 0, 1},
+    {"stat", 1, 1}, {"rm", 1, 1}, {"info", 0, 0},
+};
+
+bool ParseInt(const std::string& flag, const std::string& value, int64_t* out,
+              std::string* error) {
+  if (!absl::SimpleAtoi(value, out) || *out < 0) {
+    *error = absl::StrCat("--", flag, " needs a non-negative integer, got \"", value, "\"");
+    return false;
+  }
+  return true;
+}
+
+std::string ReadFileOrDie(const std::string& path, bool* ok) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  *ok = static_cast<bool>(in);
+  return ss.str();
+}
+
+int Fail(const grpc::Status& status) {
+  static const char* const kNames[] = {
+      "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
+      "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
+      "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
+      "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
+  const int code = status.error_code();
+  const char* name = code >= 0 && code <= 16 ? kNames[code] : "UNKNOWN";
+  std::cerr << "ringstore: " << name << ": " << status.error_message() << "\n";
+  return kExitFailure;
+}
+
+int LocalFail(const std::string& message) {
+  std::cerr << "ringstore: " << message << "\n";
+  return kExitFailure;
+}
+
+// A one-line progress bar on stderr, drawn only when stderr is a terminal.
+class ProgressBar {
+ public:
+  ProgressBar() : enabled_(isatty(STDERR_FILENO) == 1), start_(absl::Now()) {}
+  ~ProgressBar() {
+    if (drawn_) std::fputs("\r\033[K", stderr);
+  }
+  Progress callback() {
+    if (!enabled_) return nullptr;
+    return [this](int64_t done, int64_t total) { Draw(done, total); };
+  }
+
+ private:
+  void Draw(int64_t done, int64_t total) {
+    const absl::Time now = absl::Now();
+    if (now - last_ < absl::Milliseconds(100) && done != total) return;
+    last_ = now;
+    drawn_ = true;
+    const double secs = absl::ToDoubleSeconds(now - start_);
+    const double rate = secs > 0 ? done / secs : 0;
+    std::string line;
+    if (total > 0) {
+      const int width = 30;
+      const int filled = static_cast<int>(width * done / total);
+      const double eta = rate > 0 ? (total - done) / rate : 0;
+      line = absl::StrFormat("\r[%s%s] %3d%% %7.1f MiB/s ETA %.0fs", std::string(filled, '#'),
+                             std::string(width - filled, ' '),
+                             static_cast<int>(100 * done / total), rate / (1 << 20), eta);
+    } else {
+      line = absl::StrFormat("\r%.1f MiB %7.1f MiB/s", done / double(1 << 20), rate / (1 << 20));
+    }
+    std::fputs(line.c_str(), stderr);
+    std::fflush(stderr);
+  }
+
+  const bool enabled_;
+  const absl::Time start_;
+  absl::Time last_ = absl::InfinitePast();
+  bool drawn_ = false;
+};
+
+void PrintInfoHuman(const v1::FileInfo& f, const std::string& backend) {
+  std::cout << "path: " << f.path() << "\nsize: " << f.size()
+            << "\ngeneration: " << f.generation() << "\nmodified: " << FormatModified(f)
+            << "\ncrc32c: " << f.crc32c() << "\nserved by " << backend << "\n";
+}
+
+int CmdPut(Client& client, const CliArgs& a) {
+  const std::string& local = a.args[0];
+  const std::string& remote = a.args[1];
+  if (a.resume) {
+    std::string upload_id;
+    grpc::Status s = client.StartUpload(remote, a.if_absent, &upload_id);
+    if (!s.ok()) return Fail(s);
+  }
+  int fd = STDIN_FILENO;
+  PutOptions options;
+  options.if_absent = a.if_absent;
+  if (local != "-") {
+    fd = open(local.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return LocalFail(absl::StrCat("cannot open ", local, ": ", std::strerror(errno)));
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) options.size = st.st_size;
+  }
+  ProgressBar bar;
+  options.progress = bar.callback();
+  v1::FileInfo info;
+  std::string backend;
+  grpc::Status s = client.Put(fd, remote, options, &info, &backend);
+  if (fd != STDIN_FILENO) close(fd);
+  if (!s.ok()) return Fail(s);
+  if (a.json) {
+    std::cout << FileInfoJson(info, backend) << "\n";
+  } else {
+    std::cout << "uploaded " << info.path() << " (" << info.size() << " bytes, generation "
+              << info.generation() << ") served by " << backend << "\n";
+  }
+  return kExitOk;
+}
+
+int CmdGet(Client& client, const CliArgs& a) {
+  const std::string& remote = a.args[0];
+  const std::string& local = a.args[1];
+  GetOptions options;
+  options.offset = a.offset;
+  options.length = a.length;
+  ProgressBar bar;
+  options.progress = bar.callback();
+  v1::FileInfo info;
+  std::string backend;
+  if (local == "-") {
+    grpc::Status s = client.Get(remote, options, STDOUT_FILENO, &info, &backend);
+    if (!s.ok()) return Fail(s);
+    // stdout carries the data: the summary goes to stderr.
+    if (a.json) std::cerr << FileInfoJson(info, backend) << "\n";
+    return kExitOk;
+  }
+  // Download next to LOCAL, then rename: LOCAL is complete or untouched.
+  std::string tmp = absl::StrCat(local, ".ringstore-XXXXXX");
+  const int fd = mkstemp(tmp.data());
+  if (fd < 0) return LocalFail(absl::StrCat("cannot create ", tmp, ": ", std::strerror(errno)));
+  fchmod(fd, 0644);
+  grpc::Status s = client.Get(remote, options, fd, &info, &backend);
+  if (s.ok() && fsync(fd) != 0) {
+    s = grpc::Status(grpc::StatusCode::INTERNAL, absl::StrCat("fsync: ", std::strerror(errno)));
+  }
+  close(fd);
+  if (s.ok() && rename(tmp.c_str(), local.c_str()) != 0) {
+    s = grpc::Status(grpc::StatusCode::INTERNAL,
+                     absl::StrCat("rename to ", local, ": ", std::strerror(errno)));
+  }
+  if (!s.ok()) {
+    unlink(tmp.c_str());
+    return Fail(s);
+  }
+  if (a.json) {
+    std::cout << FileInfoJson(info, backend) << "\n";
+  } else {
+    std::cout << "downloaded " << info.path() << " to " << local << " served by " << backend
+              << "\n";
+  }
+  return kExitOk;
+}
+
+int CmdLs(Client& client, const CliArgs& a) {
+  const std::string prefix = a.args.empty() ? "" : a.args[0];
+  std::string backend;
+  std::vector<v1::FileInfo> files;
+  grpc::Status s =
+      client.List(prefix, [&files](const v1::FileInfo& f) { files.push_back(f); }, &backend);
+  if (!s.ok()) return Fail(s);
+  for (const v1::FileInfo& f : files) {
+    if (a.json) {
+      std::cout << FileInfoJson(f, backend) << "\n";
+    } else if (a.long_format) {
+      std::cout << absl::StrFormat("%12d  %16d  %s  %s\n", f.size(), f.generation(),
+                                   FormatModified(f), f.path());
+    } else {
+      std::cout << f.path() << "\n";
+    }
+  }
+  // stdout stays a clean list; the engine is named on stderr.
+  if (!a.json) std::cerr << files.size() << " files, served by " << backend << "\n";
+  return kExitOk;
+}
+
+int CmdStat(Client& client, const CliArgs& a) {
+  v1::FileInfo info;
+  std::string backend;
+  grpc::Status s = client.Stat(a.args[0], &info, &backend);
+  if (!s.ok()) return Fail(s);
+  if (a.json) {
+    std::cout << FileInfoJson(info, backend) << "\n";
+  } else {
+    PrintInfoHuman(info, backend);
+  }
+  return kExitOk;
+}
+
+int CmdRm(Client& client, const CliArgs& a) {
+  std::string backend;
+  grpc::Status s = client.Delete(a.args[0], &backend);
+  if (!s.ok()) return Fail(s);
+  if (a.json) {
+    std::cout << "{\"path\":" << JsonString(a.args[0]) << ",\"deleted\":true,\"backend\":"
+              << JsonString(backend) << "}\n";
+  } else {
+    std::cout << "deleted " << a.args[0] << " served by " << backend << "\n";
+  }
+  return kExitOk;
+}
+
+int CmdInfo(Client& client, const CliArgs& a) {
+  v1::ServerInfo info;
+  grpc::Status s = client.GetServerInfo(&info);
+  if (!s.ok()) return Fail(s);
+  std::vector<std::string> available(info.engines_available().begin(),
+                                     info.engines_available().end());
+  std::vector<std::string> features(info.io_uring_features().begin(),
+                                    info.io_uring_features().end());
+  if (a.json) {
+    auto list = [](const std::vector<std::string>& v) {
+      std::vector<std::string> quoted;
+      for (const std::string& s : v) quoted.push_back(JsonString(s));
+      return absl::StrCat("[", absl::StrJoin(quoted, ","), "]");
+    };
+    std::cout << "{\"engine\":" << JsonString(info.engine())
+              << ",\"backend\":" << JsonString(BackendName(info.backend()))
+              << ",\"engines_available\":" << list(available)
+              << ",\"io_uring_features\":" << list(features)
+              << ",\"registered_buffer_count\":" << info.registered_buffer_count()
+              << ",\"registered_buffer_size\":" << info.registered_buffer_size()
+              << ",\"buffers_registered\":" << (info.buffers_registered() ? "true" : "false")
+              << ",\"max_chunk_bytes\":" << info.max_chunk_bytes()
+              << ",\"version\":" << JsonString(info.version()) << "}\n";
+  } else {
+    std::cout << "engine: " << info.engine() << "\nengines available: "
+              << absl::StrJoin(available, ", ") << "\nbuffers: "
+              << info.registered_buffer_count() << " x " << info.registered_buffer_size()
+              << " bytes (registered with the kernel: "
+              << (info.buffers_registered() ? "yes" : "no") << ")\n";
+    if (!features.empty()) std::cout << "io_uring features: " << absl::StrJoin(features, ", ") << "\n";
+    std::cout << "max chunk: " << info.max_chunk_bytes() << " bytes\nversion: " << info.version()
+              << "\nserved by " << info.engine() << "\n";
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+bool ParseArgs(const std::vector<std::string>& argv, CliArgs* out, std::string* error) {
+  std::vector<std::string> positional;
+  for (size_t i = 0; i < argv.size(); ++i) {
+    const std::string& arg = argv[i];
+    if (arg.size() < 3 || arg.compare(0, 2, "--") != 0) {
+      positional.push_back(arg);
+      continue;
+    }
+    std::string name = arg.substr(2);
+    std::string value;
+    bool has_value = false;
+    if (const size_t eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+      has_value = true;
+    }
+    bool* boolean = name == "json"        ? &out->json
+                    : name == "if_absent" ? &out->if_absent
+                    : name == "resume"    ? &out->resume
+                    : name == "long"      ? &out->long_format
+                                          : nullptr;
+    if (boolean != nullptr) {
+      if (has_value && value != "true" && value != "false") {
+        *error = absl::StrCat("--", name, " takes no value");
+        return false;
+      }
+      *boolean = !has_value || value == "true";
+      continue;
+    }
+    const bool valued = name == "server" || name == "token_file" || name == "tls_ca" ||
+                        name == "offset" || name == "length";
+    if (!valued) {
+      *error = absl::StrCat("unknown flag --", name);
+      return false;
+    }
+    if (!has_value) {
+      if (i + 1 >= argv.size()) {
+        *error = absl::StrCat("--", name, " needs a value");
+        return false;
+      }
+      value = argv[++i];
+    }
+    if (name == "server") out->server = value;
+    if (name == "token_file") out->token_file = value;
+    if (name == "tls_ca") out->tls_ca = value;
+    if (name == "offset" && !ParseInt(name, value, &out->offset, error)) return false;
+    if (name == "length" && !ParseInt(name, value, &out->length, error)) return false;
+  }
+  if (positional.empty()) {
+    *error = "no command";
+    return false;
+  }
+  out->command = positional[0];
+  out->args.assign(positional.begin() + 1, positional.end());
+  const CommandShape* shape = nullptr;
+  for (const CommandShape& c : kCommands) {
+    if (out->command == c.name) shape = &c;
+  }
+  if (shape == nullptr) {
+    *error = absl::StrCat("unknown command \"", out->command, "\"");
+    return false;
+  }
+  if (out->args.size() < shape->min_args || out->args.size() > shape->max_args) {
+    *error = absl::StrCat("wrong number of arguments for ", out->command);
+    return false;
+  }
+  const bool put = out->command == "put", get = out->command == "get";
+  if ((out->if_absent || out->resume) && !put) {
+    *error = "--if_absent and --resume apply to put only";
+    return false;
+  }
+  if ((out->offset != 0 || out->length != 0) && !get) {
+    *error = "--offset and --length apply to get only";
+    return false;
+  }
+  if (out->long_format && out->command != "ls") {
+    *error = "--long applies to ls only";
+    return false;
+  }
+  return true;
+}
+
+std::string JsonString(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (c < 0x20) {
+          out += absl::StrFormat("\\u%04x", c);
+        } else {
+          out.push_back(static_cast<char>(c));
+        }
+    }
+  }
+  out += "\"";
+  return out;
+}
+
+std::string FormatModified(const v1::FileInfo& info) {
+  const absl::Time t = absl::FromUnixSeconds(info.modified().seconds()) +
+                       absl::Nanoseconds(info.modified().nanos());
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E*SZ", t, absl::UTCTimeZone());
+}
+
+std::string FileInfoJson(const v1::FileInfo& info, const std::string& backend) {
+  return absl::StrCat("{\"path\":", JsonString(info.path()), ",\"size\":", info.size(),
+                      ",\"generation\":", info.generation(), ",\"modified\":",
+                      JsonString(FormatModified(info)), ",\"crc32c\":", info.crc32c(),
+                      ",\"backend\":", JsonString(backend), "}");
+}
+
+int RunCommand(const CliArgs& a) {
+  ClientOptions options;
+  options.server = a.server;
+  if (options.server.empty()) {
+    const char* env = std::getenv("RINGSTORE_SERVER");
+    options.server = env != nullptr && *env != '\0' ? env : "127.0.0.1:50051";
+  }
+  bool ok = true;
+  if (!a.tls_ca.empty()) {
+    options.tls_ca_pem = ReadFileOrDie(a.tls_ca, &ok);
+    if (!ok) return LocalFail(absl::StrCat("cannot read --tls_ca file ", a.tls_ca));
+  }
+  if (!a.token_file.empty()) {
+    options.token = std::string(absl::StripAsciiWhitespace(ReadFileOrDie(a.token_file, &ok)));
+    if (!ok) return LocalFail(absl::StrCat("cannot read --token_file ", a.token_file));
+  }
+  Client client(options);
+  if (a.command == "put") return CmdPut(client, a);
+  if (a.command == "get") return CmdGet(client, a);
+  if (a.command == "ls") return CmdLs(client, a);
+  if (a.command == "stat") return CmdStat(client, a);
+  if (a.command == "rm") return CmdRm(client, a);
+  return CmdInfo(client, a);
+}
+
+}  // namespace ringstore::client

@@ -1,0 +1,265 @@
+#include "client/client.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "client/crc32c.h"
+
+namespace ringstore::client {
+namespace {
+
+std::string TrailerBackend(const grpc::ClientContext& context) {
+  const auto& trailers = context.GetServerTrailingMetadata();
+  auto it = trailers.find("ringstore-backend");
+  if (it == trailers.end()) return "";
+  return std::string(it->second.data(), it->second.size());
+}
+
+grpc::Status DataLoss(const std::string& what) {
+  return grpc::Status(grpc::StatusCode::DATA_LOSS, what);
+}
+
+// Reads up to `n` bytes, retrying short reads until EOF.
+ssize_t ReadFull(int fd, char* buf, size_t n) {
+  size_t done = 0;
+  while (done < n) {
+    const ssize_t r = read(fd, buf + done, n - done);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    if (r == 0) break;
+    done += static_cast<size_t>(r);
+  }
+  return static_cast<ssize_t>(done);
+}
+
+bool WriteFull(int fd, const char* buf, size_t n) {
+  while (n > 0) {
+    const ssize_t w = write(fd, buf, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    buf += w;
+    n -= static_cast<size_t>(w);
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string BackendName(v1::Backend backend) {
+  switch (backend) {
+    case v1::BACKEND_IO_URING:
+      return "io_uring";
+    case v1::BACKEND_POSIX_AIO:
+      return "posix_aio";
+    case v1::BACKEND_THREAD_POOL:
+      return "thread_pool";
+    default:
+      return "";
+  }
+}
+
+Client::Client(const ClientOptions& options) : options_(options) {
+  std::shared_ptr<grpc::ChannelCredentials> creds;
+  if (options.tls_ca_pem.empty()) {
+    creds = grpc::InsecureChannelCredentials();
+  } else {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = options.tls_ca_pem;
+    creds = grpc::SslCredentials(ssl);
+  }
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  stub_ = v1::FileStore::NewStub(grpc::CreateCustomChannel(options.server, creds, args));
+}
+
+void Client::Prepare(grpc::ClientContext* context, bool unary) const {
+  if (!options_.token.empty()) {
+    context->AddMetadata("authorization", absl::StrCat("Bearer ", options_.token));
+  }
+  if (unary) {
+    context->set_deadline(absl::ToChronoTime(absl::Now() + options_.unary_timeout));
+  }
+}
+
+grpc::Status Client::Put(int fd, const std::string& remote, const PutOptions& options,
+                         v1::FileInfo* info, std::string* backend) {
+  grpc::ClientContext context;
+  Prepare(&context, /*unary=*/false);
+  v1::UploadResponse response;
+  std::unique_ptr<grpc::ClientWriter<v1::UploadRequest>> writer =
+      stub_->Upload(&context, &response);
+
+  v1::UploadRequest request;
+  v1::UploadSpec* spec = request.mutable_spec();
+  spec->set_path(remote);
+  spec->set_size(options.size);
+  if (options.if_absent) spec->set_if_generation_match(0);
+
+  std::vector<char> buf(options.chunk_bytes);
+  int64_t offset = 0;
+  uint32_t crc = 0;
+  bool stream_ok = true;
+  grpc::Status local_error;
+  for (;;) {
+    const ssize_t n = ReadFull(fd, buf.data(), buf.size());
+    if (n < 0) {
+      local_error = grpc::Status(grpc::StatusCode::INTERNAL,
+                                 absl::StrCat("reading input: ", std::strerror(errno)));
+      context.TryCancel();
+      break;
+    }
+    const absl::string_view data(buf.data(), static_cast<size_t>(n));
+    const bool last = static_cast<size_t>(n) < buf.size();
+    request.set_offset(offset);
+    request.set_data(data.data(), data.size());
+    request.set_crc32c(Crc32c(data));
+    request.set_finish(last);
+    crc = Crc32cExtend(crc, data);
+    offset += n;
+    if (!writer->Write(request)) {
+      stream_ok = false;  // the server ended the call; Finish says why
+      break;
+    }
+    if (options.progress) options.progress(offset, options.size);
+    if (last) break;
+    request.Clear();
+  }
+  if (stream_ok) writer->WritesDone();
+  grpc::Status status = writer->Finish();
+  if (!local_error.ok()) return local_error;
+  if (!status.ok()) return status;
+  *backend = BackendName(response.backend());
+  if (backend->empty()) *backend = TrailerBackend(context);
+  *info = response.file();
+  if (info->size() != offset) {
+    return DataLoss(absl::StrCat("server stored ", info->size(), " bytes, sent ", offset));
+  }
+  if (info->crc32c() != crc) {
+    return DataLoss(absl::StrCat("server crc32c ", info->crc32c(), " differs from local ", crc));
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status Client::Get(const std::string& remote, const GetOptions& options, int fd,
+                         v1::FileInfo* info, std::string* backend) {
+  grpc::ClientContext context;
+  Prepare(&context, /*unary=*/false);
+  v1::DownloadRequest request;
+  request.set_path(remote);
+  request.set_offset(options.offset);
+  request.set_limit(options.length);
+  std::unique_ptr<grpc::ClientReader<v1::DownloadResponse>> reader =
+      stub_->Download(&context, request);
+  v1::DownloadResponse response;
+  bool first = true;
+  int64_t expected = options.offset;
+  int64_t total = 0;
+  uint32_t crc = 0;
+  grpc::Status local_error;
+  while (reader->Read(&response)) {
+    if (first) {
+      *info = response.info();
+      *backend = BackendName(response.backend());
+      const int64_t rest = info->size() - options.offset;
+      total = options.length > 0 && options.length < rest ? options.length : rest;
+      first = false;
+    }
+    if (response.offset() != expected) {
+      local_error = DataLoss(absl::StrCat("chunk at ", response.offset(), ", expected ", expected));
+    } else if (Crc32c(response.data()) != response.crc32c()) {
+      local_error = DataLoss(absl::StrCat("crc32c mismatch in chunk at ", response.offset()));
+    } else if (!WriteFull(fd, response.data().data(), response.data().size())) {
+      local_error = grpc::Status(grpc::StatusCode::INTERNAL,
+                                 absl::StrCat("writing output: ", std::strerror(errno)));
+    }
+    if (!local_error.ok()) {
+      context.TryCancel();
+      break;
+    }
+    crc = Crc32cExtend(crc, response.data());
+    expected += static_cast<int64_t>(response.data().size());
+    if (options.progress) options.progress(expected - options.offset, total);
+  }
+  grpc::Status status = reader->Finish();
+  if (!local_error.ok()) return local_error;
+  if (!status.ok()) return status;
+  if (backend->empty()) *backend = TrailerBackend(context);
+  if (expected - options.offset != total) {
+    return DataLoss(absl::StrCat("received ", expected - options.offset, " bytes, expected ", total));
+  }
+  const bool whole = options.offset == 0 && total == info->size();
+  if (whole && info->crc32c() != 0 && info->crc32c() != crc) {
+    return DataLoss("crc32c of the downloaded file differs from the server's");
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status Client::Stat(const std::string& remote, v1::FileInfo* info,
+                          std::string* backend) {
+  grpc::ClientContext context;
+  Prepare(&context, true);
+  v1::StatRequest request;
+  request.set_path(remote);
+  grpc::Status status = stub_->Stat(&context, request, info);
+  *backend = TrailerBackend(context);
+  return status;
+}
+
+grpc::Status Client::List(const std::string& prefix,
+                          const std::function<void(const v1::FileInfo&)>& each,
+                          std::string* backend) {
+  v1::ListRequest request;
+  request.set_prefix(prefix);
+  for (;;) {
+    grpc::ClientContext context;
+    Prepare(&context, true);
+    v1::ListResponse response;
+    grpc::Status status = stub_->List(&context, request, &response);
+    if (!status.ok()) return status;
+    *backend = TrailerBackend(context);
+    for (const v1::FileInfo& f : response.files()) each(f);
+    if (response.next_page_token().empty()) return grpc::Status::OK;
+    request.set_page_token(response.next_page_token());
+  }
+}
+
+grpc::Status Client::Delete(const std::string& remote, std::string* backend) {
+  grpc::ClientContext context;
+  Prepare(&context, true);
+  v1::DeleteRequest request;
+  request.set_path(remote);
+  v1::DeleteResponse response;
+  grpc::Status status = stub_->Delete(&context, request, &response);
+  *backend = BackendName(response.backend());
+  if (backend->empty()) *backend = TrailerBackend(context);
+  return status;
+}
+
+grpc::Status Client::GetServerInfo(v1::ServerInfo* info) {
+  grpc::ClientContext context;
+  Prepare(&context, true);
+  return stub_->GetServerInfo(&context, v1::GetServerInfoRequest(), info);
+}
+
+grpc::Status Client::StartUpload(const std::string& remote, bool if_absent,
+                                 std::string* upload_id) {
+  grpc::ClientContext context;
+  Prepare(&context, true);
+  v1::StartUploadRequest request;
+  request.mutable_spec()->set_path(remote);
+  if (if_absent) request.mutable_spec()->set_if_generation_match(0);
+  v1::StartUploadResponse response;
+  grpc::Status status = stub_->StartUpload(&context, request, &response);
+  *upload_id = response.upload_id();
+  return status;
+}
+
+}  // namespace ringstore::client

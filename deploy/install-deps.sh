@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian packages ringstore builds and tests with, if any is
+# missing. Idempotent; needs root (apt-get) only when something is missing.
+set -euo pipefail
+
+packages=(
+  bazel-bootstrap
+  g++
+  libgrpc++-dev
+  protobuf-compiler-grpc
+  protobuf-compiler
+  libprotobuf-dev
+  libabsl-dev
+  liburing-dev
+  libgtest-dev
+  libgmock-dev
+  libbenchmark-dev
+  python3-grpcio
+  python3-protobuf
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+apt-get install -y --no-install-recommends "${missing[@]}"
