@@ -1,0 +1,294 @@
+"""A stock Python gRPC client (generated from the proto by Debian's
+protoc + grpc_python_plugin) against the real server: the API contract of
+DESIGN.md §3, exact status codes included."""
+
+import os
+import time
+import unittest
+
+import grpc
+
+import testlib
+from ringstore.v1 import ringstore_pb2 as pb
+from ringstore.v1 import ringstore_pb2_grpc as pbg
+
+MiB = 1 << 20
+
+
+def chunks(path, data, chunk=MiB, spec_extra=None, per_message_crc=True):
+    spec = pb.UploadSpec(path=path, size=len(data), **(spec_extra or {}))
+    yield pb.UploadRequest(spec=spec)
+    for off in range(0, len(data), chunk):
+        piece = data[off:off + chunk]
+        req = pb.UploadRequest(offset=off, data=piece)
+        if per_message_crc:
+            req.crc32c = testlib.crc32c(piece)
+        yield req
+    yield pb.UploadRequest(offset=len(data), finish=True)
+
+
+class InteropTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = testlib.Server()
+        cls.channel = grpc.insecure_channel(cls.server.address)
+        cls.stub = pbg.FileStoreStub(cls.channel)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.channel.close()
+        assert cls.server.stop() == 0, cls.server.stderr_text()
+
+    def upload(self, path, data, **kw):
+        return self.stub.Upload.with_call(chunks(path, data, **kw))
+
+    def download(self, path, offset=0, limit=0):
+        return list(self.stub.Download(pb.DownloadRequest(path=path, offset=offset, limit=limit)))
+
+    def assertCode(self, code, fn, *args, **kw):
+        with self.assertRaises(grpc.RpcError) as cm:
+            r = fn(*args, **kw)
+            if hasattr(r, "__iter__") and not isinstance(r, (bytes, str)):
+                list(r)
+        self.assertEqual(cm.exception.code(), code, cm.exception.details())
+        return cm.exception
+
+    def test_upload_download_round_trip(self):
+        data = testlib.random_bytes(3 * MiB + 12345, seed=1)
+        resp, call = self.upload("interop/a.bin", data,
+                                 spec_extra={"crc32c": testlib.crc32c(data)})
+        self.assertEqual(resp.backend, pb.BACKEND_THREAD_POOL)
+        self.assertEqual(resp.file.path, "interop/a.bin")
+        self.assertEqual(resp.file.size, len(data))
+        self.assertEqual(resp.file.crc32c, testlib.crc32c(data))
+        self.assertGreater(resp.file.generation, 0)
+        self.assertIn(("ringstore-backend", "thread_pool"), tuple(call.trailing_metadata()))
+
+        msgs = self.download("interop/a.bin")
+        self.assertTrue(msgs[0].HasField("info"))
+        self.assertEqual(msgs[0].info, resp.file)
+        self.assertEqual(msgs[0].backend, pb.BACKEND_THREAD_POOL)
+        for m in msgs[1:]:
+            self.assertFalse(m.HasField("info"))
+        offset = 0
+        for m in msgs:
+            self.assertEqual(m.offset, offset)
+            self.assertEqual(m.crc32c, testlib.crc32c(m.data))
+            offset += len(m.data)
+        self.assertEqual(b"".join(m.data for m in msgs), data)
+
+    def test_download_trailer_names_backend(self):
+        self.upload("interop/t.bin", b"hello")
+        it = self.stub.Download(pb.DownloadRequest(path="interop/t.bin"))
+        self.assertEqual(b"".join(m.data for m in it), b"hello")
+        self.assertIn(("ringstore-backend", "thread_pool"), tuple(it.trailing_metadata()))
+
+    def test_ranges(self):
+        data = testlib.random_bytes(2 * MiB + 7, seed=2)
+        self.upload("interop/r.bin", data)
+        for off, lim in [(0, 1), (5, 10), (MiB - 3, 6), (MiB, MiB), (2 * MiB, 0), (100, 0),
+                         (len(data) - 1, 100)]:
+            got = b"".join(m.data for m in self.download("interop/r.bin", off, lim))
+            want = data[off:off + lim] if lim else data[off:]
+            self.assertEqual(got, want, (off, lim))
+        msgs = self.download("interop/r.bin", len(data), 0)
+        self.assertEqual(len(msgs), 1)
+        self.assertEqual(msgs[0].data, b"")
+        self.assertEqual(msgs[0].info.size, len(data))
+        self.assertCode(grpc.StatusCode.OUT_OF_RANGE, self.download, "interop/r.bin", len(data) + 1)
+        self.assertCode(grpc.StatusCode.INVALID_ARGUMENT, self.download, "interop/r.bin", -1)
+
+    def test_stat_and_missing(self):
+        resp, _ = self.upload("interop/s.bin", b"abc")
+        info = self.stub.Stat(pb.StatRequest(path="interop/s.bin"))
+        self.assertEqual(info, resp.file)
+        self.assertCode(grpc.StatusCode.NOT_FOUND, self.stub.Stat, pb.StatRequest(path="interop/none"))
+        self.assertCode(grpc.StatusCode.NOT_FOUND, self.download, "interop/none")
+        self.assertCode(grpc.StatusCode.INVALID_ARGUMENT, self.stub.Stat, pb.StatRequest(path="../x"))
+
+    def test_list_paging_and_delimiter(self):
+        names = ["list/e", "list/a", "list/c", "list/b", "list/d", "list/sub/x", "list/sub/y",
+                 "list/sub2/z"]
+        for n in names:
+            self.upload(n, n.encode())
+        seen, token, pages = [], "", 0
+        while True:
+            r = self.stub.List(pb.ListRequest(prefix="list/", page_size=2, page_token=token))
+            self.assertLessEqual(len(r.files), 2)
+            seen += [f.path for f in r.files]
+            pages += 1
+            token = r.next_page_token
+            if not token:
+                break
+        self.assertEqual(seen, sorted(names))
+        self.assertEqual(pages, 4)
+        r = self.stub.List(pb.ListRequest(prefix="list/", delimiter="/"))
+        self.assertEqual([f.path for f in r.files], ["list/a", "list/b", "list/c", "list/d", "list/e"])
+        self.assertEqual(list(r.prefixes), ["list/sub/", "list/sub2/"])
+        self.assertEqual(r.next_page_token, "")
+        # Paging over files and prefixes together.
+        got, token = [], ""
+        while True:
+            r = self.stub.List(pb.ListRequest(prefix="list/", delimiter="/", page_size=3,
+                                              page_token=token))
+            got += [f.path for f in r.files] + list(r.prefixes)
+            token = r.next_page_token
+            if not token:
+                break
+        self.assertEqual(sorted(got), ["list/a", "list/b", "list/c", "list/d", "list/e",
+                                       "list/sub/", "list/sub2/"])
+        r = self.stub.List(pb.ListRequest(prefix="list/sub"))
+        self.assertEqual([f.path for f in r.files], ["list/sub/x", "list/sub/y", "list/sub2/z"])
+        self.assertCode(grpc.StatusCode.INVALID_ARGUMENT, self.stub.List,
+                        pb.ListRequest(prefix="list/", delimiter=","))
+
+    def test_delete_with_generation(self):
+        resp, _ = self.upload("interop/d.bin", b"x")
+        gen = resp.file.generation
+        self.assertCode(grpc.StatusCode.FAILED_PRECONDITION, self.stub.Delete,
+                        pb.DeleteRequest(path="interop/d.bin", if_generation_match=gen + 1))
+        r, call = self.stub.Delete.with_call(pb.DeleteRequest(path="interop/d.bin",
+                                                              if_generation_match=gen))
+        self.assertEqual(r.backend, pb.BACKEND_THREAD_POOL)
+        self.assertIn(("ringstore-backend", "thread_pool"), tuple(call.trailing_metadata()))
+        self.assertCode(grpc.StatusCode.NOT_FOUND, self.stub.Stat, pb.StatRequest(path="interop/d.bin"))
+        self.assertCode(grpc.StatusCode.NOT_FOUND, self.stub.Delete, pb.DeleteRequest(path="interop/d.bin"))
+
+    def test_generation_preconditions(self):
+        r1, _ = self.upload("interop/g.bin", b"one")
+        r2, _ = self.upload("interop/g.bin", b"two")
+        self.assertGreater(r2.file.generation, r1.file.generation)
+        self.assertCode(grpc.StatusCode.ALREADY_EXISTS, self.upload, "interop/g.bin", b"three",
+                        spec_extra={"if_generation_match": 0})
+        self.assertCode(grpc.StatusCode.FAILED_PRECONDITION, self.upload, "interop/g.bin", b"four",
+                        spec_extra={"if_generation_match": r1.file.generation})
+        r3, _ = self.upload("interop/g.bin", b"five", spec_extra={"if_generation_match": r2.file.generation})
+        self.assertGreater(r3.file.generation, r2.file.generation)
+        self.assertEqual(b"".join(m.data for m in self.download("interop/g.bin")), b"five")
+
+    def test_server_info(self):
+        info = self.stub.GetServerInfo(pb.GetServerInfoRequest())
+        self.assertEqual(info.engine, "thread_pool")
+        self.assertEqual(info.backend, pb.BACKEND_THREAD_POOL)
+        self.assertIn("thread_pool", list(info.engines_available))
+        self.assertGreater(info.registered_buffer_count, 0)
+        self.assertGreater(info.registered_buffer_size, 0)
+        self.assertEqual(info.max_chunk_bytes, 2 * MiB)
+        self.assertTrue(info.version)
+
+    def assertNothingCommitted(self, path):
+        self.assertCode(grpc.StatusCode.NOT_FOUND, self.stub.Stat, pb.StatRequest(path=path))
+        self.assertNotIn(path, testlib.visible_files(self.server.root))
+        self.assertTrue(testlib.wait_until(lambda: not testlib.temp_files(self.server.root)),
+                        testlib.temp_files(self.server.root))
+
+    def test_first_message_without_spec(self):
+        def gen():
+            yield pb.UploadRequest(offset=0, data=b"abc", finish=True)
+        self.assertCode(grpc.StatusCode.INVALID_ARGUMENT, self.stub.Upload, gen())
+
+    def test_spec_in_later_message(self):
+        def gen():
+            yield pb.UploadRequest(spec=pb.UploadSpec(path="interop/later"))
+            yield pb.UploadRequest(spec=pb.UploadSpec(path="interop/later2"), finish=True)
+        self.assertCode(grpc.StatusCode.INVALID_ARGUMENT, self.stub.Upload, gen())
+        self.assertNothingCommitted("interop/later")
+
+    def test_oversized_message(self):
+        def gen():
+            yield pb.UploadRequest(spec=pb.UploadSpec(path="interop/big"))
+            yield pb.UploadRequest(offset=0, data=b"x" * (3 * MiB), finish=True)
+        self.assertCode(grpc.StatusCode.RESOURCE_EXHAUSTED, self.stub.Upload, gen())
+        self.assertNothingCommitted("interop/big")
+
+    def test_slightly_oversized_message(self):
+        def gen():
+            yield pb.UploadRequest(spec=pb.UploadSpec(path="interop/big2"))
+            yield pb.UploadRequest(offset=0, data=b"x" * (2 * MiB + 1), finish=True)
+        self.assertCode(grpc.StatusCode.RESOURCE_EXHAUSTED, self.stub.Upload, gen())
+        self.assertNothingCommitted("interop/big2")
+
+    def test_offset_gap(self):
+        def gen():
+            yield pb.UploadRequest(spec=pb.UploadSpec(path="interop/gap"), offset=0, data=b"abc")
+            yield pb.UploadRequest(offset=10, data=b"def", finish=True)
+        self.assertCode(grpc.StatusCode.ABORTED, self.stub.Upload, gen())
+        self.assertNothingCommitted("interop/gap")
+
+    def test_resent_bytes_are_skipped(self):
+        def gen():
+            yield pb.UploadRequest(spec=pb.UploadSpec(path="interop/resend"), offset=0, data=b"abcdef")
+            yield pb.UploadRequest(offset=3, data=b"defghi", finish=True)
+        resp = self.stub.Upload(gen())
+        self.assertEqual(resp.file.size, 9)
+        self.assertEqual(b"".join(m.data for m in self.download("interop/resend")), b"abcdefghi")
+
+    def test_message_crc_mismatch(self):
+        def gen():
+            yield pb.UploadRequest(spec=pb.UploadSpec(path="interop/crc1"))
+            yield pb.UploadRequest(offset=0, data=b"abc", crc32c=testlib.crc32c(b"abd"), finish=True)
+        self.assertCode(grpc.StatusCode.DATA_LOSS, self.stub.Upload, gen())
+        self.assertNothingCommitted("interop/crc1")
+
+    def test_file_crc_mismatch(self):
+        data = testlib.random_bytes(MiB + 5, seed=3)
+        self.assertCode(grpc.StatusCode.DATA_LOSS, self.upload, "interop/crc2", data,
+                        spec_extra={"crc32c": testlib.crc32c(data) ^ 1})
+        self.assertNothingCommitted("interop/crc2")
+
+    def test_declared_size_mismatch(self):
+        def short():
+            yield pb.UploadRequest(spec=pb.UploadSpec(path="interop/size", size=10), data=b"abc",
+                                   finish=True)
+        self.assertCode(grpc.StatusCode.INVALID_ARGUMENT, self.stub.Upload, short())
+
+        def long():
+            yield pb.UploadRequest(spec=pb.UploadSpec(path="interop/size", size=2), data=b"abc",
+                                   finish=True)
+        self.assertCode(grpc.StatusCode.INVALID_ARGUMENT, self.stub.Upload, long())
+        self.assertNothingCommitted("interop/size")
+
+    def test_stream_without_finish_commits_nothing(self):
+        def gen():
+            yield pb.UploadRequest(spec=pb.UploadSpec(path="interop/nofinish"), data=b"abc")
+        self.assertCode(grpc.StatusCode.INVALID_ARGUMENT, self.stub.Upload, gen())
+        self.assertNothingCommitted("interop/nofinish")
+
+    def test_cancel_mid_upload_leaves_nothing(self):
+        sent = []
+
+        def gen():
+            yield pb.UploadRequest(spec=pb.UploadSpec(path="interop/cancelled"))
+            for i in range(4):
+                sent.append(i)
+                yield pb.UploadRequest(offset=i * MiB, data=b"z" * MiB)
+            time.sleep(0.5)  # let the server write them
+            future.cancel()
+            yield pb.UploadRequest(offset=4 * MiB, data=b"z")
+
+        future = self.stub.Upload.future(gen())
+        with self.assertRaises(grpc.FutureCancelledError):
+            future.result(timeout=30)
+        self.assertEqual(len(sent), 4)
+        self.assertNothingCommitted("interop/cancelled")
+
+    def test_bad_paths_rejected(self):
+        for path in ["", "/abs", "../x", "a/../b", "a//b", "a/./b", ".ringstore/x", "a/", "a\0b"]:
+            self.assertCode(grpc.StatusCode.INVALID_ARGUMENT, self.upload, path, b"x")
+        self.assertEqual(testlib.temp_files(self.server.root), [])
+
+    def test_resumable_rpcs_unimplemented(self):
+        self.assertCode(grpc.StatusCode.UNIMPLEMENTED, self.stub.StartUpload,
+                        pb.StartUploadRequest(spec=pb.UploadSpec(path="interop/resume")))
+        self.assertCode(grpc.StatusCode.UNIMPLEMENTED, self.stub.QueryUpload,
+                        pb.QueryUploadRequest(upload_id="x"))
+        self.assertCode(grpc.StatusCode.UNIMPLEMENTED, self.stub.CancelUpload,
+                        pb.CancelUploadRequest(upload_id="x"))
+
+        def gen():
+            yield pb.UploadRequest(upload_id="x", finish=True)
+        self.assertCode(grpc.StatusCode.UNIMPLEMENTED, self.stub.Upload, gen())
+
+
+if __name__ == "__main__":
+    testlib.main()
