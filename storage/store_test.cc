@@ -1,0 +1,552 @@
+#include "storage/store.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <functional>
+#include <fstream>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "gtest/gtest.h"
+#include "storage/crc32c.h"
+
+namespace ringstore::storage {
+namespace {
+
+constexpr size_t kBuffer = 64 << 10;
+
+std::string TempDir() {
+  const char* base = std::getenv("TEST_TMPDIR");
+  std::string tmpl = absl::StrCat(base ? base : "/tmp", "/store-XXXXXX");
+  EXPECT_NE(mkdtemp(tmpl.data()), nullptr);
+  return tmpl;
+}
+
+std::string RandomBytes(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::string s(n, '\0');
+  for (char& c : s) c = static_cast<char>(rng());
+  return s;
+}
+
+std::string ReadLocal(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return lstat(path.c_str(), &st) == 0;
+}
+
+// Runs an async call and waits for its one callback.
+template <typename T>
+absl::StatusOr<T> Await(const std::function<void(Engine::Callback<T>)>& call) {
+  absl::Notification done;
+  absl::StatusOr<T> result = absl::UnknownError("unset");
+  int calls = 0;
+  call([&](absl::StatusOr<T> r, Backend b) {
+    ++calls;
+    EXPECT_EQ(b, Backend::kThreadPool);
+    result = std::move(r);
+    done.Notify();
+  });
+  done.WaitForNotification();
+  EXPECT_EQ(calls, 1);
+  return result;
+}
+
+absl::Status AwaitStatus(const std::function<void(Engine::DoneCallback)>& call) {
+  absl::Notification done;
+  absl::Status result;
+  call([&](absl::Status s, Backend) {
+    result = std::move(s);
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return result;
+}
+
+class StoreTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    base_ = TempDir();
+    root_ = base_ + "/data";
+    OpenStore();
+  }
+
+  void OpenStore(int64_t max_file_bytes = 0) {
+    store_.reset();
+    StoreOptions options;
+    options.root = root_;
+    options.engine = "thread_pool";
+    options.buffer_count = 8;
+    options.buffer_size = kBuffer;
+    options.max_file_bytes = max_file_bytes;
+    auto store = Store::Open(options);
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = *std::move(store);
+  }
+
+  absl::StatusOr<std::unique_ptr<Writer>> NewWriter(WriteSpec spec) {
+    return Await<std::unique_ptr<Writer>>(
+        [&](auto cb) { store_->CreateWriter(std::move(spec), std::move(cb)); });
+  }
+
+  absl::Status Append(Writer& w, const std::string& data) {
+    return AwaitStatus([&](auto cb) { w.Append(data, std::move(cb)); });
+  }
+
+  absl::StatusOr<ObjectInfo> Commit(Writer& w) {
+    return Await<ObjectInfo>([&](auto cb) { w.Commit(std::move(cb)); });
+  }
+
+  // Uploads `data` in pieces of `piece` bytes.
+  absl::StatusOr<ObjectInfo> Put(WriteSpec spec, const std::string& data,
+                                 size_t piece = 100000) {
+    auto w = NewWriter(std::move(spec));
+    if (!w.ok()) return w.status();
+    for (size_t off = 0; off < data.size(); off += piece) {
+      absl::Status s = Append(**w, data.substr(off, piece));
+      if (!s.ok()) return s;
+    }
+    return Commit(**w);
+  }
+
+  absl::StatusOr<ObjectInfo> Put(const std::string& path, const std::string& data) {
+    WriteSpec spec;
+    spec.path = path;
+    return Put(spec, data);
+  }
+
+  absl::StatusOr<ObjectInfo> Stat(const std::string& path) {
+    return Await<ObjectInfo>([&](auto cb) { store_->Stat(path, std::move(cb)); });
+  }
+
+  absl::Status Delete(const std::string& path, std::optional<int64_t> gen = std::nullopt) {
+    return AwaitStatus([&](auto cb) { store_->Delete(path, gen, std::move(cb)); });
+  }
+
+  absl::StatusOr<std::unique_ptr<Reader>> OpenReader(const std::string& path) {
+    return Await<std::unique_ptr<Reader>>(
+        [&](auto cb) { store_->OpenReader(path, std::move(cb)); });
+  }
+
+  // Reads all of `reader` through pool-sized reads.
+  std::string ReadAll(Reader& reader) {
+    std::string out;
+    PooledBuffer buf = store_->pool().TryAcquire();
+    for (int64_t off = 0;; off += kBuffer) {
+      auto n = Await<size_t>([&](auto cb) {
+        reader.Read(off, absl::Span<char>(buf.data(), kBuffer), std::move(cb));
+      });
+      EXPECT_TRUE(n.ok()) << n.status();
+      if (!n.ok()) break;
+      out.append(buf.data(), *n);
+      if (*n < kBuffer) break;
+    }
+    return out;
+  }
+
+  absl::StatusOr<ListResult> List(ListOptions options) {
+    return Await<ListResult>([&](auto cb) { store_->List(std::move(options), std::move(cb)); });
+  }
+
+  std::vector<std::string> TempFiles() {
+    std::vector<std::string> out;
+    if (DIR* d = opendir((root_ + "/.ringstore/tmp").c_str())) {
+      while (dirent* e = readdir(d)) {
+        if (e->d_name[0] != '.') out.push_back(e->d_name);
+      }
+      closedir(d);
+    }
+    return out;
+  }
+
+  // Temp data is discarded asynchronously: poll for it to go.
+  bool TempEmpties() {
+    for (int i = 0; i < 200; ++i) {
+      if (TempFiles().empty()) return true;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return false;
+  }
+
+  void ExpectAbsent(const std::string& path) {
+    EXPECT_EQ(Stat(path).status().code(), absl::StatusCode::kNotFound) << path;
+    EXPECT_FALSE(Exists(root_ + "/" + path)) << path;
+    EXPECT_TRUE(TempEmpties());
+  }
+
+  std::string base_, root_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_F(StoreTest, RoundTripsOfEverySize) {
+  for (size_t size : {size_t{0}, size_t{1}, kBuffer - 1, kBuffer, kBuffer + 1, 5 * kBuffer + 17}) {
+    const std::string data = RandomBytes(size, static_cast<uint32_t>(size));
+    const std::string path = absl::StrCat("rt/", size);
+    auto info = Put(path, data);
+    ASSERT_TRUE(info.ok()) << info.status();
+    EXPECT_EQ(info->path, path);
+    EXPECT_EQ(info->size, static_cast<int64_t>(size));
+    EXPECT_EQ(info->crc32c, Crc32c(data));
+    EXPECT_GT(info->generation, 0);
+    EXPECT_EQ(ReadLocal(root_ + "/" + path), data);
+    auto st = Stat(path);
+    ASSERT_TRUE(st.ok());
+    EXPECT_EQ(st->size, info->size);
+    EXPECT_EQ(st->generation, info->generation);
+    EXPECT_EQ(st->crc32c, info->crc32c);
+    EXPECT_EQ(st->modified, info->modified);
+    auto reader = OpenReader(path);
+    ASSERT_TRUE(reader.ok());
+    EXPECT_EQ((*reader)->info().generation, info->generation);
+    EXPECT_EQ(ReadAll(**reader), data);
+  }
+  EXPECT_TRUE(TempEmpties());
+}
+
+TEST_F(StoreTest, AppendsOfOddSizes) {
+  const std::string data = RandomBytes(3 * kBuffer + 1000, 9);
+  WriteSpec spec;
+  spec.path = "odd";
+  spec.size = static_cast<int64_t>(data.size());
+  spec.crc32c = Crc32c(data);
+  for (size_t piece : {size_t{1}, size_t{7}, size_t{4097}, kBuffer + 3}) {
+    auto info = Put(spec, data, piece);
+    ASSERT_TRUE(info.ok()) << info.status();
+    EXPECT_EQ(ReadLocal(root_ + "/odd"), data);
+  }
+}
+
+TEST_F(StoreTest, GenerationsIncrease) {
+  auto a = Put("g", "1");
+  auto b = Put("g", "2");
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_GT(b->generation, a->generation);
+  ASSERT_TRUE(Delete("g").ok());
+  auto c = Put("g", "3");
+  ASSERT_TRUE(c.ok());
+  EXPECT_GT(c->generation, b->generation);
+}
+
+TEST_F(StoreTest, Preconditions) {
+  auto first = Put("p", "first");
+  ASSERT_TRUE(first.ok());
+  WriteSpec spec;
+  spec.path = "p";
+  spec.if_generation_match = 0;
+  EXPECT_EQ(Put(spec, "second").status().code(), absl::StatusCode::kAlreadyExists);
+  spec.if_generation_match = first->generation + 1;
+  EXPECT_EQ(Put(spec, "third").status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ReadLocal(root_ + "/p"), "first");
+  EXPECT_TRUE(TempEmpties());
+  spec.if_generation_match = first->generation;
+  EXPECT_TRUE(Put(spec, "fourth").ok());
+  EXPECT_EQ(ReadLocal(root_ + "/p"), "fourth");
+  spec.path = "fresh";
+  spec.if_generation_match = 0;
+  EXPECT_TRUE(Put(spec, "new").ok());
+  spec.path = "fresh2";
+  spec.if_generation_match = 5;
+  EXPECT_EQ(Put(spec, "x").status().code(), absl::StatusCode::kFailedPrecondition);
+  ExpectAbsent("fresh2");
+}
+
+TEST_F(StoreTest, DeclaredSizeAndChecksum) {
+  WriteSpec spec;
+  spec.path = "s";
+  spec.size = 10;
+  EXPECT_EQ(Put(spec, "short").status().code(), absl::StatusCode::kInvalidArgument);
+  ExpectAbsent("s");
+  EXPECT_EQ(Put(spec, "much too long").status().code(), absl::StatusCode::kInvalidArgument);
+  ExpectAbsent("s");
+  spec.size = 0;
+  spec.crc32c = Crc32c("data") ^ 1;
+  EXPECT_EQ(Put(spec, "data").status().code(), absl::StatusCode::kDataLoss);
+  ExpectAbsent("s");
+  spec.size = -1;
+  EXPECT_EQ(NewWriter(spec).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(StoreTest, MaxFileBytes) {
+  OpenStore(/*max_file_bytes=*/100);
+  WriteSpec spec;
+  spec.path = "big";
+  spec.size = 101;
+  EXPECT_EQ(NewWriter(spec).status().code(), absl::StatusCode::kResourceExhausted);
+  spec.size = 0;
+  EXPECT_EQ(Put(spec, std::string(101, 'x')).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  ExpectAbsent("big");
+  EXPECT_TRUE(Put(spec, std::string(100, 'x')).ok());
+}
+
+TEST_F(StoreTest, DeadWriterRefusesFurtherCalls) {
+  WriteSpec spec;
+  spec.path = "dead";
+  spec.size = 2;
+  auto w = NewWriter(spec);
+  ASSERT_TRUE(w.ok());
+  EXPECT_EQ(Append(**w, "abc").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Append(**w, "a").code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Commit(**w).status().code(), absl::StatusCode::kFailedPrecondition);
+  ExpectAbsent("dead");
+}
+
+TEST_F(StoreTest, AbandonedWriterLeavesNothing) {
+  {
+    WriteSpec spec;
+    spec.path = "abandoned";
+    auto w = NewWriter(spec);
+    ASSERT_TRUE(w.ok());
+    ASSERT_TRUE(Append(**w, RandomBytes(3 * kBuffer, 1)).ok());
+    EXPECT_EQ(TempFiles().size(), 1u);
+  }
+  ExpectAbsent("abandoned");
+}
+
+TEST_F(StoreTest, NestedDirectoriesAndConflicts) {
+  ASSERT_TRUE(Put("a/b/c/file", "deep").ok());
+  EXPECT_EQ(ReadLocal(root_ + "/a/b/c/file"), "deep");
+  ASSERT_TRUE(Put("a/b/other", "x").ok());
+  EXPECT_EQ(Put("a/b/c/file/below", "x").status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Put("a/b", "x").status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(TempEmpties());
+  EXPECT_EQ(Stat("a/b").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(OpenReader("a/b").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Delete("a/b").code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(Exists(root_ + "/a/b/c/file"));
+}
+
+TEST_F(StoreTest, InvalidPathsAreRejected) {
+  for (const std::string& bad : {"", "../x", "/abs", "a//b", ".ringstore/tmp/x", "a/./b"}) {
+    EXPECT_EQ(Stat(bad).status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_EQ(Delete(bad).code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_EQ(OpenReader(bad).status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    WriteSpec spec;
+    spec.path = bad;
+    EXPECT_EQ(NewWriter(spec).status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+  ListOptions list;
+  list.prefix = "../";
+  EXPECT_EQ(List(list).status().code(), absl::StatusCode::kInvalidArgument);
+  list.prefix = "";
+  list.delimiter = ",";
+  EXPECT_EQ(List(list).status().code(), absl::StatusCode::kInvalidArgument);
+  list.delimiter = "";
+  list.page_size = -1;
+  EXPECT_EQ(List(list).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(StoreTest, ReaderIsASnapshot) {
+  const std::string old_data = RandomBytes(2 * kBuffer + 5, 1);
+  ASSERT_TRUE(Put("snap", old_data).ok());
+  auto reader = OpenReader("snap");
+  ASSERT_TRUE(reader.ok());
+  ASSERT_TRUE(Put("snap", "new").ok());
+  ASSERT_TRUE(Delete("snap").ok());
+  EXPECT_EQ(ReadAll(**reader), old_data);
+  EXPECT_EQ((*reader)->info().size, static_cast<int64_t>(old_data.size()));
+}
+
+TEST_F(StoreTest, ConcurrentCommitsOfOnePath) {
+  constexpr int kWriters = 8;
+  std::vector<std::string> contents;
+  for (int i = 0; i < kWriters; ++i) contents.push_back(RandomBytes(kBuffer * 2 + i, 100 + i));
+  std::vector<absl::StatusOr<ObjectInfo>> results(kWriters, absl::UnknownError("unset"));
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kWriters; ++i) {
+    threads.emplace_back([&, i] { results[i] = Put("same", contents[i]); });
+  }
+  for (auto& t : threads) t.join();
+  std::set<int64_t> generations;
+  int64_t newest = 0;
+  int newest_index = -1;
+  for (int i = 0; i < kWriters; ++i) {
+    ASSERT_TRUE(results[i].ok()) << results[i].status();
+    generations.insert(results[i]->generation);
+    if (results[i]->generation > newest) {
+      newest = results[i]->generation;
+      newest_index = i;
+    }
+  }
+  EXPECT_EQ(generations.size(), static_cast<size_t>(kWriters));
+  // The visible file is whole, and it is the last commit.
+  EXPECT_EQ(ReadLocal(root_ + "/same"), contents[newest_index]);
+  EXPECT_EQ(Stat("same")->generation, newest);
+  EXPECT_TRUE(TempEmpties());
+}
+
+TEST_F(StoreTest, Delete) {
+  EXPECT_EQ(Delete("none").code(), absl::StatusCode::kNotFound);
+  auto info = Put("d", "x");
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(Delete("d", info->generation + 1).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(Exists(root_ + "/d"));
+  EXPECT_TRUE(Delete("d", info->generation).ok());
+  EXPECT_EQ(Stat("d").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_FALSE(Exists(root_ + "/d"));
+}
+
+std::vector<std::string> Paths(const ListResult& r) {
+  std::vector<std::string> out;
+  for (const ObjectInfo& f : r.files) out.push_back(f.path);
+  return out;
+}
+
+TEST_F(StoreTest, ListSortedWithPrefixes) {
+  for (const char* p : {"dish", "dir/x", "dir/y/z", "b", "a.txt", "a/b", "dirt"}) {
+    ASSERT_TRUE(Put(p, p).ok());
+  }
+  ASSERT_EQ(mkdir((root_ + "/empty").c_str(), 0755), 0);
+  ASSERT_EQ(mkdir((root_ + "/dir/emptytoo").c_str(), 0755), 0);
+  ListOptions all;
+  auto r = List(all);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(Paths(*r), (std::vector<std::string>{"a.txt", "a/b", "b", "dir/x", "dir/y/z", "dirt",
+                                                  "dish"}));
+  EXPECT_TRUE(r->prefixes.empty());
+  EXPECT_TRUE(r->next_page_token.empty());
+  for (const ObjectInfo& f : r->files) {
+    EXPECT_EQ(f.size, static_cast<int64_t>(f.path.size()));
+    EXPECT_EQ(f.crc32c, Crc32c(f.path));
+  }
+  ListOptions di;
+  di.prefix = "di";
+  EXPECT_EQ(Paths(*List(di)), (std::vector<std::string>{"dir/x", "dir/y/z", "dirt", "dish"}));
+  ListOptions dir;
+  dir.prefix = "dir/";
+  EXPECT_EQ(Paths(*List(dir)), (std::vector<std::string>{"dir/x", "dir/y/z"}));
+  ListOptions top;
+  top.delimiter = "/";
+  auto t = List(top);
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(Paths(*t), (std::vector<std::string>{"a.txt", "b", "dirt", "dish"}));
+  EXPECT_EQ(t->prefixes, (std::vector<std::string>{"a/", "dir/"}));
+  dir.delimiter = "/";
+  auto d = List(dir);
+  EXPECT_EQ(Paths(*d), (std::vector<std::string>{"dir/x"}));
+  EXPECT_EQ(d->prefixes, (std::vector<std::string>{"dir/y/"}));
+  ListOptions none;
+  none.prefix = "nothing/here/";
+  auto n = List(none);
+  ASSERT_TRUE(n.ok());
+  EXPECT_TRUE(n->files.empty());
+}
+
+TEST_F(StoreTest, ListPaging) {
+  std::vector<std::string> want;
+  for (int i = 0; i < 7; ++i) {
+    want.push_back(absl::StrCat("page/f", i));
+    ASSERT_TRUE(Put(want.back(), "x").ok());
+  }
+  std::vector<std::string> got;
+  ListOptions o;
+  o.prefix = "page/";
+  o.page_size = 2;
+  int pages = 0;
+  do {
+    auto r = List(o);
+    ASSERT_TRUE(r.ok());
+    EXPECT_LE(r->files.size(), 2u);
+    for (auto& p : Paths(*r)) got.push_back(p);
+    o.page_token = r->next_page_token;
+    ++pages;
+  } while (!o.page_token.empty());
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(pages, 4);
+
+  // Files and prefixes page together.
+  ASSERT_TRUE(Put("page/sub/a", "x").ok());
+  ASSERT_TRUE(Put("page/sub/b", "x").ok());
+  ListOptions d;
+  d.prefix = "page/";
+  d.delimiter = "/";
+  d.page_size = 3;
+  std::vector<std::string> entries;
+  do {
+    auto r = List(d);
+    ASSERT_TRUE(r.ok());
+    EXPECT_LE(r->files.size() + r->prefixes.size(), 3u);
+    for (auto& p : Paths(*r)) entries.push_back(p);
+    for (auto& p : r->prefixes) entries.push_back(p);
+    d.page_token = r->next_page_token;
+  } while (!d.page_token.empty());
+  std::vector<std::string> expected = want;
+  expected.push_back("page/sub/");
+  std::sort(entries.begin(), entries.end());
+  EXPECT_EQ(entries, expected);
+}
+
+TEST_F(StoreTest, OpenRemovesCrashLeftovers) {
+  const std::string tmp = root_ + "/.ringstore/tmp/leftover";
+  std::ofstream(tmp) << "partial";
+  ASSERT_TRUE(Exists(tmp));
+  OpenStore();
+  EXPECT_FALSE(Exists(tmp));
+  ListOptions all;
+  EXPECT_TRUE(List(all)->files.empty());
+}
+
+TEST_F(StoreTest, SymlinksDoNotLeaveTheRoot) {
+  const std::string outside = base_ + "/outside";
+  ASSERT_EQ(mkdir(outside.c_str(), 0755), 0);
+  std::ofstream(outside + "/x") << "secret";
+  ASSERT_EQ(symlink(outside.c_str(), (root_ + "/evil").c_str()), 0);
+  ASSERT_EQ(symlink((outside + "/x").c_str(), (root_ + "/link").c_str()), 0);
+  EXPECT_FALSE(Stat("evil/x").ok());
+  EXPECT_FALSE(OpenReader("evil/x").ok());
+  EXPECT_FALSE(OpenReader("link").ok());
+  EXPECT_FALSE(Stat("link").ok());
+  EXPECT_FALSE(Delete("evil/x").ok());
+  EXPECT_FALSE(Put("evil/new", "x").ok());
+  EXPECT_FALSE(Put("evil/sub/new", "x").ok());
+  EXPECT_EQ(ReadLocal(outside + "/x"), "secret");
+  EXPECT_FALSE(Exists(outside + "/new"));
+  EXPECT_FALSE(Exists(outside + "/sub"));
+  ListOptions all;
+  EXPECT_TRUE(List(all)->files.empty());
+  EXPECT_TRUE(TempEmpties());
+}
+
+TEST_F(StoreTest, FilesPlacedByHand) {
+  std::ofstream(root_ + "/manual") << "hand";
+  struct stat st;
+  ASSERT_EQ(stat((root_ + "/manual").c_str(), &st), 0);
+  auto info = Stat("manual");
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->crc32c, 0u);
+  EXPECT_EQ(info->generation, absl::ToUnixMicros(absl::TimeFromTimespec(st.st_mtim)));
+}
+
+TEST(Metadata, RoundTripAndFallback) {
+  ObjectInfo info;
+  const absl::Time mtime = absl::FromUnixMicros(1234567);
+  DecodeMetadata(EncodeMetadata(42, 4000000000u), mtime, &info);
+  EXPECT_EQ(info.generation, 42);
+  EXPECT_EQ(info.crc32c, 4000000000u);
+  for (const char* bad : {"", "v1", "v2 1 2", "v1 x 2", "v1 1 x", "v1 0 3", "v1 -5 3",
+                          "v1 1 2 3", "v1 1 99999999999"}) {
+    ObjectInfo i;
+    DecodeMetadata(bad, mtime, &i);
+    EXPECT_EQ(i.generation, 1234567) << bad;
+    EXPECT_EQ(i.crc32c, 0u) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace ringstore::storage
