@@ -2,13 +2,10 @@
 
 #include <fcntl.h>
 #include <sys/random.h>
-#include <sys/stat.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
 #include <filesystem>
 #include <utility>
 
@@ -16,12 +13,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
-#include "storage/crc32c.h"
 #include "storage/engine_selector.h"
 #include "storage/path.h"
 #include "storage/path_locks.h"
 #include "storage/posix_ops.h"
 #include "storage/status_util.h"
+#include "storage/store_internal.h"
 
 namespace ringstore::storage {
 namespace {
@@ -46,6 +43,8 @@ std::string RandomName() {
   return out;
 }
 
+}  // namespace
+
 ObjectInfo MakeInfo(std::string path, const FileStat& stat) {
   ObjectInfo info;
   info.path = std::move(path);
@@ -55,43 +54,10 @@ ObjectInfo MakeInfo(std::string path, const FileStat& stat) {
   return info;
 }
 
+namespace {
+
 absl::Status NotAFile(absl::string_view path) {
   return absl::NotFoundError(absl::StrCat("no file \"", path, "\""));
-}
-
-// fsyncs each directory of `dirs` in turn (so new entries in them are
-// durable), then calls `done` with the first error.
-void SyncDirectories(Engine* engine, std::vector<std::string> dirs,
-                     DoneCallback done) {
-  if (dirs.empty()) {
-    std::move(done)(absl::OkStatus(), engine->info().backend);
-    return;
-  }
-  std::string dir = std::move(dirs.back());
-  dirs.pop_back();
-  engine->Open(dir, OpenMode::kDirectory,
-               [engine, dirs = std::move(dirs), done = std::move(done)](
-                   absl::StatusOr<FileHandle> file, Backend backend) mutable {
-                 if (!file.ok()) {
-                   std::move(done)(file.status(), backend);
-                   return;
-                 }
-                 engine->Sync(*file, /*data_only=*/false,
-                              [engine, file = *file, dirs = std::move(dirs),
-                               done = std::move(done)](absl::Status s, Backend) mutable {
-                                engine->Close(file, [engine, s, dirs = std::move(dirs),
-                                                     done = std::move(done)](
-                                                        absl::Status closed,
-                                                        Backend backend) mutable {
-                                  if (s.ok()) s = closed;
-                                  if (!s.ok()) {
-                                    std::move(done)(s, backend);
-                                    return;
-                                  }
-                                  SyncDirectories(engine, std::move(dirs), std::move(done));
-                                });
-                              });
-               });
 }
 
 // ---------------------------------------------------------------------------
@@ -154,336 +120,6 @@ class ReaderImpl final : public Reader {
 };
 
 // ---------------------------------------------------------------------------
-// Writer and commit
-
-struct WriterState : std::enable_shared_from_this<WriterState> {
-  WriterState(Store* s, WriteSpec sp, std::string tmp, FileHandle f)
-      : store(s), engine(&s->engine()), spec(std::move(sp)),
-        tmp_path(std::move(tmp)), file(f) {}
-
-  Store* const store;
-  Engine* const engine;
-  const WriteSpec spec;
-  const std::string tmp_path;
-  const FileHandle file;
-
-  // Touched only by the one call in flight.
-  int64_t size = 0;
-  uint32_t crc = 0;
-  bool file_open = true;
-  // Commit state.
-  int64_t generation = 0;
-  absl::Time modified;
-  std::vector<std::string> created_dirs;
-  bool rename_retried = false;
-  Backend backend = Backend::kUnspecified;
-
-  absl::Mutex mu;
-  bool busy ABSL_GUARDED_BY(mu) = false;
-  bool abandoned ABSL_GUARDED_BY(mu) = false;
-  // Committed, or failed and cleaned up: nothing left to do.
-  bool finished ABSL_GUARDED_BY(mu) = false;
-
-  // Marks a call in flight; false (and `done` failed) if the writer is
-  // already finished.
-  bool Begin(absl::AnyInvocable<void(absl::Status) &&>& fail) {
-    absl::MutexLock lock(&mu);
-    if (finished) {
-      std::move(fail)(absl::FailedPreconditionError("upload is no longer active"));
-      return false;
-    }
-    busy = true;
-    return true;
-  }
-
-  // Ends the call in flight; cleans up if the owner has gone meanwhile.
-  void End() {
-    bool cleanup;
-    {
-      absl::MutexLock lock(&mu);
-      busy = false;
-      cleanup = abandoned && !finished;
-      if (cleanup) finished = true;
-    }
-    if (cleanup) Discard();
-  }
-
-  // Closes (if open) and removes the temp file, in the background.
-  void Discard() {
-    auto self = shared_from_this();
-    auto unlink = [self] { self->engine->Unlink(self->tmp_path, [self](absl::Status, Backend) {}); };
-    if (file_open) {
-      file_open = false;
-      engine->Close(file, [unlink](absl::Status, Backend) { unlink(); });
-    } else {
-      unlink();
-    }
-  }
-
-  // Fails the writer for good: temp data removed, then `done(status)`.
-  template <typename Done>
-  void Fail(absl::Status status, Done done) {
-    {
-      absl::MutexLock lock(&mu);
-      finished = true;
-      busy = false;
-    }
-    Discard();
-    std::move(done)(std::move(status), backend);
-  }
-
-  // --- Append -------------------------------------------------------------
-
-  void WriteChunks(absl::string_view rest, DoneCallback done) {
-    if (rest.empty()) {
-      End();  // before `done`, which may start the next call
-      std::move(done)(absl::OkStatus(), backend);
-      return;
-    }
-    auto self = shared_from_this();
-    store->pool().Acquire([self, rest, done = std::move(done)](PooledBuffer buf) mutable {
-      const size_t n = std::min(rest.size(), buf.capacity());
-      std::memcpy(buf.data(), rest.data(), n);
-      const absl::Span<const char> src(buf.data(), n);
-      self->engine->Write(
-          self->file, self->size, src,
-          [self, buf = std::move(buf), rest = rest.substr(n), n,
-           done = std::move(done)](absl::Status s, Backend backend) mutable {
-            buf = PooledBuffer();  // back to the pool before anything else
-            self->backend = backend;
-            if (!s.ok()) {
-              self->Fail(std::move(s), std::move(done));
-              return;
-            }
-            self->size += static_cast<int64_t>(n);
-            self->WriteChunks(rest, std::move(done));
-          });
-    });
-  }
-
-  // --- Commit: lock → check → metadata → fsync → close → dirs → rename →
-  // fsync dirs → unlock ------------------------------------------------------
-
-  using CommitDone = Engine::Callback<ObjectInfo>;
-
-  void FailCommit(absl::Status s, CommitDone done, bool locked) {
-    if (locked) store->locks().Unlock(spec.path);
-    Fail(std::move(s), [&done](absl::Status st, Backend b) { std::move(done)(st, b); });
-  }
-
-  void CommitLocked(CommitDone done) {
-    auto self = shared_from_this();
-    engine->StatPath(spec.path, [self, done = std::move(done)](
-                                    absl::StatusOr<FileStat> st, Backend b) mutable {
-      self->backend = b;
-      std::optional<int64_t> current;
-      if (st.ok()) {
-        if (st->is_directory) {
-          return self->FailCommit(absl::FailedPreconditionError(absl::StrCat(
-                                      "\"", self->spec.path, "\" is a directory")),
-                                  std::move(done), true);
-        }
-        current = MakeInfo(self->spec.path, *st).generation;
-      } else if (st.status().code() != absl::StatusCode::kNotFound) {
-        return self->FailCommit(st.status(), std::move(done), true);
-      }
-      if (const auto& want = self->spec.if_generation_match) {
-        if (*want == 0 && current) {
-          return self->FailCommit(
-              absl::AlreadyExistsError(absl::StrCat("\"", self->spec.path, "\" exists")),
-              std::move(done), true);
-        }
-        if (*want != 0 && current != want) {
-          return self->FailCommit(
-              absl::FailedPreconditionError(absl::StrCat(
-                  "generation of \"", self->spec.path, "\" is ",
-                  current ? absl::StrCat(*current) : "absent", ", not ", *want)),
-              std::move(done), true);
-        }
-      }
-      self->generation = self->store->NextGeneration();
-      self->WriteMetadata(std::move(done));
-    });
-  }
-
-  void WriteMetadata(CommitDone done) {
-    auto self = shared_from_this();
-    engine->SetMetadata(file, EncodeMetadata(generation, crc),
-                        [self, done = std::move(done)](absl::Status s, Backend) mutable {
-                          if (!s.ok()) return self->FailCommit(s, std::move(done), true);
-                          self->engine->Sync(self->file, false, [self, done = std::move(done)](
-                                                                    absl::Status s, Backend) mutable {
-                            if (!s.ok()) return self->FailCommit(s, std::move(done), true);
-                            self->StatAndClose(std::move(done));
-                          });
-                        });
-  }
-
-  void StatAndClose(CommitDone done) {
-    auto self = shared_from_this();
-    engine->Stat(file, [self, done = std::move(done)](absl::StatusOr<FileStat> st,
-                                                      Backend) mutable {
-      if (!st.ok()) return self->FailCommit(st.status(), std::move(done), true);
-      self->modified = st->modified;
-      self->file_open = false;
-      self->engine->Close(self->file, [self, done = std::move(done)](absl::Status s,
-                                                                     Backend) mutable {
-        if (!s.ok()) return self->FailCommit(s, std::move(done), true);
-        self->EnsureParent(std::move(done));
-      });
-    });
-  }
-
-  // Makes sure the parent directory exists, creating missing ones.
-  void EnsureParent(CommitDone done) {
-    const std::string parent(ParentDir(spec.path));
-    if (parent.empty()) return Rename(std::move(done));
-    auto self = shared_from_this();
-    engine->StatPath(parent, [self, parent, done = std::move(done)](
-                                 absl::StatusOr<FileStat> st, Backend) mutable {
-      if (st.ok() && st->is_directory) return self->Rename(std::move(done));
-      std::vector<std::string> dirs;
-      for (size_t i = 0; i <= parent.size(); ++i) {
-        if (i == parent.size() || parent[i] == '/') dirs.push_back(parent.substr(0, i));
-      }
-      self->MakeDirs(std::move(dirs), 0, std::move(done));
-    });
-  }
-
-  void MakeDirs(std::vector<std::string> dirs, size_t i, CommitDone done) {
-    if (i == dirs.size()) return Rename(std::move(done));
-    auto self = shared_from_this();
-    std::string dir = dirs[i];
-    engine->MakeDir(dir, [self, dirs = std::move(dirs), i, done = std::move(done)](
-                             absl::Status s, Backend) mutable {
-      if (s.ok()) {
-        self->created_dirs.push_back(dirs[i]);
-      } else if (s.code() == absl::StatusCode::kNotFound) {
-        // ENOTDIR: a component above is a file.
-        return self->FailCommit(
-            absl::FailedPreconditionError(absl::StrCat(
-                "a parent of \"", self->spec.path, "\" is a file")),
-            std::move(done), true);
-      } else if (s.code() != absl::StatusCode::kAlreadyExists) {
-        return self->FailCommit(s, std::move(done), true);
-      }
-      self->MakeDirs(std::move(dirs), i + 1, std::move(done));
-    });
-  }
-
-  void Rename(CommitDone done) {
-    auto self = shared_from_this();
-    engine->Rename(tmp_path, spec.path, [self, done = std::move(done)](
-                                            absl::Status s, Backend) mutable {
-      if (s.code() == absl::StatusCode::kNotFound && !self->rename_retried) {
-        // A directory was removed under us; create it again, once.
-        self->rename_retried = true;
-        return self->EnsureParent(std::move(done));
-      }
-      if (s.code() == absl::StatusCode::kNotFound) {
-        s = absl::FailedPreconditionError(
-            absl::StrCat("a parent of \"", self->spec.path, "\" is a file"));
-      }
-      if (!s.ok()) return self->FailCommit(s, std::move(done), true);
-      self->SyncAfterRename(std::move(done));
-    });
-  }
-
-  void SyncAfterRename(CommitDone done) {
-    std::vector<std::string> dirs = {std::string(ParentDir(spec.path))};
-    for (const std::string& d : created_dirs) dirs.emplace_back(ParentDir(d));
-    std::sort(dirs.begin(), dirs.end());
-    dirs.erase(std::unique(dirs.begin(), dirs.end()), dirs.end());
-    auto self = shared_from_this();
-    SyncDirectories(engine, std::move(dirs), [self, done = std::move(done)](
-                                                 absl::Status s, Backend b) mutable {
-      self->store->locks().Unlock(self->spec.path);
-      {
-        absl::MutexLock lock(&self->mu);
-        self->finished = true;
-        self->busy = false;
-      }
-      if (!s.ok()) {
-        // The new file is in place but its directory entry may not be
-        // durable yet; report the failure honestly.
-        std::move(done)(s, b);
-        return;
-      }
-      ObjectInfo info;
-      info.path = self->spec.path;
-      info.size = self->size;
-      info.generation = self->generation;
-      info.modified = self->modified;
-      info.crc32c = self->crc;
-      std::move(done)(std::move(info), self->backend);
-    });
-  }
-};
-
-class WriterImpl final : public Writer {
- public:
-  explicit WriterImpl(std::shared_ptr<WriterState> state) : state_(std::move(state)) {}
-
-  ~WriterImpl() override {
-    bool cleanup;
-    {
-      absl::MutexLock lock(&state_->mu);
-      state_->abandoned = true;
-      cleanup = !state_->busy && !state_->finished;
-      if (cleanup) state_->finished = true;
-    }
-    if (cleanup) state_->Discard();
-  }
-
-  int64_t size() const override { return state_->size; }
-
-  void Append(absl::string_view data, Engine::DoneCallback done) override {
-    WriterState& w = *state_;
-    absl::AnyInvocable<void(absl::Status) &&> fail = [&](absl::Status s) {
-      std::move(done)(std::move(s), w.backend);
-    };
-    if (!w.Begin(fail)) return;
-    const int64_t new_size = w.size + static_cast<int64_t>(data.size());
-    if (w.spec.size > 0 && new_size > w.spec.size) {
-      return w.Fail(absl::InvalidArgumentError(absl::StrCat(
-                        "upload is longer than its declared size ", w.spec.size)),
-                    std::move(done));
-    }
-    const int64_t limit = w.store->options().max_file_bytes;
-    if (limit > 0 && new_size > limit) {
-      return w.Fail(absl::ResourceExhaustedError(absl::StrCat(
-                        "upload exceeds the limit of ", limit, " bytes")),
-                    std::move(done));
-    }
-    w.crc = Crc32cExtend(w.crc, data);
-    w.WriteChunks(data, std::move(done));
-  }
-
-  void Commit(Engine::Callback<ObjectInfo> done) override {
-    WriterState& w = *state_;
-    absl::AnyInvocable<void(absl::Status) &&> fail = [&](absl::Status s) {
-      std::move(done)(std::move(s), w.backend);
-    };
-    if (!w.Begin(fail)) return;
-    auto fail_commit = [&](absl::Status s) { w.FailCommit(std::move(s), std::move(done), false); };
-    if (w.spec.size > 0 && w.size != w.spec.size) {
-      return fail_commit(absl::InvalidArgumentError(absl::StrCat(
-          "upload has ", w.size, " bytes but declared ", w.spec.size)));
-    }
-    if (w.spec.crc32c && *w.spec.crc32c != w.crc) {
-      return fail_commit(absl::DataLossError(absl::StrCat(
-          "crc32c of the uploaded data is ", w.crc, ", the client said ", *w.spec.crc32c)));
-    }
-    w.store->locks().Lock(w.spec.path, [state = state_, done = std::move(done)]() mutable {
-      state->CommitLocked(std::move(done));
-    });
-  }
-
- private:
-  const std::shared_ptr<WriterState> state_;
-};
-
-// ---------------------------------------------------------------------------
 // Delete
 
 struct DeleteOp : std::enable_shared_from_this<DeleteOp> {
@@ -527,6 +163,41 @@ struct DeleteOp : std::enable_shared_from_this<DeleteOp> {
 };
 
 }  // namespace
+
+// fsyncs each directory of `dirs` in turn (so new entries in them are
+// durable), then calls `done` with the first error.
+void SyncDirectories(Engine* engine, std::vector<std::string> dirs,
+                     DoneCallback done) {
+  if (dirs.empty()) {
+    std::move(done)(absl::OkStatus(), engine->info().backend);
+    return;
+  }
+  std::string dir = std::move(dirs.back());
+  dirs.pop_back();
+  engine->Open(dir, OpenMode::kDirectory,
+               [engine, dirs = std::move(dirs), done = std::move(done)](
+                   absl::StatusOr<FileHandle> file, Backend backend) mutable {
+                 if (!file.ok()) {
+                   std::move(done)(file.status(), backend);
+                   return;
+                 }
+                 engine->Sync(*file, /*data_only=*/false,
+                              [engine, file = *file, dirs = std::move(dirs),
+                               done = std::move(done)](absl::Status s, Backend) mutable {
+                                engine->Close(file, [engine, s, dirs = std::move(dirs),
+                                                     done = std::move(done)](
+                                                        absl::Status closed,
+                                                        Backend backend) mutable {
+                                  if (s.ok()) s = closed;
+                                  if (!s.ok()) {
+                                    std::move(done)(s, backend);
+                                    return;
+                                  }
+                                  SyncDirectories(engine, std::move(dirs), std::move(done));
+                                });
+                              });
+               });
+}
 
 // ---------------------------------------------------------------------------
 // Metadata
@@ -700,10 +371,7 @@ void Store::CreateWriter(WriteSpec spec, Callback<std::unique_ptr<Writer>> done)
                 [this, spec = std::move(spec), tmp, done = std::move(done)](
                     absl::StatusOr<FileHandle> file, Backend b) mutable {
                   if (!file.ok()) return std::move(done)(file.status(), b);
-                  auto state = std::make_shared<WriterState>(this, std::move(spec),
-                                                             std::move(tmp), *file);
-                  state->backend = b;
-                  std::move(done)(std::make_unique<WriterImpl>(std::move(state)), b);
+                  std::move(done)(NewWriter(this, std::move(spec), std::move(tmp), *file, b), b);
                 });
 }
 
