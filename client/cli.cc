@@ -84,8 +84,11 @@ int LocalFail(const std::string& message) {
 class ProgressBar {
  public:
   ProgressBar() : enabled_(isatty(STDERR_FILENO) == 1), start_(absl::Now()) {}
-  ~ProgressBar() {
+  ~ProgressBar() { Clear(); }
+  // Erases the bar, so the next line starts clean.
+  void Clear() {
     if (drawn_) std::fputs("\r\033[K", stderr);
+    drawn_ = false;
   }
   Progress callback() {
     if (!enabled_) return nullptr;
@@ -149,6 +152,7 @@ int CmdPut(Client& client, const CliArgs& a) {
   v1::FileInfo info;
   std::string backend;
   grpc::Status s = client.Put(fd, remote, options, &info, &backend);
+  bar.Clear();
   if (fd != STDIN_FILENO) close(fd);
   if (!s.ok()) return Fail(s);
   if (a.json) {
@@ -172,6 +176,7 @@ int CmdGet(Client& client, const CliArgs& a) {
   std::string backend;
   if (local == "-") {
     grpc::Status s = client.Get(remote, options, STDOUT_FILENO, &info, &backend);
+    bar.Clear();
     if (!s.ok()) return Fail(s);
     // stdout carries the data: the summary goes to stderr.
     if (a.json) std::cerr << FileInfoJson(info, backend) << "\n";
@@ -183,6 +188,7 @@ int CmdGet(Client& client, const CliArgs& a) {
   if (fd < 0) return LocalFail(absl::StrCat("cannot create ", tmp, ": ", std::strerror(errno)));
   fchmod(fd, 0644);
   grpc::Status s = client.Get(remote, options, fd, &info, &backend);
+  bar.Clear();
   if (s.ok() && fsync(fd) != 0) {
     s = grpc::Status(grpc::StatusCode::INTERNAL, absl::StrCat("fsync: ", std::strerror(errno)));
   }
