@@ -152,6 +152,10 @@ class Engine {
 // Engine factories, one per backend. Each fails (without side effects) if the
 // backend cannot run here.
 absl::StatusOr<std::unique_ptr<Engine>> NewThreadPoolEngine(const EngineOptions& options);
+// Fails with the kernel's error if io_uring cannot be set up (ENOSYS, EPERM
+// from seccomp or kernel.io_uring_disabled), Unimplemented if an opcode it
+// needs is missing.
+absl::StatusOr<std::unique_ptr<Engine>> NewIoUringEngine(const EngineOptions& options);
 
 }  // namespace ringstore::storage
 

@@ -25,7 +25,7 @@
 namespace ringstore::storage {
 namespace {
 
-const char* const kEngines[] = {"thread_pool"};
+const char* const kEngines[] = {"io_uring", "thread_pool"};
 
 std::string TempDir() {
   const char* base = std::getenv("TEST_TMPDIR");

@@ -19,7 +19,7 @@ struct Known {
 
 // Preference order for --engine=auto.
 constexpr Known kEngines[] = {
-    {"io_uring", &NotBuilt},
+    {"io_uring", &NewIoUringEngine},
     {"posix_aio", &NotBuilt},
     {"thread_pool", &NewThreadPoolEngine},
 };

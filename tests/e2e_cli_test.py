@@ -57,14 +57,14 @@ class CliTest(unittest.TestCase):
                 src = self.local("rt-%d" % size, data)
                 remote = "rt/size-%d.bin" % size
                 r = self.ok("put", src, remote)
-                self.assertIn(b"served by thread_pool", r.stdout)
+                self.assertIn(b"served by " + self.server.engine.encode(), r.stdout)
                 dst = os.path.join(self.work, "rt-%d.out" % size)
                 self.ok("get", remote, dst)
                 self.assertEqual(self.read(dst), data)
                 info = self.stat_json(remote)
                 self.assertEqual(info["size"], size)
                 self.assertEqual(info["path"], remote)
-                self.assertEqual(info["backend"], "thread_pool")
+                self.assertEqual(info["backend"], self.server.engine)
                 if size <= 2 * MiB:
                     self.assertEqual(info["crc32c"], testlib.crc32c(data))
                 # The committed file on disk is byte-exact too.
@@ -114,7 +114,7 @@ class CliTest(unittest.TestCase):
     def test_rm_then_stat(self):
         self.ok("put", self.local("rm", b"x"), "rm/file")
         r = self.ok("rm", "rm/file")
-        self.assertIn(b"served by thread_pool", r.stdout)
+        self.assertIn(b"served by " + self.server.engine.encode(), r.stdout)
         self.fails("NOT_FOUND", "stat", "rm/file")
         self.fails("NOT_FOUND", "rm", "rm/file")
         self.assertFalse(os.path.exists(os.path.join(self.root, "rm/file")))
@@ -130,15 +130,17 @@ class CliTest(unittest.TestCase):
         self.assertTrue(long_lines[0].split()[-1] == "ls/a" and long_lines[0].split()[0] == "4")
         js = [json.loads(l) for l in self.ok("ls", "ls/", json=True).stdout.splitlines()]
         self.assertEqual([j["path"] for j in js], sorted(names[:4]))
-        self.assertTrue(all(j["backend"] == "thread_pool" for j in js))
-        self.assertIn(b"served by thread_pool", self.ok("ls", "ls/").stderr)
+        self.assertTrue(all(j["backend"] == self.server.engine for j in js))
+        self.assertIn(b"served by " + self.server.engine.encode(), self.ok("ls", "ls/").stderr)
 
     def test_info(self):
         info = json.loads(self.ok("info", json=True).stdout)
-        self.assertEqual(info["engine"], "thread_pool")
-        self.assertEqual(info["backend"], "thread_pool")
-        self.assertIn("thread_pool", info["engines_available"])
-        self.assertIn(b"engine: thread_pool", self.ok("info").stdout)
+        self.assertEqual(info["engine"], self.server.engine)
+        self.assertEqual(info["backend"], self.server.engine)
+        self.assertEqual(info["engines_available"][-1], "thread_pool")
+        self.assertIn(self.server.engine, info["engines_available"])
+        self.assertEqual(info["buffers_registered"], self.server.engine == "io_uring")
+        self.assertIn(b"engine: " + self.server.engine.encode(), self.ok("info").stdout)
 
     def test_bad_paths_rejected_nothing_outside(self):
         parent = os.path.dirname(self.root)

@@ -33,6 +33,7 @@ class InteropTest(unittest.TestCase):
         cls.server = testlib.Server()
         cls.channel = grpc.insecure_channel(cls.server.address)
         cls.stub = pbg.FileStoreStub(cls.channel)
+        cls.backend = testlib.backend_enum(cls.server.engine)
 
     @classmethod
     def tearDownClass(cls):
@@ -57,17 +58,17 @@ class InteropTest(unittest.TestCase):
         data = testlib.random_bytes(3 * MiB + 12345, seed=1)
         resp, call = self.upload("interop/a.bin", data,
                                  spec_extra={"crc32c": testlib.crc32c(data)})
-        self.assertEqual(resp.backend, pb.BACKEND_THREAD_POOL)
+        self.assertEqual(resp.backend, self.backend)
         self.assertEqual(resp.file.path, "interop/a.bin")
         self.assertEqual(resp.file.size, len(data))
         self.assertEqual(resp.file.crc32c, testlib.crc32c(data))
         self.assertGreater(resp.file.generation, 0)
-        self.assertIn(("ringstore-backend", "thread_pool"), tuple(call.trailing_metadata()))
+        self.assertIn(("ringstore-backend", self.server.engine), tuple(call.trailing_metadata()))
 
         msgs = self.download("interop/a.bin")
         self.assertTrue(msgs[0].HasField("info"))
         self.assertEqual(msgs[0].info, resp.file)
-        self.assertEqual(msgs[0].backend, pb.BACKEND_THREAD_POOL)
+        self.assertEqual(msgs[0].backend, self.backend)
         for m in msgs[1:]:
             self.assertFalse(m.HasField("info"))
         offset = 0
@@ -81,7 +82,7 @@ class InteropTest(unittest.TestCase):
         self.upload("interop/t.bin", b"hello")
         it = self.stub.Download(pb.DownloadRequest(path="interop/t.bin"))
         self.assertEqual(b"".join(m.data for m in it), b"hello")
-        self.assertIn(("ringstore-backend", "thread_pool"), tuple(it.trailing_metadata()))
+        self.assertIn(("ringstore-backend", self.server.engine), tuple(it.trailing_metadata()))
 
     def test_ranges(self):
         data = testlib.random_bytes(2 * MiB + 7, seed=2)
@@ -149,8 +150,8 @@ class InteropTest(unittest.TestCase):
                         pb.DeleteRequest(path="interop/d.bin", if_generation_match=gen + 1))
         r, call = self.stub.Delete.with_call(pb.DeleteRequest(path="interop/d.bin",
                                                               if_generation_match=gen))
-        self.assertEqual(r.backend, pb.BACKEND_THREAD_POOL)
-        self.assertIn(("ringstore-backend", "thread_pool"), tuple(call.trailing_metadata()))
+        self.assertEqual(r.backend, self.backend)
+        self.assertIn(("ringstore-backend", self.server.engine), tuple(call.trailing_metadata()))
         self.assertCode(grpc.StatusCode.NOT_FOUND, self.stub.Stat, pb.StatRequest(path="interop/d.bin"))
         self.assertCode(grpc.StatusCode.NOT_FOUND, self.stub.Delete, pb.DeleteRequest(path="interop/d.bin"))
 
@@ -168,8 +169,9 @@ class InteropTest(unittest.TestCase):
 
     def test_server_info(self):
         info = self.stub.GetServerInfo(pb.GetServerInfoRequest())
-        self.assertEqual(info.engine, "thread_pool")
-        self.assertEqual(info.backend, pb.BACKEND_THREAD_POOL)
+        self.assertEqual(info.engine, self.server.engine)
+        self.assertEqual(info.backend, self.backend)
+        self.assertIn(self.server.engine, list(info.engines_available))
         self.assertIn("thread_pool", list(info.engines_available))
         self.assertGreater(info.registered_buffer_count, 0)
         self.assertGreater(info.registered_buffer_size, 0)

@@ -30,11 +30,30 @@ def runfile(path):
     return os.path.join(os.path.dirname(here), "bazel-bin", path)
 
 
+def _take_engine_arg():
+    """--engine=NAME from the command line (set per target in BUILD)."""
+    for i, arg in enumerate(sys.argv[1:], 1):
+        if arg.startswith("--engine="):
+            del sys.argv[i]
+            return arg.split("=", 1)[1]
+    return "auto"
+
+
+# The engine the server under test runs; "auto" lets the server choose.
+ENGINE = _take_engine_arg()
+
 SERVER = runfile("server/ringstore-server")
 CLI = runfile("client/ringstore")
 
 # Generated Python code for the API.
 sys.path.insert(0, runfile("proto"))
+
+
+def backend_enum(name):
+    """The proto Backend value for an engine name."""
+    from ringstore.v1 import ringstore_pb2 as pb
+    return {"io_uring": pb.BACKEND_IO_URING, "posix_aio": pb.BACKEND_POSIX_AIO,
+            "thread_pool": pb.BACKEND_THREAD_POOL}[name]
 
 
 def tmpdir(prefix="t"):
@@ -68,7 +87,8 @@ class Server:
 
     def __init__(self, root=None, args=()):
         self.root = root or os.path.join(tmpdir("srv"), "data")
-        cmd = [SERVER, "--listen=127.0.0.1:0", "--root=" + self.root] + list(args)
+        cmd = [SERVER, "--listen=127.0.0.1:0", "--root=" + self.root, "--engine=" + ENGINE]
+        cmd += list(args)
         self.stderr = tempfile.TemporaryFile(dir=os.environ.get("TEST_TMPDIR"))
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.stderr)
         line = self._read_line(timeout=30)
@@ -78,6 +98,8 @@ class Server:
             raise AssertionError("unexpected start-up line: %r (stderr: %s)" % (line, self.stderr_text()))
         self.port = int(m.group(2))
         self.engine = m.group(3)
+        if ENGINE != "auto" and self.engine != ENGINE:
+            raise AssertionError("asked for engine %s, got %s" % (ENGINE, self.engine))
         self.address = "127.0.0.1:%d" % self.port
 
     def _read_line(self, timeout):
