@@ -85,10 +85,11 @@ def random_bytes(n, seed=None):
 class Server:
     """A real ringstore-server process listening on a free port."""
 
-    def __init__(self, root=None, args=()):
+    def __init__(self, root=None, args=(), prefix=()):
         self.root = root or os.path.join(tmpdir("srv"), "data")
-        cmd = [SERVER, "--listen=127.0.0.1:0", "--root=" + self.root, "--engine=" + ENGINE]
-        cmd += list(args)
+        cmd = list(prefix) + [SERVER, "--listen=127.0.0.1:0", "--root=" + self.root,
+                              "--engine=" + ENGINE]
+        cmd += list(args)  # a later --engine wins
         self.stderr = tempfile.TemporaryFile(dir=os.environ.get("TEST_TMPDIR"))
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.stderr)
         line = self._read_line(timeout=30)
