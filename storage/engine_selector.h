@@ -2,8 +2,8 @@
 //
 // "auto" tries the engines in preference order (io_uring, posix_aio,
 // thread_pool) and starts the first that works here; a named engine that
-// cannot start is an error. Only thread_pool is built so far; io_uring and
-// posix_aio arrive with their own engines.
+// cannot start is an error. posix_aio is not built yet: it reports
+// Unimplemented, so auto moves on to thread_pool.
 #ifndef RINGSTORE_STORAGE_ENGINE_SELECTOR_H_
 #define RINGSTORE_STORAGE_ENGINE_SELECTOR_H_
 

@@ -1,0 +1,316 @@
+// Engine benchmark: the same files, the same operations, every engine, one
+// run (DESIGN.md §7: timing claims live here, never in a test).
+//
+//   bazel run -c opt //bench:engine_bench -- --dir=/var/tmp/ringstore-bench
+//
+// Cases (each at a fixed concurrency, through the Engine interface alone):
+//   SmallFiles    10,000 files of 4 KiB, each opened, read whole, closed;
+//                 64 files in flight.
+//   SeqRead       a 1 GiB file read in 1 MiB blocks, 2 in flight (what a
+//                 download's read-ahead does).
+//   RandRead      20,000 random 4 KiB reads of that file, 32 in flight.
+//   WriteFsync    256 MiB written in 1 MiB blocks, 4 in flight, then fsync.
+// Files are created once under --dir and reused; reads are from the page
+// cache after the first pass (the machine has far more memory than data),
+// so the figures compare the engines' own overheads, not the disk.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "benchmark/benchmark.h"
+#include "storage/buffer_pool.h"
+#include "storage/engine.h"
+#include "storage/engine_selector.h"
+
+namespace ringstore::storage {
+namespace {
+
+std::string g_dir = "/var/tmp/ringstore-bench";
+constexpr int kSmallFiles = 10000;
+constexpr size_t kSmallSize = 4096;
+constexpr int64_t kBigSize = int64_t{1} << 30;
+constexpr size_t kBlock = 1 << 20;
+constexpr int kRandomReads = 20000;
+constexpr int64_t kWriteSize = int64_t{256} << 20;
+
+void Die(const std::string& what) {
+  std::fprintf(stderr, "engine_bench: %s: %s\n", what.c_str(), std::strerror(errno));
+  std::exit(1);
+}
+
+// Creates the data set once.
+void PrepareFiles() {
+  const std::string root = g_dir + "/root";
+  mkdir(g_dir.c_str(), 0755);
+  mkdir(root.c_str(), 0755);
+  const std::string small = root + "/small";
+  if (mkdir(small.c_str(), 0755) == 0) {
+    std::string data(kSmallSize, 'x');
+    for (int i = 0; i < kSmallFiles; ++i) {
+      const std::string p = absl::StrCat(small, "/", i);
+      const int fd = open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (fd < 0 || write(fd, data.data(), data.size()) != static_cast<ssize_t>(data.size())) {
+        Die(p);
+      }
+      close(fd);
+    }
+  }
+  const std::string big = root + "/big";
+  struct stat st;
+  if (stat(big.c_str(), &st) != 0 || st.st_size != kBigSize) {
+    const int fd = open(big.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) Die(big);
+    std::string block(kBlock, '\0');
+    std::mt19937_64 rng(1);
+    for (int64_t off = 0; off < kBigSize; off += kBlock) {
+      for (size_t i = 0; i < kBlock; i += 8) {
+        const uint64_t v = rng();
+        std::memcpy(&block[i], &v, 8);
+      }
+      if (write(fd, block.data(), kBlock) != static_cast<ssize_t>(kBlock)) Die(big);
+    }
+    close(fd);
+  }
+}
+
+// One engine over the bench root with a pool big enough for every case.
+struct Fixture {
+  explicit Fixture(const std::string& name) {
+    root_fd = open((g_dir + "/root").c_str(), O_RDONLY | O_DIRECTORY);
+    if (root_fd < 0) Die("open root");
+    pool = *BufferPool::Create(64, kBlock);
+    EngineOptions options;
+    options.root_fd = root_fd;
+    options.pool = pool.get();
+    auto e = StartEngine(name, options);
+    if (!e.ok()) {
+      std::fprintf(stderr, "engine_bench: %s: %s\n", name.c_str(), e.status().ToString().c_str());
+      return;
+    }
+    engine = *std::move(e);
+  }
+  ~Fixture() {
+    engine.reset();
+    close(root_fd);
+  }
+  int root_fd = -1;
+  std::unique_ptr<BufferPool> pool;
+  std::unique_ptr<Engine> engine;
+};
+
+// Runs `count` operations with at most `depth` in flight. `start(i, done)`
+// begins operation i and must call done(ok) exactly once, from any thread.
+bool RunPipelined(int count, int depth, std::function<void(int, std::function<void(bool)>)> start) {
+  absl::Mutex mu;
+  int next = 0, finished = 0;
+  bool ok = true;
+  std::function<void()> launch;
+  std::function<void(bool)> on_done = [&](bool success) {
+    int i = -1;
+    {
+      absl::MutexLock lock(&mu);
+      ++finished;
+      ok &= success;
+      if (next < count) i = next++;
+    }
+    if (i >= 0) start(i, on_done);
+  };
+  std::vector<int> first;
+  {
+    absl::MutexLock lock(&mu);
+    while (next < count && next < depth) first.push_back(next++);
+  }
+  for (int i : first) start(i, on_done);
+  std::pair<int*, int> until(&finished, count);
+  absl::MutexLock lock(&mu);
+  mu.Await(absl::Condition(+[](std::pair<int*, int>* p) { return *p->first == p->second; },
+                           &until));
+  return ok;
+}
+
+void SmallFiles(benchmark::State& state, const char* engine_name) {
+  Fixture f(engine_name);
+  if (!f.engine) return state.SkipWithError("engine unavailable");
+  Engine* e = f.engine.get();
+  constexpr int kDepth = 64;
+  std::vector<PooledBuffer> bufs;
+  for (int i = 0; i < kDepth; ++i) bufs.push_back(f.pool->TryAcquire());
+  for (auto _ : state) {
+    std::vector<int> free_slots(kDepth);
+    absl::Mutex slots_mu;
+    for (int i = 0; i < kDepth; ++i) free_slots[i] = i;
+    const bool ok = RunPipelined(kSmallFiles, kDepth, [&](int i, std::function<void(bool)> done) {
+      int s;
+      {
+        absl::MutexLock lock(&slots_mu);
+        s = free_slots.back();
+        free_slots.pop_back();
+      }
+      auto finish = [&, s, done](bool success) {
+        {
+          absl::MutexLock lock(&slots_mu);
+          free_slots.push_back(s);
+        }
+        done(success);
+      };
+      char* buf = bufs[s].data();
+      e->Open(absl::StrCat("small/", i), OpenMode::kRead,
+              [e, buf, finish](absl::StatusOr<FileHandle> h, Backend) {
+                if (!h.ok()) return finish(false);
+                e->Read(*h, 0, absl::Span<char>(buf, kBlock),
+                        [e, h = *h, finish](absl::StatusOr<size_t> n, Backend) {
+                          const bool good = n.ok() && *n == kSmallSize;
+                          e->Close(h, [finish, good](absl::Status s, Backend) {
+                            finish(good && s.ok());
+                          });
+                        });
+              });
+    });
+    if (!ok) return state.SkipWithError("small file read failed");
+  }
+  state.SetItemsProcessed(state.iterations() * kSmallFiles);
+  state.SetBytesProcessed(state.iterations() * kSmallFiles * kSmallSize);
+}
+
+// Reads `count` blocks of `size` at offsets(i) from the big file.
+void ReadBig(benchmark::State& state, const char* engine_name, int count, int depth, size_t size,
+             const std::function<int64_t(int)>& offset_of) {
+  Fixture f(engine_name);
+  if (!f.engine) return state.SkipWithError("engine unavailable");
+  Engine* e = f.engine.get();
+  FileHandle file;
+  {
+    absl::Notification opened;
+    e->Open("big", OpenMode::kRead, [&](absl::StatusOr<FileHandle> h, Backend) {
+      file = *h;
+      opened.Notify();
+    });
+    opened.WaitForNotification();
+  }
+  std::vector<PooledBuffer> bufs;
+  for (int i = 0; i < depth; ++i) bufs.push_back(f.pool->TryAcquire());
+  for (auto _ : state) {
+    absl::Mutex slots_mu;
+    std::vector<int> free_slots;
+    for (int i = 0; i < depth; ++i) free_slots.push_back(i);
+    const bool ok = RunPipelined(count, depth, [&](int i, std::function<void(bool)> done) {
+      int s;
+      {
+        absl::MutexLock lock(&slots_mu);
+        s = free_slots.back();
+        free_slots.pop_back();
+      }
+      e->Read(file, offset_of(i), absl::Span<char>(bufs[s].data(), size),
+              [&, s, size, done](absl::StatusOr<size_t> n, Backend) {
+                {
+                  absl::MutexLock lock(&slots_mu);
+                  free_slots.push_back(s);
+                }
+                done(n.ok() && *n == size);
+              });
+    });
+    if (!ok) return state.SkipWithError("read failed");
+  }
+  absl::Notification closed;
+  e->Close(file, [&](absl::Status, Backend) { closed.Notify(); });
+  closed.WaitForNotification();
+  state.SetItemsProcessed(state.iterations() * count);
+  state.SetBytesProcessed(state.iterations() * count * static_cast<int64_t>(size));
+}
+
+void SeqRead(benchmark::State& state, const char* engine_name) {
+  ReadBig(state, engine_name, static_cast<int>(kBigSize / kBlock), 2, kBlock,
+          [](int i) { return static_cast<int64_t>(i) * kBlock; });
+}
+
+void RandRead(benchmark::State& state, const char* engine_name) {
+  std::vector<int64_t> offsets(kRandomReads);
+  std::mt19937_64 rng(7);
+  for (int64_t& o : offsets) o = static_cast<int64_t>(rng() % (kBigSize / 4096)) * 4096;
+  ReadBig(state, engine_name, kRandomReads, 32, 4096, [&](int i) { return offsets[i]; });
+}
+
+void WriteFsync(benchmark::State& state, const char* engine_name) {
+  Fixture f(engine_name);
+  if (!f.engine) return state.SkipWithError("engine unavailable");
+  Engine* e = f.engine.get();
+  constexpr int kDepth = 4;
+  std::vector<PooledBuffer> bufs;
+  for (int i = 0; i < kDepth; ++i) {
+    bufs.push_back(f.pool->TryAcquire());
+    std::memset(bufs.back().data(), 'w', kBlock);
+  }
+  const std::string name = absl::StrCat("write-", engine_name);
+  for (auto _ : state) {
+    unlink((g_dir + "/root/" + name).c_str());
+    FileHandle file;
+    absl::Notification opened;
+    e->Open(name, OpenMode::kCreateWrite, [&](absl::StatusOr<FileHandle> h, Backend) {
+      if (h.ok()) file = *h;
+      opened.Notify();
+    });
+    opened.WaitForNotification();
+    if (file.id < 0) return state.SkipWithError("create failed");
+    const bool ok = RunPipelined(static_cast<int>(kWriteSize / kBlock), kDepth,
+                                 [&](int i, std::function<void(bool)> done) {
+                                   e->Write(file, static_cast<int64_t>(i) * kBlock,
+                                            absl::Span<const char>(bufs[i % kDepth].data(), kBlock),
+                                            [done](absl::Status s, Backend) { done(s.ok()); });
+                                 });
+    absl::Notification synced;
+    bool sync_ok = false;
+    e->Sync(file, false, [&](absl::Status s, Backend) {
+      sync_ok = s.ok();
+      e->Close(file, [&](absl::Status, Backend) { synced.Notify(); });
+    });
+    synced.WaitForNotification();
+    if (!ok || !sync_ok) return state.SkipWithError("write failed");
+  }
+  unlink((g_dir + "/root/" + name).c_str());
+  state.SetBytesProcessed(state.iterations() * kWriteSize);
+}
+
+}  // namespace
+}  // namespace ringstore::storage
+
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::strncmp(argv[i], "--dir=", 6) == 0) ringstore::storage::g_dir = argv[i] + 6;
+  }
+  benchmark::Initialize(&argc, argv);
+  ringstore::storage::PrepareFiles();
+  using namespace ringstore::storage;  // NOLINT
+  // Interleaved: each case runs for every engine before the next case.
+  for (const char* engine : {"thread_pool", "io_uring"}) {
+    benchmark::RegisterBenchmark(absl::StrCat("SmallFiles/", engine).c_str(), SmallFiles, engine)
+        ->Unit(benchmark::kMillisecond)->UseRealTime();
+  }
+  for (const char* engine : {"thread_pool", "io_uring"}) {
+    benchmark::RegisterBenchmark(absl::StrCat("SeqRead/", engine).c_str(), SeqRead, engine)
+        ->Unit(benchmark::kMillisecond)->UseRealTime();
+  }
+  for (const char* engine : {"thread_pool", "io_uring"}) {
+    benchmark::RegisterBenchmark(absl::StrCat("RandRead/", engine).c_str(), RandRead, engine)
+        ->Unit(benchmark::kMillisecond)->UseRealTime();
+  }
+  for (const char* engine : {"thread_pool", "io_uring"}) {
+    benchmark::RegisterBenchmark(absl::StrCat("WriteFsync/", engine).c_str(), WriteFsync, engine)
+        ->Unit(benchmark::kMillisecond)->UseRealTime();
+  }
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
