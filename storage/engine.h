@@ -62,6 +62,14 @@ struct FileStat {
   std::string metadata;
 };
 
+// What ReadFile returns.
+struct FileRead {
+  // Bytes read into dst; less than dst.size() means the whole file fit.
+  size_t length = 0;
+  // Value of the metadata attribute, or empty if the file has none.
+  std::string metadata;
+};
+
 struct DirEntry {
   std::string name;
   bool is_directory = false;
@@ -84,6 +92,9 @@ struct EngineInfo {
   Backend backend = Backend::kUnspecified;
   std::vector<std::string> features;
   bool buffers_registered = false;
+  // Registered file slots (direct descriptors) and how many hold a file now.
+  int direct_slots = 0;
+  int direct_slots_in_use = 0;
 };
 
 class Engine {
@@ -119,6 +130,12 @@ class Engine {
 
   // Closes `file`; the handle is invalid once this is called.
   virtual void Close(FileHandle file, DoneCallback done) = 0;
+
+  // Opens `path` for reading, reads up to dst.size() bytes from offset 0
+  // into `dst` (inside a pool buffer), fetches the metadata attribute and
+  // closes the file: one operation, which io_uring submits as one linked
+  // chain. Errors as Open(kRead); FailedPrecondition for a directory.
+  virtual void ReadFile(std::string path, absl::Span<char> dst, Callback<FileRead> done) = 0;
 
   // Stat of an open file, metadata attribute included.
   virtual void Stat(FileHandle file, Callback<FileStat> done) = 0;

@@ -8,10 +8,12 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <fstream>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -421,6 +423,134 @@ TEST_P(EngineContractTest, ManyConcurrentOperations) {
   for (int i = 0; i < kFiles; ++i) {
     EXPECT_EQ(state.contents[i], absl::StrCat("content of file ", i, std::string(i, 'z')));
   }
+}
+
+TEST_P(EngineContractTest, ReadFileWholeFilesAndErrors) {
+  const size_t cap = pool_->buffer_size();
+  Create("small", "hello");
+  {
+    auto f = Open("small", OpenMode::kRead);
+    ASSERT_TRUE(f.ok());
+    ASSERT_TRUE(SetMetadata(*f, "v1 1 2").ok());
+    ASSERT_TRUE(Close(*f).ok());
+  }
+  WriteLocal(root_ + "/exact", std::string(cap, 'e'));
+  WriteLocal(root_ + "/bigger", std::string(cap + 10, 'b'));
+  Create("empty", "");
+  ASSERT_EQ(mkdir((root_ + "/dir").c_str(), 0755), 0);
+  ASSERT_EQ(symlink((outside_ + "/secret").c_str(), (root_ + "/link").c_str()), 0);
+  ASSERT_EQ(symlink(outside_.c_str(), (root_ + "/evil").c_str()), 0);
+
+  PooledBuffer buf = pool_->TryAcquire();
+  auto read = [&](const std::string& path) {
+    std::memset(buf.data(), 0, cap);
+    Waiter<FileRead> w;
+    engine_->ReadFile(path, buf.span(), w.callback());
+    auto r = w.Wait();
+    EXPECT_EQ(w.backend(), backend_);
+    return r;
+  };
+  auto small = read("small");
+  ASSERT_TRUE(small.ok()) << small.status();
+  EXPECT_EQ(small->length, 5u);
+  EXPECT_EQ(std::string(buf.data(), 5), "hello");
+  EXPECT_EQ(small->metadata, "v1 1 2");
+  auto exact = read("exact");
+  ASSERT_TRUE(exact.ok());
+  EXPECT_EQ(exact->length, cap);
+  EXPECT_EQ(std::string(buf.data(), cap), std::string(cap, 'e'));
+  EXPECT_TRUE(exact->metadata.empty());
+  auto bigger = read("bigger");
+  ASSERT_TRUE(bigger.ok());
+  EXPECT_EQ(bigger->length, cap);  // the buffer is full: the file may go on
+  auto empty = read("empty");
+  ASSERT_TRUE(empty.ok());
+  EXPECT_EQ(empty->length, 0u);
+  EXPECT_EQ(read("missing").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(read("dir").status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(read("link").status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(read("evil/secret").status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(read("../outside/secret").status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(engine_->info().direct_slots_in_use, 0);
+}
+
+// 100,000 whole-file reads, more in flight than there are direct slots,
+// over files that are missing, shrink, grow and vanish meanwhile: every
+// read ends with a sane answer and afterwards no slot is left occupied.
+TEST_P(EngineContractTest, ReadFileStressLeaksNoSlot) {
+  constexpr int kFiles = 500;
+  constexpr int kReads = 100000;
+  constexpr int kInFlight = 1500;
+  for (int i = 0; i < kFiles; ++i) {
+    WriteLocal(absl::StrCat(root_, "/f", i), std::string(100 + i * 7, 'a' + i % 26));
+  }
+  auto pool = BufferPool::Create(kInFlight, 4096);
+  ASSERT_TRUE(pool.ok());
+  std::vector<PooledBuffer> buffers;
+  for (int i = 0; i < kInFlight; ++i) buffers.push_back((*pool)->TryAcquire());
+
+  std::atomic<bool> stop{false};
+  std::thread churn([&] {
+    // Files shrink, grow and disappear while they are being read.
+    for (int round = 0; !stop; ++round) {
+      const int i = round % kFiles;
+      const std::string p = absl::StrCat(root_, "/f", i);
+      if (round % 3 == 0) {
+        truncate(p.c_str(), round % 50);
+      } else if (round % 3 == 1) {
+        unlink(p.c_str());
+      } else {
+        WriteLocal(p, std::string(5000, 'z'));  // bigger than a buffer
+      }
+    }
+  });
+
+  absl::Mutex mu;
+  int next = 0, finished = 0, ok = 0, not_found = 0, other = 0, bad_length = 0;
+  std::vector<int> free_buffers;
+  for (int i = kInFlight - 1; i >= 0; --i) free_buffers.push_back(i);
+  std::function<void()> launch = [&] {
+    int i, b;
+    {
+      absl::MutexLock lock(&mu);
+      if (next == kReads || free_buffers.empty()) return;
+      i = next++;
+      b = free_buffers.back();
+      free_buffers.pop_back();
+    }
+    // Every 20th path never exists.
+    const std::string path = i % 20 == 0 ? absl::StrCat("missing", i)
+                                         : absl::StrCat("f", i % kFiles);
+    engine_->ReadFile(path, buffers[b].span(), [&, b](absl::StatusOr<FileRead> r, Backend) {
+      {
+        absl::MutexLock lock(&mu);
+        ++finished;
+        free_buffers.push_back(b);
+        if (r.ok()) {
+          ++ok;
+          if (r->length > 4096) ++bad_length;
+        } else if (r.status().code() == absl::StatusCode::kNotFound) {
+          ++not_found;
+        } else {
+          ++other;
+        }
+      }
+      launch();
+    });
+  };
+  for (int i = 0; i < kInFlight; ++i) launch();
+  {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(
+        +[](int* f) { return *f == kReads; }, &finished));
+  }
+  stop = true;
+  churn.join();
+  EXPECT_EQ(ok + not_found, kReads) << other << " reads failed otherwise";
+  EXPECT_GE(not_found, kReads / 20);
+  EXPECT_EQ(bad_length, 0);
+  EXPECT_EQ(engine_->info().direct_slots_in_use, 0);
+  if (backend_ == Backend::kIoUring) EXPECT_GT(engine_->info().direct_slots, 0);
 }
 
 TEST_P(EngineContractTest, InfoNamesTheBackend) {

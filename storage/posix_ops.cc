@@ -183,6 +183,23 @@ absl::Status SetAttr(int fd, absl::string_view attr, absl::string_view value) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<FileRead> ReadFile(int root, absl::string_view path, absl::Span<char> dst,
+                                  absl::string_view attr) {
+  RS_ASSIGN_OR_RETURN(int fd, Open(root, path, OpenMode::kRead));
+  ScopedFd file(fd);
+  FileRead out;
+  RS_ASSIGN_OR_RETURN(out.length, ReadFull(fd, 0, dst));
+  const std::string name(attr);
+  char value[256];
+  const ssize_t n = fgetxattr(fd, name.c_str(), value, sizeof(value));
+  if (n >= 0) {
+    out.metadata.assign(value, static_cast<size_t>(n));
+  } else if (errno != ENODATA && errno != ENOTSUP) {
+    return ErrnoToStatus(errno, "fgetxattr");
+  }
+  return out;
+}
+
 absl::Status Rename(int root, absl::string_view from, absl::string_view to) {
   std::string from_leaf, to_leaf;
   RS_ASSIGN_OR_RETURN(int from_fd, OpenParent(root, from, &from_leaf));

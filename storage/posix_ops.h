@@ -43,6 +43,9 @@ absl::StatusOr<FileStat> StatFd(int fd, absl::string_view attr);
 absl::StatusOr<FileStat> StatPath(int root, absl::string_view path,
                                   absl::string_view attr);
 absl::Status SetAttr(int fd, absl::string_view attr, absl::string_view value);
+// Open, read from offset 0 into `dst`, read `attr`, close (Engine::ReadFile).
+absl::StatusOr<FileRead> ReadFile(int root, absl::string_view path, absl::Span<char> dst,
+                                  absl::string_view attr);
 
 absl::Status Rename(int root, absl::string_view from, absl::string_view to);
 absl::Status Unlink(int root, absl::string_view path);

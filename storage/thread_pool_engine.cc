@@ -67,6 +67,12 @@ class ThreadPoolEngine final : public Engine {
                  [file] { return posix::Close(static_cast<int>(file.id)); });
   }
 
+  void ReadFile(std::string path, absl::Span<char> dst, Callback<FileRead> done) override {
+    Submit(std::move(done), [this, path = std::move(path), dst] {
+      return posix::ReadFile(root_.fd, path, dst, attr_);
+    });
+  }
+
   void Stat(FileHandle file, Callback<FileStat> done) override {
     Submit(std::move(done), [this, file] {
       return posix::StatFd(static_cast<int>(file.id), attr_);
