@@ -25,7 +25,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadRespon
  public:
   DownloadReactor(grpc::CallbackServerContext* context, storage::Store* store,
                   const v1::DownloadRequest* request)
-      : context_(context), store_(store), offset_(request->offset()) {
+      : context_(context), store_(store), path_(request->path()), offset_(request->offset()) {
     if (request->offset() < 0 || request->limit() < 0) {
       Complete(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                             "offset and limit must not be negative"));
@@ -33,12 +33,14 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadRespon
     }
     const int64_t limit = request->limit();
     Hold();
-    store_->OpenReader(request->path(), [this, limit](
-                                            absl::StatusOr<std::unique_ptr<storage::Reader>> r,
-                                            Backend backend) {
-      OnOpened(std::move(r), backend, limit);
-      Unhold();
-    });
+    if (offset_ == 0) {
+      // Most files fit in one buffer: try one engine operation first.
+      store_->pool().Acquire([this, limit](PooledBuffer buffer) {
+        TrySmall(std::move(buffer), limit);
+      });
+    } else {
+      OpenLarge(limit);
+    }
   }
 
   void OnWriteDone(bool ok) override {
@@ -72,12 +74,59 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadRespon
     size_t length = 0;
   };
 
+  // Reads the whole file into `buffer` with Store::ReadSmall and sends it as
+  // one message; a file that does not fit goes on to OpenLarge. Runs with a
+  // hold, which it releases.
+  void TrySmall(PooledBuffer buffer, int64_t limit) {
+    char* data = buffer.data();
+    store_->ReadSmall(path_, buffer.span(), [this, buffer = std::move(buffer), data, limit](
+                                                absl::StatusOr<storage::Store::SmallRead> r,
+                                                Backend backend) mutable {
+      backend_ = backend;
+      if (!r.ok()) {
+        buffer = PooledBuffer();
+        Complete(ToGrpcStatus(r.status()));
+      } else if (!r->complete) {
+        buffer = PooledBuffer();
+        OpenLarge(limit);
+      } else {
+        info_ = std::move(r->info);
+        const int64_t n = limit == 0 ? info_.size : std::min(limit, info_.size);
+        response_.Clear();
+        FillHeader();
+        response_.set_offset(0);
+        response_.set_data(data, static_cast<size_t>(n));
+        response_.set_crc32c(storage::Crc32c(response_.data()));
+        buffer = PooledBuffer();
+        {
+          absl::MutexLock lock(&mu_);
+          end_ = n;
+          next_read_ = n;
+          next_write_ = n;
+          writing_ = true;
+        }
+        StartWrite(&response_);  // OnWriteDone finishes: everything is sent
+      }
+      Unhold();
+    });
+  }
+
+  void OpenLarge(int64_t limit) {
+    Hold();
+    store_->OpenReader(path_, [this, limit](absl::StatusOr<std::unique_ptr<storage::Reader>> r,
+                                            Backend backend) {
+      OnOpened(std::move(r), backend, limit);
+      Unhold();
+    });
+  }
+
   void OnOpened(absl::StatusOr<std::unique_ptr<storage::Reader>> reader,
                 Backend backend, int64_t limit) {
     backend_ = backend;
     if (!reader.ok()) return Complete(ToGrpcStatus(reader.status()));
     reader_ = *std::move(reader);
-    const int64_t size = reader_->info().size;
+    info_ = reader_->info();
+    const int64_t size = info_.size;
     if (offset_ > size) {
       return Complete(grpc::Status(
           grpc::StatusCode::OUT_OF_RANGE,
@@ -191,7 +240,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadRespon
   }
 
   void FillHeader() {
-    ToProto(reader_->info(), response_.mutable_info());
+    ToProto(info_, response_.mutable_info());
     response_.set_backend(ToProto(backend_));
   }
 
@@ -246,8 +295,11 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadRespon
 
   grpc::CallbackServerContext* const context_;
   storage::Store* const store_;
+  const std::string path_;
   const int64_t offset_;
   std::unique_ptr<storage::Reader> reader_;
+  // The file being sent, from the reader or the small-file read.
+  storage::ObjectInfo info_;
   Backend backend_ = Backend::kUnspecified;
   v1::DownloadResponse response_;
 

@@ -202,23 +202,35 @@ void SyncDirectories(Engine* engine, std::vector<std::string> dirs,
 // ---------------------------------------------------------------------------
 // Metadata
 
-std::string EncodeMetadata(int64_t generation, uint32_t crc32c) {
-  return absl::StrCat("v1 ", generation, " ", crc32c);
+std::string EncodeMetadata(const Metadata& m) {
+  return absl::StrCat("v1 ", m.generation, " ", m.crc32c, " ", m.size, " ",
+                      absl::ToUnixNanos(m.modified));
+}
+
+std::optional<Metadata> ParseMetadata(absl::string_view text) {
+  std::vector<absl::string_view> f = absl::StrSplit(text, ' ');
+  Metadata m;
+  int64_t nanos;
+  if (f.size() != 5 || f[0] != "v1" || !absl::SimpleAtoi(f[1], &m.generation) ||
+      !absl::SimpleAtoi(f[2], &m.crc32c) || !absl::SimpleAtoi(f[3], &m.size) ||
+      !absl::SimpleAtoi(f[4], &nanos) || m.generation <= 0 || m.size < 0) {
+    return std::nullopt;
+  }
+  m.modified = absl::FromUnixNanos(nanos);
+  return m;
 }
 
 void DecodeMetadata(absl::string_view metadata, absl::Time modified,
                     ObjectInfo* info) {
-  std::vector<absl::string_view> f = absl::StrSplit(metadata, ' ');
-  int64_t generation;
-  uint32_t crc;
-  if (f.size() == 3 && f[0] == "v1" && absl::SimpleAtoi(f[1], &generation) &&
-      absl::SimpleAtoi(f[2], &crc) && generation > 0) {
-    info->generation = generation;
-    info->crc32c = crc;
+  if (std::optional<Metadata> m = ParseMetadata(metadata)) {
+    info->generation = m->generation;
+    info->crc32c = m->crc32c;
+    info->modified = m->modified;
     return;
   }
   info->generation = std::max<int64_t>(1, absl::ToUnixMicros(modified));
   info->crc32c = 0;
+  info->modified = modified;
 }
 
 // ---------------------------------------------------------------------------
@@ -346,6 +358,35 @@ void Store::OpenReader(std::string path, Callback<std::unique_ptr<Reader>> done)
       }
       std::move(done)(std::make_unique<ReaderImpl>(engine, file, MakeInfo(path, *st)), b);
     });
+  });
+}
+
+void Store::ReadSmall(std::string path, absl::Span<char> dst, Callback<SmallRead> done) {
+  if (absl::Status s = ValidatePath(path); !s.ok()) {
+    std::move(done)(s, engine_->info().backend);
+    return;
+  }
+  engine_->ReadFile(path, dst, [path, done = std::move(done)](absl::StatusOr<FileRead> r,
+                                                             Backend b) mutable {
+    if (!r.ok()) {
+      absl::Status s = r.status().code() == absl::StatusCode::kFailedPrecondition
+                           ? NotAFile(path)
+                           : r.status();
+      return std::move(done)(s, b);
+    }
+    SmallRead out;
+    // Complete only if the metadata read from the same open file vouches
+    // that these are all of its bytes.
+    const std::optional<Metadata> m = ParseMetadata(r->metadata);
+    if (m && m->size == static_cast<int64_t>(r->length)) {
+      out.complete = true;
+      out.info.path = std::move(path);
+      out.info.size = m->size;
+      out.info.generation = m->generation;
+      out.info.crc32c = m->crc32c;
+      out.info.modified = m->modified;
+    }
+    std::move(done)(std::move(out), b);
   });
 }
 

@@ -5,11 +5,14 @@
 //   <root>/<path>                  committed files, plain files in plain dirs
 //   <root>/.ringstore/tmp/<random> data of uploads in progress
 // Each committed file carries one extended attribute, `user.ringstore.meta`
-// = "v1 <generation> <crc32c>", set on the temp file before the rename, so
+// = "v1 <generation> <crc32c> <size> <commit time ns>", set on the temp file
+// before the rename, so
 // the metadata arrives atomically with the content (a sidecar file would need
 // a second rename and could disagree with its file after a crash). A file
 // without the attribute (placed by hand) reports its mtime in microseconds as
-// generation and crc32c 0 ("unknown").
+// generation and crc32c 0 ("unknown"). Because the attribute travels with
+// the data, one open file yields a consistent content + metadata snapshot:
+// ReadSmall needs no separate stat.
 //
 // Commit: write temp → set metadata → fsync file → rename into place →
 // fsync the directory (and every directory the commit created). Readers see
@@ -157,6 +160,16 @@ class Store {
   void Delete(std::string path, std::optional<int64_t> if_generation_match,
               Engine::DoneCallback done);
   void OpenReader(std::string path, Callback<std::unique_ptr<Reader>> done);
+  // Reads the file at `path` into `dst` (inside a pool buffer, kept alive
+  // until `done`) in one engine operation. `complete` says that `dst` holds
+  // the whole file, described by `info`; otherwise (larger than `dst`, or no
+  // metadata to vouch for the size) the caller uses OpenReader. Errors as
+  // OpenReader.
+  struct SmallRead {
+    bool complete = false;
+    ObjectInfo info;
+  };
+  void ReadSmall(std::string path, absl::Span<char> dst, Callback<SmallRead> done);
   // Validates the spec (path, size against max_file_bytes) and creates the
   // temp file.
   void CreateWriter(WriteSpec spec, Callback<std::unique_ptr<Writer>> done);
@@ -178,10 +191,21 @@ class Store {
   std::atomic<int64_t> last_generation_{0};
 };
 
-// "v1 <generation> <crc32c>" ↔ fields; exposed for tests.
-std::string EncodeMetadata(int64_t generation, uint32_t crc32c);
-// Fills generation and crc32c of `info` from `metadata`, or from `modified`
-// when the attribute is missing or malformed.
+// What a commit records in the metadata attribute.
+struct Metadata {
+  int64_t generation = 0;
+  uint32_t crc32c = 0;
+  int64_t size = 0;
+  absl::Time modified;  // the commit time
+};
+
+// "v1 <generation> <crc32c> <size> <modified ns>" ↔ Metadata; exposed for
+// tests. Parse fails (nullopt) on anything malformed.
+std::string EncodeMetadata(const Metadata& metadata);
+std::optional<Metadata> ParseMetadata(absl::string_view text);
+
+// Fills generation, crc32c and modified of `info` from `metadata`; for a file
+// without valid metadata, from its mtime `modified` (generation = µs, crc 0).
 void DecodeMetadata(absl::string_view metadata, absl::Time modified,
                     ObjectInfo* info);
 

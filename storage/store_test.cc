@@ -523,6 +523,48 @@ TEST_F(StoreTest, SymlinksDoNotLeaveTheRoot) {
   EXPECT_TRUE(TempEmpties());
 }
 
+TEST_F(StoreTest, ReadSmallReturnsWholeFilesThatFit) {
+  auto read = [&](const std::string& path, size_t cap) {
+    PooledBuffer buf = store_->pool().TryAcquire();
+    auto r = Await<Store::SmallRead>([&](auto cb) {
+      store_->ReadSmall(path, absl::Span<char>(buf.data(), cap), std::move(cb));
+    });
+    std::string data = r.ok() && r->complete ? std::string(buf.data(), r->info.size) : "";
+    return std::make_pair(r, data);
+  };
+  const std::string data = RandomBytes(1000, 3);
+  auto info = Put("small/one", data);
+  ASSERT_TRUE(info.ok());
+  auto [r, got] = read("small/one", kBuffer);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(r->complete);
+  EXPECT_EQ(got, data);
+  EXPECT_EQ(r->info.path, "small/one");
+  EXPECT_EQ(r->info.size, 1000);
+  EXPECT_EQ(r->info.generation, info->generation);
+  EXPECT_EQ(r->info.crc32c, info->crc32c);
+  EXPECT_EQ(r->info.modified, info->modified);
+  // Exactly the buffer: complete, the metadata vouches for the size.
+  ASSERT_TRUE(Put("small/exact", std::string(1000, 'x')).ok());
+  EXPECT_TRUE(read("small/exact", 1000).first->complete);
+  // Larger than the buffer: not complete.
+  EXPECT_FALSE(read("small/one", 999).first->complete);
+  ASSERT_TRUE(Put("small/empty", "").ok());
+  auto empty = read("small/empty", kBuffer);
+  ASSERT_TRUE(empty.first.ok());
+  EXPECT_TRUE(empty.first->complete);
+  EXPECT_EQ(empty.first->info.size, 0);
+  // Placed by hand (no metadata) or changed behind the store's back: the
+  // size cannot be vouched for.
+  std::ofstream(root_ + "/small/manual") << "hand";
+  EXPECT_FALSE(read("small/manual", kBuffer).first->complete);
+  truncate((root_ + "/small/one").c_str(), 10);
+  EXPECT_FALSE(read("small/one", kBuffer).first->complete);
+  EXPECT_EQ(read("small/none", kBuffer).first.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(read("small", kBuffer).first.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(read("../x", kBuffer).first.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(StoreTest, FilesPlacedByHand) {
   std::ofstream(root_ + "/manual") << "hand";
   struct stat st;
@@ -534,17 +576,32 @@ TEST_F(StoreTest, FilesPlacedByHand) {
 }
 
 TEST(Metadata, RoundTripAndFallback) {
+  Metadata m;
+  m.generation = 42;
+  m.crc32c = 4000000000u;
+  m.size = 77;
+  m.modified = absl::FromUnixNanos(1700000000123456789);
+  const std::optional<Metadata> back = ParseMetadata(EncodeMetadata(m));
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->generation, 42);
+  EXPECT_EQ(back->crc32c, 4000000000u);
+  EXPECT_EQ(back->size, 77);
+  EXPECT_EQ(back->modified, m.modified);
   ObjectInfo info;
-  const absl::Time mtime = absl::FromUnixMicros(1234567);
-  DecodeMetadata(EncodeMetadata(42, 4000000000u), mtime, &info);
+  DecodeMetadata(EncodeMetadata(m), absl::FromUnixMicros(5), &info);
   EXPECT_EQ(info.generation, 42);
-  EXPECT_EQ(info.crc32c, 4000000000u);
-  for (const char* bad : {"", "v1", "v2 1 2", "v1 x 2", "v1 1 x", "v1 0 3", "v1 -5 3",
-                          "v1 1 2 3", "v1 1 99999999999"}) {
+  EXPECT_EQ(info.modified, m.modified);
+
+  const absl::Time mtime = absl::FromUnixMicros(1234567);
+  for (const char* bad : {"", "v1", "v1 1 2", "v2 1 2 3 4", "v1 x 2 3 4", "v1 1 x 3 4",
+                          "v1 0 3 3 4", "v1 -5 3 3 4", "v1 1 2 -3 4", "v1 1 2 3 x",
+                          "v1 1 2 3 4 5", "v1 1 99999999999 3 4"}) {
+    EXPECT_FALSE(ParseMetadata(bad).has_value()) << bad;
     ObjectInfo i;
     DecodeMetadata(bad, mtime, &i);
     EXPECT_EQ(i.generation, 1234567) << bad;
     EXPECT_EQ(i.crc32c, 0u) << bad;
+    EXPECT_EQ(i.modified, mtime) << bad;
   }
 }
 

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "storage/crc32c.h"
 #include "storage/path.h"
 #include "storage/path_locks.h"
@@ -166,35 +167,35 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
         }
       }
       self->generation = self->store->NextGeneration();
+      self->modified = absl::Now();
       self->WriteMetadata(std::move(done));
     });
   }
 
   void WriteMetadata(CommitDone done) {
     auto self = shared_from_this();
-    engine->SetMetadata(file, EncodeMetadata(generation, crc),
+    Metadata m;
+    m.generation = generation;
+    m.crc32c = crc;
+    m.size = size;
+    m.modified = modified;
+    engine->SetMetadata(file, EncodeMetadata(m),
                         [self, done = std::move(done)](absl::Status s, Backend) mutable {
                           if (!s.ok()) return self->FailCommit(s, std::move(done), true);
                           self->engine->Sync(self->file, false, [self, done = std::move(done)](
                                                                     absl::Status s, Backend) mutable {
                             if (!s.ok()) return self->FailCommit(s, std::move(done), true);
-                            self->StatAndClose(std::move(done));
+                            self->CloseFile(std::move(done));
                           });
                         });
   }
 
-  void StatAndClose(CommitDone done) {
+  void CloseFile(CommitDone done) {
     auto self = shared_from_this();
-    engine->Stat(file, [self, done = std::move(done)](absl::StatusOr<FileStat> st,
-                                                      Backend) mutable {
-      if (!st.ok()) return self->FailCommit(st.status(), std::move(done), true);
-      self->modified = st->modified;
-      self->file_open = false;
-      self->engine->Close(self->file, [self, done = std::move(done)](absl::Status s,
-                                                                     Backend) mutable {
-        if (!s.ok()) return self->FailCommit(s, std::move(done), true);
-        self->EnsureParent(std::move(done));
-      });
+    file_open = false;
+    engine->Close(file, [self, done = std::move(done)](absl::Status s, Backend) mutable {
+      if (!s.ok()) return self->FailCommit(s, std::move(done), true);
+      self->EnsureParent(std::move(done));
     });
   }
 
