@@ -348,7 +348,6 @@ class IoUringEngine final : public Engine {
       if (rc != -EINVAL) break;
     }
     if (rc < 0) return ResError(rc, "io_uring_setup");
-    ring_ready_ = true;
     if (flags & IORING_SETUP_SINGLE_ISSUER) features_.push_back("single_issuer");
     if (flags & IORING_SETUP_DEFER_TASKRUN) features_.push_back("defer_taskrun");
     if (flags & IORING_SETUP_COOP_TASKRUN) features_.push_back("coop_taskrun");
@@ -394,7 +393,6 @@ class IoUringEngine final : public Engine {
 
   absl::Status Fail(absl::Status s) {
     io_uring_queue_exit(&ring_);
-    ring_ready_ = false;
     return s;
   }
 
@@ -788,7 +786,6 @@ class IoUringEngine final : public Engine {
   uint64_t wake_value_ = 0;
 
   io_uring ring_;
-  bool ring_ready_ = false;
   std::vector<std::string> features_;
   bool buffers_registered_ = false;
   int direct_slots_ = 0;
