@@ -1,7 +1,9 @@
-"""io_uring really forbidden: the server runs under a seccomp filter that
+"""io_uring really forbidden or constrained: the server runs under a
+seccomp filter that
 makes io_uring_setup/enter/register fail with EPERM (as Docker's default
 profile does), and must fall back with --engine=auto, or refuse to start
-with --engine=io_uring."""
+with --engine=io_uring; and under a real RLIMIT_MEMLOCK without
+CAP_IPC_LOCK it must run with unregistered buffers and say so."""
 
 import os
 import subprocess
@@ -58,6 +60,36 @@ class FallbackTest(unittest.TestCase):
             self.assertEqual(d.backend, pb.BACKEND_THREAD_POOL)
             r = testlib.cli(server.address, "info")
             self.assertIn(b"engine: thread_pool", r.stdout)
+            channel.close()
+        finally:
+            self.assertEqual(server.stop(), 0)
+
+    def test_memlock_limit_runs_with_unregistered_buffers(self):
+        # As in a container: no CAP_IPC_LOCK and a 1 MiB RLIMIT_MEMLOCK, too
+        # small for the 64 MiB pool. io_uring still serves, unregistered.
+        prefix = ["/usr/bin/setpriv", "--inh-caps=-ipc_lock", "--ambient-caps=-ipc_lock",
+                  "--bounding-set=-ipc_lock", "/usr/bin/prlimit", "--memlock=1048576"]
+        server = testlib.Server(prefix=prefix, args=["--engine=io_uring"])
+        try:
+            self.assertEqual(server.engine, "io_uring")
+            channel = grpc.insecure_channel(server.address)
+            stub = pbg.FileStoreStub(channel)
+            info = stub.GetServerInfo(pb.GetServerInfoRequest())
+            self.assertFalse(info.buffers_registered)
+            self.assertTrue(any(f.startswith("registered_buffers=off") for f in info.io_uring_features),
+                            list(info.io_uring_features))
+            data = testlib.random_bytes(3 * (1 << 20) + 5, seed=9)
+
+            def gen():
+                yield pb.UploadRequest(spec=pb.UploadSpec(path="m/big"))
+                for off in range(0, len(data), 1 << 20):
+                    yield pb.UploadRequest(offset=off, data=data[off:off + (1 << 20)])
+                yield pb.UploadRequest(offset=len(data), finish=True)
+            resp = stub.Upload(gen())
+            self.assertEqual(resp.backend, pb.BACKEND_IO_URING)
+            msgs = list(stub.Download(pb.DownloadRequest(path="m/big")))
+            self.assertEqual(msgs[0].backend, pb.BACKEND_IO_URING)
+            self.assertEqual(b"".join(m.data for m in msgs), data)
             channel.close()
         finally:
             self.assertEqual(server.stop(), 0)
