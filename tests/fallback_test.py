@@ -1,9 +1,10 @@
-"""io_uring really forbidden or constrained: the server runs under a
-seccomp filter that
-makes io_uring_setup/enter/register fail with EPERM (as Docker's default
-profile does), and must fall back with --engine=auto, or refuse to start
-with --engine=io_uring; and under a real RLIMIT_MEMLOCK without
-CAP_IPC_LOCK it must run with unregistered buffers and say so."""
+"""io_uring really forbidden or constrained.
+
+Under a seccomp filter that makes io_uring_setup/enter/register fail with
+EPERM (as Docker's default profile does) the server must fall back with
+--engine=auto and refuse to start with --engine=io_uring. Under a real
+RLIMIT_MEMLOCK without CAP_IPC_LOCK it must serve with unregistered buffers
+and say so."""
 
 import os
 import subprocess
