@@ -1,6 +1,7 @@
 // The io_uring engine.
 //
-// Design: one ring, owned by one engine thread ("rs-uring") that creates it,
+// Design: one ring per core, each owned by one engine thread ("rs-uring")
+// that creates it,
 // submits every SQE and reaps every CQE, so the ring can run with
 // IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN (each flag dropped on EINVAL, as
 // fio does). Other threads hand work to that thread through a queue and an
@@ -27,6 +28,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -59,6 +61,8 @@ constexpr uint64_t kWakeTag = 1;
 constexpr size_t kMaxMetadataBytes = 256;
 // Registered file slots for the linked small-file chains.
 constexpr int kDirectSlots = 1024;
+// Rings (and ring threads) at most, one per core.
+constexpr int kMaxRings = 8;
 
 // Opcodes the engine cannot work without.
 struct NeededOp {
@@ -87,18 +91,28 @@ FileStat FromStatx(const struct statx& stx) {
   return st;
 }
 
-class IoUringEngine final : public Engine {
+// One ring and the thread that owns it. The engine runs one Ring per core
+// and hands each operation to the next one; everything an operation does
+// (all the SQEs of a chain, every retry) stays on its ring.
+class Ring;
+// The ring whose thread is running, if any.
+thread_local Ring* current_ring = nullptr;
+
+class Ring {
  public:
   using Cont = absl::AnyInvocable<void(int) &&>;
+  template <typename T>
+  using Callback = Engine::Callback<T>;
+  using DoneCallback = Engine::DoneCallback;
 
-  explicit IoUringEngine(const EngineOptions& options)
+  explicit Ring(const EngineOptions& options)
       : attr_(options.metadata_attr),
         pool_(options.pool),
         threads_(options.threads),
         root_(fcntl(options.root_fd, F_DUPFD_CLOEXEC, 0)),
         helper_(1, "rs-uring-help") {}
 
-  ~IoUringEngine() override {
+  ~Ring() {
     if (thread_.joinable()) {
       {
         absl::MutexLock lock(&mu_);
@@ -130,7 +144,7 @@ class IoUringEngine final : public Engine {
     return s;
   }
 
-  EngineInfo info() const override {
+  EngineInfo info() const {
     EngineInfo info;
     info.backend = kBackend;
     info.features = features_;
@@ -140,7 +154,7 @@ class IoUringEngine final : public Engine {
     return info;
   }
 
-  void Open(std::string path, OpenMode mode, Callback<FileHandle> done) override {
+  void Open(std::string path, OpenMode mode, Callback<FileHandle> done) {
     Post([this, path = std::move(path), mode, done = std::move(done)]() mutable {
       int flags = 0, create_mode = 0;
       switch (mode) {
@@ -174,20 +188,20 @@ class IoUringEngine final : public Engine {
   }
 
   void Read(FileHandle file, int64_t offset, absl::Span<char> dst,
-            Callback<size_t> done) override {
+            Callback<size_t> done) {
     Post([this, fd = static_cast<int>(file.id), offset, dst, done = std::move(done)]() mutable {
       ReadFrom(fd, offset, dst, 0, std::move(done));
     });
   }
 
   void Write(FileHandle file, int64_t offset, absl::Span<const char> src,
-             DoneCallback done) override {
+             DoneCallback done) {
     Post([this, fd = static_cast<int>(file.id), offset, src, done = std::move(done)]() mutable {
       WriteTo(fd, offset, src, 0, std::move(done));
     });
   }
 
-  void Sync(FileHandle file, bool data_only, DoneCallback done) override {
+  void Sync(FileHandle file, bool data_only, DoneCallback done) {
     Post([this, fd = static_cast<int>(file.id), data_only, done = std::move(done)]() mutable {
       Sqe([&](io_uring_sqe* sqe) {
             io_uring_prep_fsync(sqe, fd, data_only ? IORING_FSYNC_DATASYNC : 0);
@@ -200,7 +214,7 @@ class IoUringEngine final : public Engine {
     });
   }
 
-  void Close(FileHandle file, DoneCallback done) override {
+  void Close(FileHandle file, DoneCallback done) {
     Post([this, fd = static_cast<int>(file.id), done = std::move(done)]() mutable {
       Sqe([&](io_uring_sqe* sqe) { io_uring_prep_close(sqe, fd); },
           [done = std::move(done)](int res) mutable {
@@ -211,14 +225,14 @@ class IoUringEngine final : public Engine {
     });
   }
 
-  void ReadFile(std::string path, absl::Span<char> dst, Callback<FileRead> done) override {
+  void ReadFile(std::string path, absl::Span<char> dst, Callback<FileRead> done) {
     Post([this, path = std::move(path), dst, done = std::move(done)]() mutable {
       if (free_slots_.empty()) return ReadFileUnlinked(path, dst, std::move(done));
       ReadFileChain(path, dst, std::move(done));
     });
   }
 
-  void Stat(FileHandle file, Callback<FileStat> done) override {
+  void Stat(FileHandle file, Callback<FileStat> done) {
     Post([this, fd = static_cast<int>(file.id), done = std::move(done)]() mutable {
       StatxFd(fd, [this, fd, done = std::move(done)](absl::StatusOr<FileStat> st) mutable {
         if (!st.ok() || !st->is_regular) return std::move(done)(std::move(st), kBackend);
@@ -229,7 +243,7 @@ class IoUringEngine final : public Engine {
     });
   }
 
-  void StatPath(std::string path, Callback<FileStat> done) override {
+  void StatPath(std::string path, Callback<FileStat> done) {
     Post([this, path = std::move(path), done = std::move(done)]() mutable {
       OpenParent(path, [this, path, done = std::move(done)](
                            absl::StatusOr<std::pair<int, std::string>> parent) mutable {
@@ -263,7 +277,7 @@ class IoUringEngine final : public Engine {
     });
   }
 
-  void SetMetadata(FileHandle file, std::string value, DoneCallback done) override {
+  void SetMetadata(FileHandle file, std::string value, DoneCallback done) {
     Post([this, fd = static_cast<int>(file.id), value = std::make_shared<std::string>(std::move(value)),
           done = std::move(done)]() mutable {
       Sqe([&](io_uring_sqe* sqe) {
@@ -276,7 +290,7 @@ class IoUringEngine final : public Engine {
     });
   }
 
-  void Rename(std::string from, std::string to, DoneCallback done) override {
+  void Rename(std::string from, std::string to, DoneCallback done) {
     Post([this, from = std::move(from), to = std::move(to), done = std::move(done)]() mutable {
       ParentOp(from, std::move(done), [this, from, to](int from_parent, std::string from_leaf,
                                                        DoneCallback finish) {
@@ -297,25 +311,25 @@ class IoUringEngine final : public Engine {
     });
   }
 
-  void Unlink(std::string path, DoneCallback done) override {
+  void Unlink(std::string path, DoneCallback done) {
     LeafOp(std::move(path), std::move(done), "unlink", [](io_uring_sqe* sqe, int parent, const char* leaf) {
       io_uring_prep_unlinkat(sqe, parent, leaf, 0);
     });
   }
 
-  void MakeDir(std::string path, DoneCallback done) override {
+  void MakeDir(std::string path, DoneCallback done) {
     LeafOp(std::move(path), std::move(done), "mkdir", [](io_uring_sqe* sqe, int parent, const char* leaf) {
       io_uring_prep_mkdirat(sqe, parent, leaf, 0755);
     });
   }
 
-  void RemoveDir(std::string path, DoneCallback done) override {
+  void RemoveDir(std::string path, DoneCallback done) {
     LeafOp(std::move(path), std::move(done), "rmdir", [](io_uring_sqe* sqe, int parent, const char* leaf) {
       io_uring_prep_unlinkat(sqe, parent, leaf, AT_REMOVEDIR);
     });
   }
 
-  void ReadDir(std::string path, Callback<std::vector<DirEntry>> done) override {
+  void ReadDir(std::string path, Callback<std::vector<DirEntry>> done) {
     // No io_uring opcode reads a directory.
     helper_.Run([this, path = std::move(path), done = std::move(done)]() mutable {
       std::move(done)(posix::ReadDir(root_, path), kBackend);
@@ -397,6 +411,7 @@ class IoUringEngine final : public Engine {
   }
 
   void Loop() {
+    current_ring = this;
     ArmWake();
     std::vector<std::pair<uint64_t, int>> cqes;
     for (;;) {
@@ -803,15 +818,98 @@ class IoUringEngine final : public Engine {
   std::thread thread_;
 };
 
+class IoUringEngine final : public Engine {
+ public:
+  explicit IoUringEngine(std::vector<std::unique_ptr<Ring>> rings) : rings_(std::move(rings)) {}
+
+  EngineInfo info() const override {
+    EngineInfo info = rings_.front()->info();
+    for (size_t i = 1; i < rings_.size(); ++i) {
+      const EngineInfo other = rings_[i]->info();
+      info.direct_slots += other.direct_slots;
+      info.direct_slots_in_use += other.direct_slots_in_use;
+      info.buffers_registered = info.buffers_registered && other.buffers_registered;
+    }
+    info.features.push_back(absl::StrCat("rings=", rings_.size()));
+    return info;
+  }
+
+  void Open(std::string path, OpenMode mode, Callback<FileHandle> done) override {
+    Next().Open(std::move(path), mode, std::move(done));
+  }
+  void Read(FileHandle file, int64_t offset, absl::Span<char> dst,
+            Callback<size_t> done) override {
+    Next().Read(file, offset, dst, std::move(done));
+  }
+  void Write(FileHandle file, int64_t offset, absl::Span<const char> src,
+             DoneCallback done) override {
+    Next().Write(file, offset, src, std::move(done));
+  }
+  void Sync(FileHandle file, bool data_only, DoneCallback done) override {
+    Next().Sync(file, data_only, std::move(done));
+  }
+  void Close(FileHandle file, DoneCallback done) override {
+    Next().Close(file, std::move(done));
+  }
+  void ReadFile(std::string path, absl::Span<char> dst, Callback<FileRead> done) override {
+    Next().ReadFile(std::move(path), dst, std::move(done));
+  }
+  void Stat(FileHandle file, Callback<FileStat> done) override {
+    Next().Stat(file, std::move(done));
+  }
+  void StatPath(std::string path, Callback<FileStat> done) override {
+    Next().StatPath(std::move(path), std::move(done));
+  }
+  void SetMetadata(FileHandle file, std::string value, DoneCallback done) override {
+    Next().SetMetadata(file, std::move(value), std::move(done));
+  }
+  void Rename(std::string from, std::string to, DoneCallback done) override {
+    Next().Rename(std::move(from), std::move(to), std::move(done));
+  }
+  void Unlink(std::string path, DoneCallback done) override {
+    Next().Unlink(std::move(path), std::move(done));
+  }
+  void MakeDir(std::string path, DoneCallback done) override {
+    Next().MakeDir(std::move(path), std::move(done));
+  }
+  void RemoveDir(std::string path, DoneCallback done) override {
+    Next().RemoveDir(std::move(path), std::move(done));
+  }
+  void ReadDir(std::string path, Callback<std::vector<DirEntry>> done) override {
+    Next().ReadDir(std::move(path), std::move(done));
+  }
+
+ private:
+  // An operation started from a ring's own thread (a completion starting the
+  // next step) stays on that ring: no cross-thread wake-up. Others go round
+  // robin; file handles are plain descriptors, valid on every ring.
+  Ring& Next() {
+    for (const auto& ring : rings_) {
+      if (ring.get() == current_ring) return *ring;
+    }
+    return *rings_[next_.fetch_add(1, std::memory_order_relaxed) % rings_.size()];
+  }
+
+  const std::vector<std::unique_ptr<Ring>> rings_;
+  std::atomic<size_t> next_{0};
+};
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Engine>> NewIoUringEngine(const EngineOptions& options) {
   if (options.root_fd < 0 || options.pool == nullptr) {
     return absl::InvalidArgumentError("engine needs a root and a buffer pool");
   }
-  auto engine = std::make_unique<IoUringEngine>(options);
-  RS_RETURN_IF_ERROR(engine->Start());
-  return engine;
+  // One ring per core: a ring's thread does the memory copies of cached
+  // reads and writes inline, so one ring alone would use one core.
+  const int count = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, kMaxRings);
+  std::vector<std::unique_ptr<Ring>> rings;
+  for (int i = 0; i < count; ++i) {
+    auto ring = std::make_unique<Ring>(options);
+    RS_RETURN_IF_ERROR(ring->Start());
+    rings.push_back(std::move(ring));
+  }
+  return std::make_unique<IoUringEngine>(std::move(rings));
 }
 
 }  // namespace ringstore::storage
