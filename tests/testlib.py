@@ -85,13 +85,14 @@ def random_bytes(n, seed=None):
 class Server:
     """A real ringstore-server process listening on a free port."""
 
-    def __init__(self, root=None, args=(), prefix=()):
+    def __init__(self, root=None, args=(), prefix=(), preexec_fn=None):
         self.root = root or os.path.join(tmpdir("srv"), "data")
         cmd = list(prefix) + [SERVER, "--listen=127.0.0.1:0", "--root=" + self.root,
                               "--engine=" + ENGINE]
         cmd += list(args)  # a later --engine wins
         self.stderr = tempfile.TemporaryFile(dir=os.environ.get("TEST_TMPDIR"))
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.stderr)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.stderr,
+                                     preexec_fn=preexec_fn)
         line = self._read_line(timeout=30)
         m = re.match(r"ringstore-server listening on (\S+):(\d+) engine=(\w+)$", line)
         if not m:
