@@ -47,6 +47,16 @@ absl::StatusOr<int> OpenParent(int root, absl::string_view path,
   return OpenBeneath(root, ParentDir(path), O_PATH | O_DIRECTORY);
 }
 
+// The value of extended attribute `attr` of `fd`; empty if it has none.
+absl::StatusOr<std::string> ReadAttr(int fd, absl::string_view attr) {
+  const std::string name(attr);
+  char value[256];
+  const ssize_t n = fgetxattr(fd, name.c_str(), value, sizeof(value));
+  if (n >= 0) return std::string(value, static_cast<size_t>(n));
+  if (errno == ENODATA || errno == ENOTSUP) return std::string();
+  return ErrnoToStatus(errno, "fgetxattr");
+}
+
 }  // namespace
 
 absl::StatusOr<int> OpenBeneath(int root, absl::string_view path, int flags,
@@ -140,14 +150,7 @@ absl::StatusOr<FileStat> StatFd(int fd, absl::string_view attr) {
   out.is_regular = S_ISREG(st.st_mode);
   out.is_directory = S_ISDIR(st.st_mode);
   if (out.is_regular && !attr.empty()) {
-    const std::string name(attr);
-    char value[256];
-    const ssize_t n = fgetxattr(fd, name.c_str(), value, sizeof(value));
-    if (n >= 0) {
-      out.metadata.assign(value, static_cast<size_t>(n));
-    } else if (errno != ENODATA && errno != ENOTSUP) {
-      return ErrnoToStatus(errno, "fgetxattr");
-    }
+    RS_ASSIGN_OR_RETURN(out.metadata, ReadAttr(fd, attr));
   }
   return out;
 }
@@ -189,14 +192,7 @@ absl::StatusOr<FileRead> ReadFile(int root, absl::string_view path, absl::Span<c
   ScopedFd file(fd);
   FileRead out;
   RS_ASSIGN_OR_RETURN(out.length, ReadFull(fd, 0, dst));
-  const std::string name(attr);
-  char value[256];
-  const ssize_t n = fgetxattr(fd, name.c_str(), value, sizeof(value));
-  if (n >= 0) {
-    out.metadata.assign(value, static_cast<size_t>(n));
-  } else if (errno != ENODATA && errno != ENOTSUP) {
-    return ErrnoToStatus(errno, "fgetxattr");
-  }
+  RS_ASSIGN_OR_RETURN(out.metadata, ReadAttr(fd, attr));
   return out;
 }
 
