@@ -113,6 +113,28 @@ struct Fixture {
   std::unique_ptr<Engine> engine;
 };
 
+// Indexes of the buffers free for operations in flight.
+class Slots {
+ public:
+  explicit Slots(int n) {
+    for (int i = n - 1; i >= 0; --i) free_.push_back(i);
+  }
+  int Take() {
+    absl::MutexLock lock(&mu_);
+    const int s = free_.back();
+    free_.pop_back();
+    return s;
+  }
+  void Give(int s) {
+    absl::MutexLock lock(&mu_);
+    free_.push_back(s);
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<int> free_;
+};
+
 // Runs `count` operations with at most `depth` in flight. `start(i, done)`
 // begins operation i and must call done(ok) exactly once, from any thread.
 bool RunPipelined(int count, int depth, std::function<void(int, std::function<void(bool)>)> start) {
@@ -151,21 +173,11 @@ void SmallFiles(benchmark::State& state, const char* engine_name) {
   std::vector<PooledBuffer> bufs;
   for (int i = 0; i < kDepth; ++i) bufs.push_back(f.pool->TryAcquire());
   for (auto _ : state) {
-    std::vector<int> free_slots(kDepth);
-    absl::Mutex slots_mu;
-    for (int i = 0; i < kDepth; ++i) free_slots[i] = i;
+    Slots slots(kDepth);
     const bool ok = RunPipelined(kSmallFiles, kDepth, [&](int i, std::function<void(bool)> done) {
-      int s;
-      {
-        absl::MutexLock lock(&slots_mu);
-        s = free_slots.back();
-        free_slots.pop_back();
-      }
-      auto finish = [&, s, done](bool success) {
-        {
-          absl::MutexLock lock(&slots_mu);
-          free_slots.push_back(s);
-        }
+      const int s = slots.Take();
+      auto finish = [&slots, s, done](bool success) {
+        slots.Give(s);
         done(success);
       };
       char* buf = bufs[s].data();
@@ -197,22 +209,12 @@ void SmallFilesReadFile(benchmark::State& state, const char* engine_name) {
   std::vector<PooledBuffer> bufs;
   for (int i = 0; i < kDepth; ++i) bufs.push_back(f.pool->TryAcquire());
   for (auto _ : state) {
-    absl::Mutex slots_mu;
-    std::vector<int> free_slots;
-    for (int i = 0; i < kDepth; ++i) free_slots.push_back(i);
+    Slots slots(kDepth);
     const bool ok = RunPipelined(kSmallFiles, kDepth, [&](int i, std::function<void(bool)> done) {
-      int s;
-      {
-        absl::MutexLock lock(&slots_mu);
-        s = free_slots.back();
-        free_slots.pop_back();
-      }
+      const int s = slots.Take();
       e->ReadFile(absl::StrCat("small/", i), bufs[s].span(),
-                  [&, s, done](absl::StatusOr<FileRead> r, Backend) {
-                    {
-                      absl::MutexLock lock(&slots_mu);
-                      free_slots.push_back(s);
-                    }
+                  [&slots, s, done](absl::StatusOr<FileRead> r, Backend) {
+                    slots.Give(s);
                     done(r.ok() && r->length == kSmallSize);
                   });
     });
@@ -240,22 +242,12 @@ void ReadBig(benchmark::State& state, const char* engine_name, int count, int de
   std::vector<PooledBuffer> bufs;
   for (int i = 0; i < depth; ++i) bufs.push_back(f.pool->TryAcquire());
   for (auto _ : state) {
-    absl::Mutex slots_mu;
-    std::vector<int> free_slots;
-    for (int i = 0; i < depth; ++i) free_slots.push_back(i);
+    Slots slots(depth);
     const bool ok = RunPipelined(count, depth, [&](int i, std::function<void(bool)> done) {
-      int s;
-      {
-        absl::MutexLock lock(&slots_mu);
-        s = free_slots.back();
-        free_slots.pop_back();
-      }
+      const int s = slots.Take();
       e->Read(file, offset_of(i), absl::Span<char>(bufs[s].data(), size),
-              [&, s, size, done](absl::StatusOr<size_t> n, Backend) {
-                {
-                  absl::MutexLock lock(&slots_mu);
-                  free_slots.push_back(s);
-                }
+              [&slots, s, size, done](absl::StatusOr<size_t> n, Backend) {
+                slots.Give(s);
                 done(n.ok() && *n == size);
               });
     });
