@@ -32,9 +32,9 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadRespon
       return;
     }
     const int64_t limit = request->limit();
-    Hold();
     if (offset_ == 0) {
       // Most files fit in one buffer: try one engine operation first.
+      Hold();  // released by TrySmall
       store_->pool().Acquire([this, limit](PooledBuffer buffer) {
         TrySmall(std::move(buffer), limit);
       });

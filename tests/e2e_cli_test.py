@@ -65,8 +65,7 @@ class CliTest(unittest.TestCase):
                 self.assertEqual(info["size"], size)
                 self.assertEqual(info["path"], remote)
                 self.assertEqual(info["backend"], self.server.engine)
-                if size <= 2 * MiB:
-                    self.assertEqual(info["crc32c"], testlib.crc32c(data))
+                self.assertEqual(info["crc32c"], testlib.crc32c(data))
                 # The committed file on disk is byte-exact too.
                 self.assertEqual(self.read(os.path.join(self.root, remote)), data)
 

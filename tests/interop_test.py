@@ -107,6 +107,25 @@ class InteropTest(unittest.TestCase):
         self.assertCode(grpc.StatusCode.NOT_FOUND, self.download, "interop/none")
         self.assertCode(grpc.StatusCode.INVALID_ARGUMENT, self.stub.Stat, pb.StatRequest(path="../x"))
 
+    def test_list_pages_of_two_over_five_files(self):
+        names = ["pages/%s" % c for c in "dbeac"]
+        for n in names:
+            self.upload(n, n.encode())
+        pages, token = [], ""
+        for _ in range(10):
+            r, call = self.stub.List.with_call(pb.ListRequest(prefix="pages/", page_size=2,
+                                                              page_token=token))
+            self.assertIn(("ringstore-backend", self.server.engine), tuple(call.trailing_metadata()))
+            pages.append([f.path for f in r.files])
+            token = r.next_page_token
+            if not token:
+                break
+        self.assertEqual(pages, [["pages/a", "pages/b"], ["pages/c", "pages/d"], ["pages/e"]])
+        for f in self.stub.List(pb.ListRequest(prefix="pages/")).files:
+            self.assertEqual(f.size, len(f.path))
+            self.assertEqual(f.crc32c, testlib.crc32c(f.path.encode()))
+            self.assertGreater(f.generation, 0)
+
     def test_list_paging_and_delimiter(self):
         names = ["list/e", "list/a", "list/c", "list/b", "list/d", "list/sub/x", "list/sub/y",
                  "list/sub2/z"]
@@ -257,6 +276,7 @@ class InteropTest(unittest.TestCase):
         self.assertNothingCommitted("interop/nofinish")
 
     def test_cancel_mid_upload_leaves_nothing(self):
+        before = testlib.visible_files(self.server.root)
         sent = []
 
         def gen():
@@ -273,6 +293,9 @@ class InteropTest(unittest.TestCase):
             future.result(timeout=30)
         self.assertEqual(len(sent), 4)
         self.assertNothingCommitted("interop/cancelled")
+        self.assertEqual(testlib.visible_files(self.server.root), before)
+        listed = [f.path for f in self.stub.List(pb.ListRequest(prefix="interop/cancelled")).files]
+        self.assertEqual(listed, [])
 
     def test_bad_paths_rejected(self):
         for path in ["", "/abs", "../x", "a/../b", "a//b", "a/./b", ".ringstore/x", "a/", "a\0b"]:

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import xml.etree.ElementTree as ET
@@ -96,13 +97,24 @@ class Server:
         line = self._read_line(timeout=30)
         m = re.match(r"ringstore-server listening on (\S+):(\d+) engine=(\w+)$", line)
         if not m:
-            self.proc.kill()
+            self.kill()
             raise AssertionError("unexpected start-up line: %r (stderr: %s)" % (line, self.stderr_text()))
         self.port = int(m.group(2))
         self.engine = m.group(3)
-        if ENGINE != "auto" and self.engine != ENGINE:
-            raise AssertionError("asked for engine %s, got %s" % (ENGINE, self.engine))
+        wanted = [a.split("=", 1)[1] for a in cmd if a.startswith("--engine=")][-1]
+        if wanted != "auto" and self.engine != wanted:
+            self.kill()
+            raise AssertionError("asked for engine %s, got %s" % (wanted, self.engine))
         self.address = "127.0.0.1:%d" % self.port
+        # Keep reading stdout so a chatty server never blocks on a full pipe.
+        threading.Thread(target=self._drain_stdout, daemon=True).start()
+
+    def _drain_stdout(self):
+        try:
+            while self.proc.stdout.read1(65536):
+                pass
+        except (OSError, ValueError):
+            pass
 
     def _read_line(self, timeout):
         import selectors
@@ -184,51 +196,95 @@ def wait_until(predicate, timeout=10.0, interval=0.05):
 
 
 class _JUnitResult(unittest.TextTestResult):
+    """Collects one (test, outcome, text, seconds) per test method.
+
+    A failing subTest fails its test method (unittest then never calls
+    addSuccess for it); errors in setUpClass/tearDownClass arrive without
+    startTest and are recorded as a case of their own."""
+
+    _RANK = {None: 0, "skipped": 1, "failure": 2, "error": 3}
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.cases = []
-        self._start = {}
+        self._open = {}  # test id -> [start time, outcome, texts]
 
     def startTest(self, test):
-        self._start[test.id()] = time.time()
+        self._open[test.id()] = [time.time(), None, []]
         super().startTest(test)
 
-    def _record(self, test, kind=None, text=""):
-        elapsed = time.time() - self._start.get(test.id(), time.time())
-        self.cases.append((test, kind, text, elapsed))
+    def stopTest(self, test):
+        super().stopTest(test)
+        start, kind, texts = self._open.pop(test.id(), [time.time(), None, []])
+        self.cases.append((test, kind, "\n".join(texts), time.time() - start))
 
-    def addSuccess(self, test):
-        super().addSuccess(test)
-        self._record(test)
+    def _note(self, test, kind, text):
+        state = self._open.get(test.id())
+        if state is None:  # a class or module fixture, not a test method
+            self.cases.append((test, kind, text, 0.0))
+            return
+        if self._RANK[kind] > self._RANK[state[1]]:
+            state[1] = kind
+        state[2].append(text)
 
     def addFailure(self, test, err):
         super().addFailure(test, err)
-        self._record(test, "failure", self._exc_info_to_string(err, test))
+        self._note(test, "failure", self._exc_info_to_string(err, test))
 
     def addError(self, test, err):
         super().addError(test, err)
-        self._record(test, "error", self._exc_info_to_string(err, test))
+        self._note(test, "error", self._exc_info_to_string(err, test))
+
+    def addSubTest(self, test, subtest, err):
+        super().addSubTest(test, subtest, err)
+        if err is not None:
+            kind = "failure" if issubclass(err[0], test.failureException) else "error"
+            self._note(test, kind, "%s\n%s" % (subtest.id(), self._exc_info_to_string(err, test)))
 
     def addSkip(self, test, reason):
         super().addSkip(test, reason)
-        self._record(test, "skipped", reason)
+        self._note(test, "skipped", reason)
+
+    def addUnexpectedSuccess(self, test):
+        super().addUnexpectedSuccess(test)
+        self._note(test, "failure", "unexpected success of a test marked expectedFailure")
+
+
+_XML_BAD = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_text(s):
+    """s without the characters XML 1.0 cannot carry."""
+    return _XML_BAD.sub(lambda m: "\\x%02x" % ord(m.group()), s)
 
 
 def main():
-    """Runs the tests of __main__ and writes JUnit XML for Bazel."""
+    """Runs the tests of __main__, writes JUnit XML for Bazel (one <testcase>
+    per test method) and exits non-zero if any test failed."""
     suite = unittest.defaultTestLoader.loadTestsFromModule(sys.modules["__main__"])
     runner = unittest.TextTestRunner(resultclass=_JUnitResult, verbosity=2)
     result = runner.run(suite)
     out = os.environ.get("XML_OUTPUT_FILE")
     if out:
+        failures = sum(1 for c in result.cases if c[1] == "failure")
+        errors = sum(1 for c in result.cases if c[1] == "error")
+        skipped = sum(1 for c in result.cases if c[1] == "skipped")
         suites = ET.Element("testsuites")
         ts = ET.SubElement(suites, "testsuite", name=os.path.basename(sys.argv[0]),
-                           tests=str(len(result.cases)))
+                           tests=str(len(result.cases)), failures=str(failures),
+                           errors=str(errors), skipped=str(skipped))
         for test, kind, text, elapsed in result.cases:
-            cls, _, name = test.id().rpartition(".")
-            tc = ET.SubElement(ts, "testcase", classname=cls, name=name, time="%.3f" % elapsed)
+            tid = test.id()
+            if isinstance(test, unittest.TestCase):
+                cls, _, name = tid.rpartition(".")
+            else:  # _ErrorHolder: "setUpClass (__main__.CliTest)"
+                cls, name = "fixture", tid
+            tc = ET.SubElement(ts, "testcase", classname=cls, name=_xml_text(name),
+                               time="%.3f" % elapsed)
             if kind:
-                el = ET.SubElement(tc, kind, message=text.splitlines()[-1] if text else "")
+                text = _xml_text(text)
+                lines = text.strip().splitlines()
+                el = ET.SubElement(tc, kind, message=lines[-1] if lines else "")
                 el.text = text
         ET.ElementTree(suites).write(out, encoding="utf-8", xml_declaration=True)
     sys.exit(0 if result.wasSuccessful() else 1)
