@@ -184,7 +184,7 @@ void SmallFiles(benchmark::State& state, const char* engine_name) {
       e->Open(absl::StrCat("small/", i), OpenMode::kRead,
               [e, buf, finish](absl::StatusOr<FileHandle> h, Backend) {
                 if (!h.ok()) return finish(false);
-                e->Read(*h, 0, absl::Span<char>(buf, kBlock),
+                e->Read(*h, 0, absl::Span<char>(buf, kBlock), nullptr,
                         [e, h = *h, finish](absl::StatusOr<size_t> n, Backend) {
                           const bool good = n.ok() && *n == kSmallSize;
                           e->Close(h, [finish, good](absl::Status s, Backend) {
@@ -212,7 +212,7 @@ void SmallFilesReadFile(benchmark::State& state, const char* engine_name) {
     Slots slots(kDepth);
     const bool ok = RunPipelined(kSmallFiles, kDepth, [&](int i, std::function<void(bool)> done) {
       const int s = slots.Take();
-      e->ReadFile(absl::StrCat("small/", i), bufs[s].span(),
+      e->ReadFile(absl::StrCat("small/", i), bufs[s].span(), nullptr,
                   [&slots, s, done](absl::StatusOr<FileRead> r, Backend) {
                     slots.Give(s);
                     done(r.ok() && r->length == kSmallSize);
@@ -245,7 +245,7 @@ void ReadBig(benchmark::State& state, const char* engine_name, int count, int de
     Slots slots(depth);
     const bool ok = RunPipelined(count, depth, [&](int i, std::function<void(bool)> done) {
       const int s = slots.Take();
-      e->Read(file, offset_of(i), absl::Span<char>(bufs[s].data(), size),
+      e->Read(file, offset_of(i), absl::Span<char>(bufs[s].data(), size), nullptr,
               [&slots, s, size, done](absl::StatusOr<size_t> n, Backend) {
                 slots.Give(s);
                 done(n.ok() && *n == size);

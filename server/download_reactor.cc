@@ -13,6 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "server/convert.h"
 #include "storage/buffer_pool.h"
+#include "storage/cancellation.h"
 #include "storage/crc32c.h"
 
 namespace ringstore::server {
@@ -58,6 +59,13 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadRespon
     TryWrite();
   }
 
+  // The client went away or the deadline passed: reads in flight end early
+  // and none is started (Stop ends the RPC).
+  void OnCancel() override {
+    cancel_.Cancel();
+    Stop(absl::CancelledError("the client cancelled the download"));
+  }
+
   void OnDone() override {
     bool delete_now;
     {
@@ -79,7 +87,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadRespon
   // hold, which it releases.
   void TrySmall(PooledBuffer buffer, int64_t limit) {
     char* data = buffer.data();
-    store_->ReadSmall(path_, buffer.span(), [this, buffer = std::move(buffer), data, limit](
+    store_->ReadSmall(path_, buffer.span(), &cancel_, [this, buffer = std::move(buffer), data, limit](
                                                 absl::StatusOr<storage::Store::SmallRead> r,
                                                 Backend backend) mutable {
       backend_ = backend;
@@ -88,7 +96,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadRespon
         Complete(ToGrpcStatus(r.status()));
       } else if (!r->complete) {
         buffer = PooledBuffer();
-        OpenLarge(limit);
+        if (!Stopping()) OpenLarge(limit);
       } else {
         info_ = std::move(r->info);
         const int64_t n = limit == 0 ? info_.size : std::min(limit, info_.size);
@@ -98,14 +106,8 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadRespon
         response_.set_data(data, static_cast<size_t>(n));
         response_.set_crc32c(storage::Crc32c(response_.data()));
         buffer = PooledBuffer();
-        {
-          absl::MutexLock lock(&mu_);
-          end_ = n;
-          next_read_ = n;
-          next_write_ = n;
-          writing_ = true;
-        }
-        StartWrite(&response_);  // OnWriteDone finishes: everything is sent
+        // OnWriteDone finishes: everything is sent.
+        if (StartWriteUnlessStopping(n)) StartWrite(&response_);
       }
       Unhold();
     });
@@ -143,11 +145,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadRespon
       // Nothing to read: one message with the file's info.
       FillHeader();
       response_.set_offset(offset_);
-      {
-        absl::MutexLock lock(&mu_);
-        writing_ = true;
-      }
-      StartWrite(&response_);
+      if (StartWriteUnlessStopping(offset_)) StartWrite(&response_);
       return;
     }
     Pump();
@@ -184,7 +182,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadRespon
       return;
     }
     char* data = buffer.data();
-    reader_->Read(offset, absl::Span<char>(data, len),
+    reader_->Read(offset, absl::Span<char>(data, len), &cancel_,
                   [this, offset, len, buffer = std::move(buffer)](
                       absl::StatusOr<size_t> n, Backend) mutable {
                     if (!n.ok()) {
@@ -244,6 +242,19 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadRespon
     response_.set_backend(ToProto(backend_));
   }
 
+  // For the one-message downloads: marks everything up to `end` as sent and
+  // a write in flight, unless the download is being stopped (Stop finishes
+  // it then).
+  bool StartWriteUnlessStopping(int64_t end) {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return false;
+    end_ = end;
+    next_read_ = end;
+    next_write_ = end;
+    writing_ = true;
+    return true;
+  }
+
   bool Stopping() {
     absl::MutexLock lock(&mu_);
     return stopping_;
@@ -297,6 +308,9 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadRespon
   storage::Store* const store_;
   const std::string path_;
   const int64_t offset_;
+  // Cut short the engine reads of a cancelled RPC. Outlives them: the
+  // reactor is deleted only once no callback is left (holds_).
+  storage::Cancellation cancel_;
   std::unique_ptr<storage::Reader> reader_;
   // The file being sent, from the reader or the small-file read.
   storage::ObjectInfo info_;

@@ -31,6 +31,8 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "storage/buffer_pool.h"
+#include "storage/cancellation.h"
+#include "storage/fault_injection.h"
 
 namespace ringstore::storage {
 
@@ -85,6 +87,9 @@ struct EngineOptions {
   int threads = 4;
   // Name of the extended attribute Stat reports and SetMetadata writes.
   std::string metadata_attr = "user.ringstore.meta";
+  // Tests only: steps to fail on purpose (fault_injection.h). Must outlive
+  // the engine.
+  FaultInjector* faults = nullptr;
 };
 
 // What an engine reports about itself (GetServerInfo shows it).
@@ -103,6 +108,8 @@ class Engine {
   using Callback = absl::AnyInvocable<void(absl::StatusOr<T>, Backend) &&>;
   using DoneCallback = absl::AnyInvocable<void(absl::Status, Backend) &&>;
 
+  // Waits for the internal tail of operations that have called back (a
+  // close after the answer, say). Every callback must have run before.
   virtual ~Engine() = default;
 
   // Information about this engine. Thread-safe, never blocks.
@@ -116,9 +123,11 @@ class Engine {
 
   // Reads up to dst.size() bytes at `offset` into `dst` (inside a pool
   // buffer). Short reads are continued internally: fewer bytes than asked
-  // means end of file was reached. Returns the byte count.
+  // means end of file was reached. Returns the byte count. `cancel` (may be
+  // null) can cut the read short with Cancelled (cancellation.h); the
+  // content of `dst` is then unspecified.
   virtual void Read(FileHandle file, int64_t offset, absl::Span<char> dst,
-                    Callback<size_t> done) = 0;
+                    Cancellation* cancel, Callback<size_t> done) = 0;
 
   // Writes all of `src` (inside a pool buffer) at `offset`; short writes are
   // continued internally. ResourceExhausted when the disk is full.
@@ -135,7 +144,9 @@ class Engine {
   // into `dst` (inside a pool buffer), fetches the metadata attribute and
   // closes the file: one operation, which io_uring submits as one linked
   // chain. Errors as Open(kRead); FailedPrecondition for a directory.
-  virtual void ReadFile(std::string path, absl::Span<char> dst, Callback<FileRead> done) = 0;
+  // `cancel` as for Read; the file is closed whatever happens.
+  virtual void ReadFile(std::string path, absl::Span<char> dst, Cancellation* cancel,
+                        Callback<FileRead> done) = 0;
 
   // Stat of an open file, metadata attribute included.
   virtual void Stat(FileHandle file, Callback<FileStat> done) = 0;
@@ -150,6 +161,17 @@ class Engine {
 
   // Renames `from` to `to`, replacing a file at `to` atomically.
   virtual void Rename(std::string from, std::string to, DoneCallback done) = 0;
+
+  // Makes `file`, written and still open, durable and visible as `to`, in
+  // four steps, each only if the one before succeeded: set the metadata
+  // attribute to `metadata`, fsync `file`, rename `from` (the path `file`
+  // was created at) to `to`, replacing a file there atomically, and fsync
+  // the directory of `to`. A failure before the rename leaves `to` as it
+  // was; the status names the step that failed (NotFound if the directory
+  // of `to` is missing). `file` stays open either way. io_uring links the
+  // four steps in one submission.
+  virtual void CommitFile(FileHandle file, std::string metadata, std::string from,
+                          std::string to, DoneCallback done) = 0;
 
   // Removes the file `path` (not a directory).
   virtual void Unlink(std::string path, DoneCallback done) = 0;

@@ -14,7 +14,7 @@
 #include "storage/path.h"
 #include "storage/status_util.h"
 
-namespace ringstore::storage::posix {
+namespace ringstore::storage {
 namespace {
 
 absl::Status Errno(absl::string_view op, absl::string_view path) {
@@ -36,31 +36,20 @@ class ScopedFd {
   int fd_;
 };
 
-// Opens the parent directory of `path` beneath `root` (as an O_PATH
-// descriptor) and returns it with the last component in `*leaf`.
-absl::StatusOr<int> OpenParent(int root, absl::string_view path,
-                               std::string* leaf) {
-  *leaf = std::string(BaseName(path));
-  if (leaf->empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("no file name in \"", path, "\""));
+// Runs `call`, a system call that returns -1 and sets errno on failure,
+// unless the injector fails `step` first (then -1 with its errno).
+template <typename Call>
+auto Sys(FaultInjector* faults, Step step, Call call) -> decltype(call()) {
+  if (const int err = InjectedErrno(faults, step)) {
+    errno = err;
+    return -1;
   }
-  return OpenBeneath(root, ParentDir(path), O_PATH | O_DIRECTORY);
-}
-
-// The value of extended attribute `attr` of `fd`; empty if it has none.
-absl::StatusOr<std::string> ReadAttr(int fd, absl::string_view attr) {
-  const std::string name(attr);
-  char value[256];
-  const ssize_t n = fgetxattr(fd, name.c_str(), value, sizeof(value));
-  if (n >= 0) return std::string(value, static_cast<size_t>(n));
-  if (errno == ENODATA || errno == ENOTSUP) return std::string();
-  return ErrnoToStatus(errno, "fgetxattr");
+  return call();
 }
 
 }  // namespace
 
-absl::StatusOr<int> OpenBeneath(int root, absl::string_view path, int flags,
-                                int mode) {
+absl::StatusOr<int> PosixFiles::OpenBeneath(absl::string_view path, int flags, int mode) const {
   open_how how = {};
   how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
   how.mode = (flags & O_CREAT) ? mode : 0;
@@ -68,18 +57,23 @@ absl::StatusOr<int> OpenBeneath(int root, absl::string_view path, int flags,
   const std::string p = path.empty() ? std::string(".") : std::string(path);
   int fd;
   do {
-    fd = static_cast<int>(syscall(SYS_openat2, root, p.c_str(), &how, sizeof(how)));
+    fd = static_cast<int>(Sys(faults_, Step::kOpen, [&] {
+      return syscall(SYS_openat2, root_, p.c_str(), &how, sizeof(how));
+    }));
   } while (fd < 0 && (errno == EINTR || errno == EAGAIN));
   if (fd < 0) return Errno("open", path);
   return fd;
 }
 
-absl::StatusOr<int> Open(int root, absl::string_view path, OpenMode mode) {
+absl::StatusOr<int> PosixFiles::Open(absl::string_view path, OpenMode mode) const {
   switch (mode) {
     case OpenMode::kRead: {
-      RS_ASSIGN_OR_RETURN(int fd, OpenBeneath(root, path, O_RDONLY));
+      // O_NONBLOCK so that a FIFO or device placed in the root cannot block
+      // the open; it is refused below, and a regular file gets its normal
+      // flags back.
+      RS_ASSIGN_OR_RETURN(int fd, OpenBeneath(path, O_RDONLY | O_NONBLOCK));
       struct stat st;
-      if (fstat(fd, &st) != 0) {
+      if (Sys(faults_, Step::kStat, [&] { return fstat(fd, &st); }) != 0) {
         absl::Status s = Errno("stat", path);
         ::close(fd);
         return s;
@@ -89,21 +83,27 @@ absl::StatusOr<int> Open(int root, absl::string_view path, OpenMode mode) {
         return absl::FailedPreconditionError(
             absl::StrCat("\"", path, "\" is not a regular file"));
       }
+      if (fcntl(fd, F_SETFL, O_RDONLY) != 0) {
+        absl::Status s = Errno("fcntl", path);
+        ::close(fd);
+        return s;
+      }
       return fd;
     }
     case OpenMode::kCreateWrite:
-      return OpenBeneath(root, path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+      return OpenBeneath(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
     case OpenMode::kDirectory:
-      return OpenBeneath(root, path, O_RDONLY | O_DIRECTORY);
+      return OpenBeneath(path, O_RDONLY | O_DIRECTORY);
   }
   return absl::InvalidArgumentError("bad open mode");
 }
 
-absl::StatusOr<size_t> ReadFull(int fd, int64_t offset, absl::Span<char> dst) {
+absl::StatusOr<size_t> PosixFiles::ReadFull(int fd, int64_t offset, absl::Span<char> dst) const {
   size_t done = 0;
   while (done < dst.size()) {
-    const ssize_t n = pread(fd, dst.data() + done, dst.size() - done,
-                            static_cast<off_t>(offset + done));
+    const ssize_t n = Sys(faults_, Step::kRead, [&] {
+      return pread(fd, dst.data() + done, dst.size() - done, static_cast<off_t>(offset + done));
+    });
     if (n < 0) {
       if (errno == EINTR || errno == EAGAIN) continue;
       return ErrnoToStatus(errno, "read");
@@ -114,11 +114,12 @@ absl::StatusOr<size_t> ReadFull(int fd, int64_t offset, absl::Span<char> dst) {
   return done;
 }
 
-absl::Status WriteFull(int fd, int64_t offset, absl::Span<const char> src) {
+absl::Status PosixFiles::WriteFull(int fd, int64_t offset, absl::Span<const char> src) const {
   size_t done = 0;
   while (done < src.size()) {
-    const ssize_t n = pwrite(fd, src.data() + done, src.size() - done,
-                             static_cast<off_t>(offset + done));
+    const ssize_t n = Sys(faults_, Step::kWrite, [&] {
+      return pwrite(fd, src.data() + done, src.size() - done, static_cast<off_t>(offset + done));
+    });
     if (n < 0) {
       if (errno == EINTR || errno == EAGAIN) continue;
       return ErrnoToStatus(errno, "write");
@@ -129,39 +130,65 @@ absl::Status WriteFull(int fd, int64_t offset, absl::Span<const char> src) {
   return absl::OkStatus();
 }
 
-absl::Status Sync(int fd, bool data_only) {
-  const int rc = data_only ? fdatasync(fd) : fsync(fd);
+absl::Status PosixFiles::Sync(int fd, bool data_only) const {
+  const int rc =
+      Sys(faults_, Step::kFsync, [&] { return data_only ? fdatasync(fd) : fsync(fd); });
   if (rc != 0) return ErrnoToStatus(errno, data_only ? "fdatasync" : "fsync");
   return absl::OkStatus();
 }
 
-absl::Status Close(int fd) {
-  // Linux releases the descriptor even when close fails; never retry.
+absl::Status PosixFiles::Close(int fd) const {
+  // Linux releases the descriptor even when close fails; never retry. An
+  // injected failure still closes, as the kernel's would.
+  if (const int err = Fault(Step::kClose)) {
+    ::close(fd);
+    return ErrnoToStatus(err, "close");
+  }
   if (::close(fd) != 0 && errno != EINTR) return ErrnoToStatus(errno, "close");
   return absl::OkStatus();
 }
 
-absl::StatusOr<FileStat> StatFd(int fd, absl::string_view attr) {
+absl::StatusOr<std::string> PosixFiles::ReadAttr(int fd) const {
+  char value[256];
+  const ssize_t n = Sys(faults_, Step::kGetXattr,
+                        [&] { return fgetxattr(fd, attr_.c_str(), value, sizeof(value)); });
+  if (n >= 0) return std::string(value, static_cast<size_t>(n));
+  if (errno == ENODATA || errno == ENOTSUP) return std::string();
+  return ErrnoToStatus(errno, "fgetxattr");
+}
+
+absl::StatusOr<FileStat> PosixFiles::StatFd(int fd) const {
   struct stat st;
-  if (fstat(fd, &st) != 0) return ErrnoToStatus(errno, "fstat");
+  if (Sys(faults_, Step::kStat, [&] { return fstat(fd, &st); }) != 0) {
+    return ErrnoToStatus(errno, "fstat");
+  }
   FileStat out;
   out.size = st.st_size;
   out.modified = absl::TimeFromTimespec(st.st_mtim);
   out.is_regular = S_ISREG(st.st_mode);
   out.is_directory = S_ISDIR(st.st_mode);
-  if (out.is_regular && !attr.empty()) {
-    RS_ASSIGN_OR_RETURN(out.metadata, ReadAttr(fd, attr));
+  if (out.is_regular) {
+    RS_ASSIGN_OR_RETURN(out.metadata, ReadAttr(fd));
   }
   return out;
 }
 
-absl::StatusOr<FileStat> StatPath(int root, absl::string_view path,
-                                  absl::string_view attr) {
+absl::StatusOr<int> PosixFiles::OpenParent(absl::string_view path, int flags,
+                                           std::string* leaf) const {
+  *leaf = std::string(BaseName(path));
+  if (leaf->empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("no file name in \"", path, "\""));
+  }
+  return OpenBeneath(ParentDir(path), flags | O_DIRECTORY);
+}
+
+absl::StatusOr<FileStat> PosixFiles::StatPath(absl::string_view path) const {
   std::string leaf;
-  RS_ASSIGN_OR_RETURN(int parent_fd, OpenParent(root, path, &leaf));
+  RS_ASSIGN_OR_RETURN(int parent_fd, OpenParent(path, O_PATH, &leaf));
   ScopedFd parent(parent_fd);
   struct stat st;
-  if (fstatat(parent.get(), leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+  if (Sys(faults_, Step::kStat,
+          [&] { return fstatat(parent.get(), leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW); }) != 0) {
     return Errno("stat", path);
   }
   if (!S_ISREG(st.st_mode)) {
@@ -171,72 +198,109 @@ absl::StatusOr<FileStat> StatPath(int root, absl::string_view path,
     out.is_directory = S_ISDIR(st.st_mode);
     return out;
   }
-  const int fd = openat(parent.get(), leaf.c_str(),
-                        O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  const int fd = Sys(faults_, Step::kOpen, [&] {
+    return openat(parent.get(), leaf.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  });
   if (fd < 0) return Errno("open", path);
   ScopedFd file(fd);
-  return StatFd(file.get(), attr);
+  return StatFd(file.get());
 }
 
-absl::Status SetAttr(int fd, absl::string_view attr, absl::string_view value) {
-  const std::string name(attr);
-  if (fsetxattr(fd, name.c_str(), value.data(), value.size(), 0) != 0) {
+absl::Status PosixFiles::SetAttr(int fd, absl::string_view name, absl::string_view value) const {
+  const std::string n(name);
+  if (Sys(faults_, Step::kSetXattr,
+          [&] { return fsetxattr(fd, n.c_str(), value.data(), value.size(), 0); }) != 0) {
     return ErrnoToStatus(errno, "fsetxattr");
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<FileRead> ReadFile(int root, absl::string_view path, absl::Span<char> dst,
-                                  absl::string_view attr) {
-  RS_ASSIGN_OR_RETURN(int fd, Open(root, path, OpenMode::kRead));
-  ScopedFd file(fd);
-  FileRead out;
-  RS_ASSIGN_OR_RETURN(out.length, ReadFull(fd, 0, dst));
-  RS_ASSIGN_OR_RETURN(out.metadata, ReadAttr(fd, attr));
+absl::Status PosixFiles::SetMetadata(int fd, absl::string_view value) const {
+  return SetAttr(fd, attr_, value);
+}
+
+absl::StatusOr<FileRead> PosixFiles::ReadFile(absl::string_view path,
+                                              absl::Span<char> dst) const {
+  RS_ASSIGN_OR_RETURN(int fd, Open(path, OpenMode::kRead));
+  absl::StatusOr<FileRead> out = [&]() -> absl::StatusOr<FileRead> {
+    FileRead read;
+    RS_ASSIGN_OR_RETURN(read.length, ReadFull(fd, 0, dst));
+    RS_ASSIGN_OR_RETURN(read.metadata, ReadAttr(fd));
+    return read;
+  }();
+  // The descriptor is gone even if close fails, and what was read stands.
+  (void)Close(fd);
   return out;
 }
 
-absl::Status Rename(int root, absl::string_view from, absl::string_view to) {
+absl::Status PosixFiles::Rename(absl::string_view from, absl::string_view to) const {
   std::string from_leaf, to_leaf;
-  RS_ASSIGN_OR_RETURN(int from_fd, OpenParent(root, from, &from_leaf));
+  RS_ASSIGN_OR_RETURN(int from_fd, OpenParent(from, O_PATH, &from_leaf));
   ScopedFd from_parent(from_fd);
-  RS_ASSIGN_OR_RETURN(int to_fd, OpenParent(root, to, &to_leaf));
+  RS_ASSIGN_OR_RETURN(int to_fd, OpenParent(to, O_PATH, &to_leaf));
   ScopedFd to_parent(to_fd);
-  if (renameat(from_parent.get(), from_leaf.c_str(), to_parent.get(),
-               to_leaf.c_str()) != 0) {
+  if (Sys(faults_, Step::kRename, [&] {
+        return renameat(from_parent.get(), from_leaf.c_str(), to_parent.get(), to_leaf.c_str());
+      }) != 0) {
     return Errno("rename", absl::StrCat(from, " to ", to));
   }
   return absl::OkStatus();
 }
 
-absl::Status Unlink(int root, absl::string_view path) {
-  std::string leaf;
-  RS_ASSIGN_OR_RETURN(int parent_fd, OpenParent(root, path, &leaf));
-  ScopedFd parent(parent_fd);
-  if (unlinkat(parent.get(), leaf.c_str(), 0) != 0) return Errno("unlink", path);
+absl::Status PosixFiles::CommitFile(int fd, absl::string_view metadata, absl::string_view from,
+                                    absl::string_view to) const {
+  std::string from_leaf, to_leaf;
+  RS_ASSIGN_OR_RETURN(int from_fd, OpenParent(from, O_PATH, &from_leaf));
+  ScopedFd from_parent(from_fd);
+  // Read-only, not O_PATH: the directory is fsynced through it.
+  RS_ASSIGN_OR_RETURN(int to_fd, OpenParent(to, O_RDONLY, &to_leaf));
+  ScopedFd to_parent(to_fd);
+  RS_RETURN_IF_ERROR(SetMetadata(fd, metadata));
+  RS_RETURN_IF_ERROR(Sync(fd, /*data_only=*/false));
+  if (Sys(faults_, Step::kRename, [&] {
+        return renameat(from_parent.get(), from_leaf.c_str(), to_parent.get(), to_leaf.c_str());
+      }) != 0) {
+    return Errno("rename", absl::StrCat(from, " to ", to));
+  }
+  if (Sys(faults_, Step::kFsync, [&] { return fsync(to_parent.get()); }) != 0) {
+    return Errno("fsync directory of", to);
+  }
   return absl::OkStatus();
 }
 
-absl::Status MakeDir(int root, absl::string_view path) {
+absl::Status PosixFiles::Unlink(absl::string_view path) const {
   std::string leaf;
-  RS_ASSIGN_OR_RETURN(int parent_fd, OpenParent(root, path, &leaf));
+  RS_ASSIGN_OR_RETURN(int parent_fd, OpenParent(path, O_PATH, &leaf));
   ScopedFd parent(parent_fd);
-  if (mkdirat(parent.get(), leaf.c_str(), 0755) != 0) return Errno("mkdir", path);
+  if (Sys(faults_, Step::kUnlink, [&] { return unlinkat(parent.get(), leaf.c_str(), 0); }) != 0) {
+    return Errno("unlink", path);
+  }
   return absl::OkStatus();
 }
 
-absl::Status RemoveDir(int root, absl::string_view path) {
+absl::Status PosixFiles::MakeDir(absl::string_view path) const {
   std::string leaf;
-  RS_ASSIGN_OR_RETURN(int parent_fd, OpenParent(root, path, &leaf));
+  RS_ASSIGN_OR_RETURN(int parent_fd, OpenParent(path, O_PATH, &leaf));
   ScopedFd parent(parent_fd);
-  if (unlinkat(parent.get(), leaf.c_str(), AT_REMOVEDIR) != 0) {
+  if (Sys(faults_, Step::kMkdir, [&] { return mkdirat(parent.get(), leaf.c_str(), 0755); }) != 0) {
+    return Errno("mkdir", path);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PosixFiles::RemoveDir(absl::string_view path) const {
+  std::string leaf;
+  RS_ASSIGN_OR_RETURN(int parent_fd, OpenParent(path, O_PATH, &leaf));
+  ScopedFd parent(parent_fd);
+  if (Sys(faults_, Step::kRmdir,
+          [&] { return unlinkat(parent.get(), leaf.c_str(), AT_REMOVEDIR); }) != 0) {
     return Errno("rmdir", path);
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<DirEntry>> ReadDir(int root, absl::string_view path) {
-  RS_ASSIGN_OR_RETURN(int fd, OpenBeneath(root, path, O_RDONLY | O_DIRECTORY));
+absl::StatusOr<std::vector<DirEntry>> PosixFiles::ReadDir(absl::string_view path) const {
+  RS_ASSIGN_OR_RETURN(int fd, OpenBeneath(path, O_RDONLY | O_DIRECTORY));
   DIR* dir = fdopendir(fd);
   if (dir == nullptr) {
     absl::Status s = Errno("opendir", path);
@@ -268,4 +332,4 @@ absl::StatusOr<std::vector<DirEntry>> ReadDir(int root, absl::string_view path) 
   return entries;
 }
 
-}  // namespace ringstore::storage::posix
+}  // namespace ringstore::storage

@@ -2,11 +2,14 @@
 //
 // The blocking building blocks the thread-pool engine runs on its workers
 // (and that other engines use for what their kernel interface lacks, such as
-// reading a directory). Every path is relative to `root` and is resolved with
-// openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS): an operation on "a/b"
+// reading a directory). Every path is relative to the root and is resolved
+// with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS): an operation on "a/b"
 // opens "a" that way and then acts on "b" relative to it, so neither ".."
 // nor a symlink anywhere in the path reaches outside the root. Errors come
-// from ErrnoToStatus, naming the operation and path.
+// from ErrnoToStatus, naming the operation and path. Before each system call
+// the fault injector, if any, may fail it (fault_injection.h).
+//
+// Every method may block; all are thread-safe.
 #ifndef RINGSTORE_STORAGE_POSIX_OPS_H_
 #define RINGSTORE_STORAGE_POSIX_OPS_H_
 
@@ -19,40 +22,65 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "storage/engine.h"
+#include "storage/fault_injection.h"
 
-namespace ringstore::storage::posix {
+namespace ringstore::storage {
 
-// openat2(root, path, flags, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS). `path`
-// "" means the root itself. Returns the new descriptor (O_CLOEXEC).
-absl::StatusOr<int> OpenBeneath(int root, absl::string_view path, int flags,
-                                int mode = 0);
+class PosixFiles {
+ public:
+  // `root` is borrowed and must stay open while this object is used. `attr`
+  // names the metadata attribute (EngineOptions::metadata_attr); `faults`
+  // may be null.
+  PosixFiles(int root, std::string attr, FaultInjector* faults = nullptr)
+      : root_(root), attr_(std::move(attr)), faults_(faults) {}
 
-// Opens `path` as `mode` says (see OpenMode).
-absl::StatusOr<int> Open(int root, absl::string_view path, OpenMode mode);
+  // openat2(root, path, flags, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS). `path`
+  // "" means the root itself. Returns the new descriptor (O_CLOEXEC).
+  absl::StatusOr<int> OpenBeneath(absl::string_view path, int flags, int mode = 0) const;
+  // Opens `path` as `mode` says (see OpenMode).
+  absl::StatusOr<int> Open(absl::string_view path, OpenMode mode) const;
 
-// pread until `dst` is full or end of file; EINTR/EAGAIN are retried.
-absl::StatusOr<size_t> ReadFull(int fd, int64_t offset, absl::Span<char> dst);
-// pwrite until all of `src` is written.
-absl::Status WriteFull(int fd, int64_t offset, absl::Span<const char> src);
-absl::Status Sync(int fd, bool data_only);
-absl::Status Close(int fd);
+  // pread until `dst` is full or end of file; EINTR/EAGAIN are retried.
+  absl::StatusOr<size_t> ReadFull(int fd, int64_t offset, absl::Span<char> dst) const;
+  // pwrite until all of `src` is written.
+  absl::Status WriteFull(int fd, int64_t offset, absl::Span<const char> src) const;
+  absl::Status Sync(int fd, bool data_only) const;
+  absl::Status Close(int fd) const;
 
-// fstat plus the `attr` extended attribute (empty if absent).
-absl::StatusOr<FileStat> StatFd(int fd, absl::string_view attr);
-// Stat of `path` without following a final symlink, plus `attr`.
-absl::StatusOr<FileStat> StatPath(int root, absl::string_view path,
-                                  absl::string_view attr);
-absl::Status SetAttr(int fd, absl::string_view attr, absl::string_view value);
-// Open, read from offset 0 into `dst`, read `attr`, close (Engine::ReadFile).
-absl::StatusOr<FileRead> ReadFile(int root, absl::string_view path, absl::Span<char> dst,
-                                  absl::string_view attr);
+  // fstat plus the metadata attribute (empty if absent).
+  absl::StatusOr<FileStat> StatFd(int fd) const;
+  // Stat of `path` without following a final symlink, plus the attribute.
+  absl::StatusOr<FileStat> StatPath(absl::string_view path) const;
+  // Sets the metadata attribute of `fd`.
+  absl::Status SetMetadata(int fd, absl::string_view value) const;
+  // Sets any attribute (used to probe the file system).
+  absl::Status SetAttr(int fd, absl::string_view name, absl::string_view value) const;
+  // Open, read from offset 0 into `dst`, read the attribute, close
+  // (Engine::ReadFile).
+  absl::StatusOr<FileRead> ReadFile(absl::string_view path, absl::Span<char> dst) const;
 
-absl::Status Rename(int root, absl::string_view from, absl::string_view to);
-absl::Status Unlink(int root, absl::string_view path);
-absl::Status MakeDir(int root, absl::string_view path);
-absl::Status RemoveDir(int root, absl::string_view path);
-absl::StatusOr<std::vector<DirEntry>> ReadDir(int root, absl::string_view path);
+  absl::Status Rename(absl::string_view from, absl::string_view to) const;
+  // Engine::CommitFile: metadata, fsync, rename, fsync of the directory.
+  absl::Status CommitFile(int fd, absl::string_view metadata, absl::string_view from,
+                          absl::string_view to) const;
+  absl::Status Unlink(absl::string_view path) const;
+  absl::Status MakeDir(absl::string_view path) const;
+  absl::Status RemoveDir(absl::string_view path) const;
+  absl::StatusOr<std::vector<DirEntry>> ReadDir(absl::string_view path) const;
 
-}  // namespace ringstore::storage::posix
+ private:
+  // errno the fault injector picks for `step`, or 0.
+  int Fault(Step step) const { return InjectedErrno(faults_, step); }
+  // The parent directory of `path` opened with `flags`, and its last
+  // component in `*leaf`.
+  absl::StatusOr<int> OpenParent(absl::string_view path, int flags, std::string* leaf) const;
+  absl::StatusOr<std::string> ReadAttr(int fd) const;
+
+  const int root_;
+  const std::string attr_;
+  FaultInjector* const faults_;
+};
+
+}  // namespace ringstore::storage
 
 #endif  // RINGSTORE_STORAGE_POSIX_OPS_H_

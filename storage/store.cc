@@ -80,14 +80,14 @@ class ReaderImpl final : public Reader {
 
   const ObjectInfo& info() const override { return info_; }
 
-  void Read(int64_t offset, absl::Span<char> dst,
+  void Read(int64_t offset, absl::Span<char> dst, Cancellation* cancel,
             Engine::Callback<size_t> done) override {
     {
       absl::MutexLock lock(&state_->mu);
       ++state_->in_flight;
     }
     state_->engine->Read(
-        state_->file, offset, dst,
+        state_->file, offset, dst, cancel,
         [state = state_, done = std::move(done)](absl::StatusOr<size_t> n,
                                                  Backend backend) mutable {
           std::move(done)(std::move(n), backend);
@@ -248,25 +248,26 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
     close(root_fd);
     return s;
   };
+  const PosixFiles files(root_fd, EngineOptions().metadata_attr);
   for (const std::string& dir : {std::string(kPrivateDir), kTmpDir}) {
-    absl::Status s = posix::MakeDir(root_fd, dir);
+    absl::Status s = files.MakeDir(dir);
     if (!s.ok() && s.code() != absl::StatusCode::kAlreadyExists) return fail(s);
   }
   // Temp data of uploads a crash interrupted is garbage: remove it.
-  absl::StatusOr<std::vector<DirEntry>> leftovers = posix::ReadDir(root_fd, kTmpDir);
+  absl::StatusOr<std::vector<DirEntry>> leftovers = files.ReadDir(kTmpDir);
   if (!leftovers.ok()) return fail(leftovers.status());
   for (const DirEntry& e : *leftovers) {
-    (void)posix::Unlink(root_fd, absl::StrCat(kTmpDir, "/", e.name));
+    (void)files.Unlink(absl::StrCat(kTmpDir, "/", e.name));
   }
   // Metadata lives in a user extended attribute: the file system must keep
   // them (ext4, xfs, btrfs and tmpfs since Linux 6.6 do).
   {
     const std::string probe = absl::StrCat(kTmpDir, "/xattr-probe");
-    absl::StatusOr<int> fd = posix::Open(root_fd, probe, OpenMode::kCreateWrite);
+    absl::StatusOr<int> fd = files.Open(probe, OpenMode::kCreateWrite);
     if (!fd.ok()) return fail(fd.status());
-    absl::Status s = posix::SetAttr(*fd, "user.ringstore.probe", "1");
+    absl::Status s = files.SetAttr(*fd, "user.ringstore.probe", "1");
     close(*fd);
-    (void)posix::Unlink(root_fd, probe);
+    (void)files.Unlink(probe);
     if (!s.ok()) {
       return fail(absl::FailedPreconditionError(absl::StrCat(
           "the file system of ", options.root,
@@ -280,6 +281,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
   engine_options.root_fd = root_fd;
   engine_options.pool = pool->get();
   engine_options.threads = options.engine_threads;
+  engine_options.faults = options.faults;
   std::vector<std::string> available = AvailableEngines(engine_options);
   absl::StatusOr<std::unique_ptr<Engine>> engine = StartEngine(options.engine, engine_options);
   if (!engine.ok()) return fail(engine.status());
@@ -361,13 +363,14 @@ void Store::OpenReader(std::string path, Callback<std::unique_ptr<Reader>> done)
   });
 }
 
-void Store::ReadSmall(std::string path, absl::Span<char> dst, Callback<SmallRead> done) {
+void Store::ReadSmall(std::string path, absl::Span<char> dst, Cancellation* cancel,
+                      Callback<SmallRead> done) {
   if (absl::Status s = ValidatePath(path); !s.ok()) {
     std::move(done)(s, engine_->info().backend);
     return;
   }
-  engine_->ReadFile(path, dst, [path, done = std::move(done)](absl::StatusOr<FileRead> r,
-                                                             Backend b) mutable {
+  engine_->ReadFile(path, dst, cancel, [path, done = std::move(done)](
+                                          absl::StatusOr<FileRead> r, Backend b) mutable {
     if (!r.ok()) {
       absl::Status s = r.status().code() == absl::StatusCode::kFailedPrecondition
                            ? NotAFile(path)

@@ -15,7 +15,8 @@
 // ReadSmall needs no separate stat.
 //
 // Commit: write temp → set metadata → fsync file → rename into place →
-// fsync the directory (and every directory the commit created). Readers see
+// fsync the directory (one Engine::CommitFile, a linked chain on io_uring),
+// then fsync the directories holding any directory the commit created. Readers see
 // the old file or the new one, never a mix; a crash leaves the old file, and
 // the next Open removes the temp data. Generations come from one store-wide
 // counter seeded by the clock (max(now µs, last + 1)), so they increase on
@@ -66,6 +67,8 @@ struct StoreOptions {
   int engine_threads = 4;
   // Largest file an upload may create; 0 = no limit.
   int64_t max_file_bytes = 0;
+  // Tests only: engine steps to fail on purpose (fault_injection.h).
+  FaultInjector* faults = nullptr;
 };
 
 struct WriteSpec {
@@ -107,8 +110,9 @@ class Reader {
   virtual const ObjectInfo& info() const = 0;
   // Reads up to dst.size() bytes at `offset` into `dst`, which lies in a
   // PooledBuffer the caller keeps alive until `done` runs. Fewer bytes than
-  // asked means end of file.
-  virtual void Read(int64_t offset, absl::Span<char> dst,
+  // asked means end of file. `cancel` (may be null, else kept alive until
+  // `done` runs) can end the read early with Cancelled.
+  virtual void Read(int64_t offset, absl::Span<char> dst, Cancellation* cancel,
                     Engine::Callback<size_t> done) = 0;
 };
 
@@ -129,7 +133,10 @@ class Writer {
   // than WriteSpec::size arrived, DataLoss on a checksum mismatch,
   // AlreadyExists / FailedPrecondition for a failed precondition,
   // FailedPrecondition if the path is a directory or below a file. On any
-  // failure nothing is visible and the temp data is removed.
+  // failure up to the rename the old file (if any) is intact, nothing new is
+  // visible and the temp data is removed. Only an fsync of a directory can
+  // fail after the rename: the new file is then in place but may not
+  // survive a crash, and the status (naming the fsync) says so.
   virtual void Commit(Engine::Callback<ObjectInfo> done) = 0;
 };
 
@@ -164,12 +171,13 @@ class Store {
   // until `done`) in one engine operation. `complete` says that `dst` holds
   // the whole file, described by `info`; otherwise (larger than `dst`, or no
   // metadata to vouch for the size) the caller uses OpenReader. Errors as
-  // OpenReader.
+  // OpenReader; Cancelled if `cancel` (as for Reader::Read) cut it short.
   struct SmallRead {
     bool complete = false;
     ObjectInfo info;
   };
-  void ReadSmall(std::string path, absl::Span<char> dst, Callback<SmallRead> done);
+  void ReadSmall(std::string path, absl::Span<char> dst, Cancellation* cancel,
+                 Callback<SmallRead> done);
   // Validates the spec (path, size against max_file_bytes) and creates the
   // temp file.
   void CreateWriter(WriteSpec spec, Callback<std::unique_ptr<Writer>> done);

@@ -21,6 +21,7 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "storage/crc32c.h"
+#include "storage/fault_injection.h"
 
 namespace ringstore::storage {
 namespace {
@@ -51,6 +52,9 @@ bool Exists(const std::string& path) {
   return lstat(path.c_str(), &st) == 0;
 }
 
+// The backend the current test's store runs on (StoreTest's parameter).
+Backend expected_backend = Backend::kUnspecified;
+
 // Runs an async call and waits for its one callback.
 template <typename T>
 absl::StatusOr<T> Await(const std::function<void(Engine::Callback<T>)>& call) {
@@ -59,7 +63,7 @@ absl::StatusOr<T> Await(const std::function<void(Engine::Callback<T>)>& call) {
   int calls = 0;
   call([&](absl::StatusOr<T> r, Backend b) {
     ++calls;
-    EXPECT_EQ(b, Backend::kThreadPool);
+    EXPECT_EQ(b, expected_backend);
     result = std::move(r);
     done.Notify();
   });
@@ -79,7 +83,8 @@ absl::Status AwaitStatus(const std::function<void(Engine::DoneCallback)>& call) 
   return result;
 }
 
-class StoreTest : public testing::Test {
+// The namespace on every engine.
+class StoreTest : public testing::TestWithParam<const char*> {
  protected:
   void SetUp() override {
     base_ = TempDir();
@@ -87,17 +92,20 @@ class StoreTest : public testing::Test {
     OpenStore();
   }
 
-  void OpenStore(int64_t max_file_bytes = 0) {
+  void OpenStore(int64_t max_file_bytes = 0, FaultInjector* faults = nullptr) {
     store_.reset();
     StoreOptions options;
     options.root = root_;
-    options.engine = "thread_pool";
+    options.engine = GetParam();
     options.buffer_count = 8;
     options.buffer_size = kBuffer;
     options.max_file_bytes = max_file_bytes;
+    options.faults = faults;
     auto store = Store::Open(options);
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);
+    expected_backend = store_->engine().info().backend;
+    ASSERT_EQ(BackendName(expected_backend), GetParam());
   }
 
   absl::StatusOr<std::unique_ptr<Writer>> NewWriter(WriteSpec spec) {
@@ -150,7 +158,7 @@ class StoreTest : public testing::Test {
     PooledBuffer buf = store_->pool().TryAcquire();
     for (int64_t off = 0;; off += kBuffer) {
       auto n = Await<size_t>([&](auto cb) {
-        reader.Read(off, absl::Span<char>(buf.data(), kBuffer), std::move(cb));
+        reader.Read(off, absl::Span<char>(buf.data(), kBuffer), nullptr, std::move(cb));
       });
       EXPECT_TRUE(n.ok()) << n.status();
       if (!n.ok()) break;
@@ -191,10 +199,12 @@ class StoreTest : public testing::Test {
   }
 
   std::string base_, root_;
+  // Declared before store_, whose engine may use it until it is destroyed.
+  FaultInjector faults_;
   std::unique_ptr<Store> store_;
 };
 
-TEST_F(StoreTest, RoundTripsOfEverySize) {
+TEST_P(StoreTest, RoundTripsOfEverySize) {
   for (size_t size : {size_t{0}, size_t{1}, kBuffer - 1, kBuffer, kBuffer + 1, 5 * kBuffer + 17}) {
     const std::string data = RandomBytes(size, static_cast<uint32_t>(size));
     const std::string path = absl::StrCat("rt/", size);
@@ -219,7 +229,7 @@ TEST_F(StoreTest, RoundTripsOfEverySize) {
   EXPECT_TRUE(TempEmpties());
 }
 
-TEST_F(StoreTest, AppendsOfOddSizes) {
+TEST_P(StoreTest, AppendsOfOddSizes) {
   const std::string data = RandomBytes(3 * kBuffer + 1000, 9);
   WriteSpec spec;
   spec.path = "odd";
@@ -232,7 +242,7 @@ TEST_F(StoreTest, AppendsOfOddSizes) {
   }
 }
 
-TEST_F(StoreTest, GenerationsIncrease) {
+TEST_P(StoreTest, GenerationsIncrease) {
   auto a = Put("g", "1");
   auto b = Put("g", "2");
   ASSERT_TRUE(a.ok() && b.ok());
@@ -243,7 +253,7 @@ TEST_F(StoreTest, GenerationsIncrease) {
   EXPECT_GT(c->generation, b->generation);
 }
 
-TEST_F(StoreTest, Preconditions) {
+TEST_P(StoreTest, Preconditions) {
   auto first = Put("p", "first");
   ASSERT_TRUE(first.ok());
   WriteSpec spec;
@@ -266,7 +276,7 @@ TEST_F(StoreTest, Preconditions) {
   ExpectAbsent("fresh2");
 }
 
-TEST_F(StoreTest, DeclaredSizeAndChecksum) {
+TEST_P(StoreTest, DeclaredSizeAndChecksum) {
   WriteSpec spec;
   spec.path = "s";
   spec.size = 10;
@@ -282,7 +292,7 @@ TEST_F(StoreTest, DeclaredSizeAndChecksum) {
   EXPECT_EQ(NewWriter(spec).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-TEST_F(StoreTest, MaxFileBytes) {
+TEST_P(StoreTest, MaxFileBytes) {
   OpenStore(/*max_file_bytes=*/100);
   WriteSpec spec;
   spec.path = "big";
@@ -295,7 +305,7 @@ TEST_F(StoreTest, MaxFileBytes) {
   EXPECT_TRUE(Put(spec, std::string(100, 'x')).ok());
 }
 
-TEST_F(StoreTest, DeadWriterRefusesFurtherCalls) {
+TEST_P(StoreTest, DeadWriterRefusesFurtherCalls) {
   WriteSpec spec;
   spec.path = "dead";
   spec.size = 2;
@@ -307,7 +317,7 @@ TEST_F(StoreTest, DeadWriterRefusesFurtherCalls) {
   ExpectAbsent("dead");
 }
 
-TEST_F(StoreTest, AbandonedWriterLeavesNothing) {
+TEST_P(StoreTest, AbandonedWriterLeavesNothing) {
   {
     WriteSpec spec;
     spec.path = "abandoned";
@@ -319,7 +329,54 @@ TEST_F(StoreTest, AbandonedWriterLeavesNothing) {
   ExpectAbsent("abandoned");
 }
 
-TEST_F(StoreTest, NestedDirectoriesAndConflicts) {
+// The kernel fails one step of an upload over an existing file: the old
+// file stays as it was, nothing new is visible, the temp data goes, and the
+// status says what failed.
+TEST_P(StoreTest, AFailedStepLeavesTheOldFile) {
+  OpenStore(0, &faults_);
+  struct Case {
+    Step step;
+    int err;
+    int every;
+    absl::StatusCode code;
+  };
+  const Case cases[] = {
+      {Step::kWrite, EIO, 2, absl::StatusCode::kInternal},           // mid-upload
+      {Step::kSetXattr, ENOSPC, 1, absl::StatusCode::kResourceExhausted},
+      {Step::kFsync, EIO, 1, absl::StatusCode::kInternal},           // the file's
+      {Step::kRename, EIO, 1, absl::StatusCode::kInternal},
+      {Step::kStat, EIO, 1, absl::StatusCode::kInternal},            // the check
+  };
+  const std::string old_data = RandomBytes(kBuffer + 7, 1);
+  auto old = Put("dir/f", old_data);
+  ASSERT_TRUE(old.ok()) << old.status();
+  for (const Case& c : cases) {
+    SCOPED_TRACE(StepName(c.step));
+    faults_.Clear();
+    faults_.Fail(c.step, c.err, c.every, 1);
+    WriteSpec spec;
+    spec.path = "dir/f";
+    auto put = Put(spec, RandomBytes(3 * kBuffer, 2), kBuffer);
+    EXPECT_EQ(put.status().code(), c.code) << put.status();
+    EXPECT_EQ(faults_.injected(c.step), 1);
+    faults_.Clear();
+    auto st = Stat("dir/f");
+    ASSERT_TRUE(st.ok()) << st.status();
+    EXPECT_EQ(st->generation, old->generation);
+    EXPECT_EQ(ReadLocal(root_ + "/dir/f"), old_data);
+    EXPECT_TRUE(TempEmpties());
+  }
+  // A directory the commit must create cannot be: nothing appears.
+  faults_.Fail(Step::kMkdir, EACCES, 1, 1);
+  EXPECT_EQ(Put("new/dir/f", "x").status().code(), absl::StatusCode::kPermissionDenied);
+  faults_.Clear();
+  ExpectAbsent("new/dir/f");
+  // And with no fault the same upload goes through.
+  ASSERT_TRUE(Put("dir/f", "new").ok());
+  EXPECT_EQ(ReadLocal(root_ + "/dir/f"), "new");
+}
+
+TEST_P(StoreTest, NestedDirectoriesAndConflicts) {
   ASSERT_TRUE(Put("a/b/c/file", "deep").ok());
   EXPECT_EQ(ReadLocal(root_ + "/a/b/c/file"), "deep");
   ASSERT_TRUE(Put("a/b/other", "x").ok());
@@ -332,7 +389,7 @@ TEST_F(StoreTest, NestedDirectoriesAndConflicts) {
   EXPECT_TRUE(Exists(root_ + "/a/b/c/file"));
 }
 
-TEST_F(StoreTest, InvalidPathsAreRejected) {
+TEST_P(StoreTest, InvalidPathsAreRejected) {
   for (const std::string& bad : {"", "../x", "/abs", "a//b", ".ringstore/tmp/x", "a/./b"}) {
     EXPECT_EQ(Stat(bad).status().code(), absl::StatusCode::kInvalidArgument) << bad;
     EXPECT_EQ(Delete(bad).code(), absl::StatusCode::kInvalidArgument) << bad;
@@ -352,7 +409,7 @@ TEST_F(StoreTest, InvalidPathsAreRejected) {
   EXPECT_EQ(List(list).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-TEST_F(StoreTest, ReaderIsASnapshot) {
+TEST_P(StoreTest, ReaderIsASnapshot) {
   const std::string old_data = RandomBytes(2 * kBuffer + 5, 1);
   ASSERT_TRUE(Put("snap", old_data).ok());
   auto reader = OpenReader("snap");
@@ -363,7 +420,7 @@ TEST_F(StoreTest, ReaderIsASnapshot) {
   EXPECT_EQ((*reader)->info().size, static_cast<int64_t>(old_data.size()));
 }
 
-TEST_F(StoreTest, ConcurrentCommitsOfOnePath) {
+TEST_P(StoreTest, ConcurrentCommitsOfOnePath) {
   constexpr int kWriters = 8;
   std::vector<std::string> contents;
   for (int i = 0; i < kWriters; ++i) contents.push_back(RandomBytes(kBuffer * 2 + i, 100 + i));
@@ -391,7 +448,7 @@ TEST_F(StoreTest, ConcurrentCommitsOfOnePath) {
   EXPECT_TRUE(TempEmpties());
 }
 
-TEST_F(StoreTest, Delete) {
+TEST_P(StoreTest, Delete) {
   EXPECT_EQ(Delete("none").code(), absl::StatusCode::kNotFound);
   auto info = Put("d", "x");
   ASSERT_TRUE(info.ok());
@@ -408,7 +465,7 @@ std::vector<std::string> Paths(const ListResult& r) {
   return out;
 }
 
-TEST_F(StoreTest, ListSortedWithPrefixes) {
+TEST_P(StoreTest, ListSortedWithPrefixes) {
   for (const char* p : {"dish", "dir/x", "dir/y/z", "b", "a.txt", "a/b", "dirt"}) {
     ASSERT_TRUE(Put(p, p).ok());
   }
@@ -448,7 +505,7 @@ TEST_F(StoreTest, ListSortedWithPrefixes) {
   EXPECT_TRUE(n->files.empty());
 }
 
-TEST_F(StoreTest, ListPaging) {
+TEST_P(StoreTest, ListPaging) {
   std::vector<std::string> want;
   for (int i = 0; i < 7; ++i) {
     want.push_back(absl::StrCat("page/f", i));
@@ -492,7 +549,7 @@ TEST_F(StoreTest, ListPaging) {
   EXPECT_EQ(entries, expected);
 }
 
-TEST_F(StoreTest, OpenRemovesCrashLeftovers) {
+TEST_P(StoreTest, OpenRemovesCrashLeftovers) {
   const std::string tmp = root_ + "/.ringstore/tmp/leftover";
   std::ofstream(tmp) << "partial";
   ASSERT_TRUE(Exists(tmp));
@@ -502,7 +559,7 @@ TEST_F(StoreTest, OpenRemovesCrashLeftovers) {
   EXPECT_TRUE(List(all)->files.empty());
 }
 
-TEST_F(StoreTest, SymlinksDoNotLeaveTheRoot) {
+TEST_P(StoreTest, SymlinksDoNotLeaveTheRoot) {
   const std::string outside = base_ + "/outside";
   ASSERT_EQ(mkdir(outside.c_str(), 0755), 0);
   std::ofstream(outside + "/x") << "secret";
@@ -523,11 +580,11 @@ TEST_F(StoreTest, SymlinksDoNotLeaveTheRoot) {
   EXPECT_TRUE(TempEmpties());
 }
 
-TEST_F(StoreTest, ReadSmallReturnsWholeFilesThatFit) {
+TEST_P(StoreTest, ReadSmallReturnsWholeFilesThatFit) {
   auto read = [&](const std::string& path, size_t cap) {
     PooledBuffer buf = store_->pool().TryAcquire();
     auto r = Await<Store::SmallRead>([&](auto cb) {
-      store_->ReadSmall(path, absl::Span<char>(buf.data(), cap), std::move(cb));
+      store_->ReadSmall(path, absl::Span<char>(buf.data(), cap), nullptr, std::move(cb));
     });
     std::string data = r.ok() && r->complete ? std::string(buf.data(), r->info.size) : "";
     return std::make_pair(r, data);
@@ -565,7 +622,7 @@ TEST_F(StoreTest, ReadSmallReturnsWholeFilesThatFit) {
   EXPECT_EQ(read("../x", kBuffer).first.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-TEST_F(StoreTest, FilesPlacedByHand) {
+TEST_P(StoreTest, FilesPlacedByHand) {
   std::ofstream(root_ + "/manual") << "hand";
   struct stat st;
   ASSERT_EQ(stat((root_ + "/manual").c_str(), &st), 0);
@@ -604,6 +661,11 @@ TEST(Metadata, RoundTripAndFallback) {
     EXPECT_EQ(i.modified, mtime) << bad;
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(AllEngines, StoreTest, testing::Values("io_uring", "thread_pool"),
+                         [](const testing::TestParamInfo<const char*>& p) {
+                           return std::string(p.param);
+                         });
 
 }  // namespace
 }  // namespace ringstore::storage

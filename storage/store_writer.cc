@@ -1,6 +1,7 @@
 // Store's Writer: appends through pool buffers, then the commit sequence
-// lock → check → metadata → fsync → close → directories → rename → fsync
-// directories → unlock (store.h describes the guarantees).
+// lock → check → directories → [metadata → fsync → rename → fsync directory]
+// → close → fsync created directories → unlock, the bracket being one
+// Engine::CommitFile (store.h describes the guarantees).
 #include <algorithm>
 #include <cstring>
 #include <memory>
@@ -126,8 +127,7 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
     });
   }
 
-  // --- Commit: lock → check → metadata → fsync → close → dirs → rename →
-  // fsync dirs → unlock ------------------------------------------------------
+  // --- Commit ---------------------------------------------------------------
 
   using CommitDone = Engine::Callback<ObjectInfo>;
 
@@ -168,33 +168,6 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
       }
       self->generation = self->store->NextGeneration();
       self->modified = absl::Now();
-      self->WriteMetadata(std::move(done));
-    });
-  }
-
-  void WriteMetadata(CommitDone done) {
-    auto self = shared_from_this();
-    Metadata m;
-    m.generation = generation;
-    m.crc32c = crc;
-    m.size = size;
-    m.modified = modified;
-    engine->SetMetadata(file, EncodeMetadata(m),
-                        [self, done = std::move(done)](absl::Status s, Backend) mutable {
-                          if (!s.ok()) return self->FailCommit(s, std::move(done), true);
-                          self->engine->Sync(self->file, false, [self, done = std::move(done)](
-                                                                    absl::Status s, Backend) mutable {
-                            if (!s.ok()) return self->FailCommit(s, std::move(done), true);
-                            self->CloseFile(std::move(done));
-                          });
-                        });
-  }
-
-  void CloseFile(CommitDone done) {
-    auto self = shared_from_this();
-    file_open = false;
-    engine->Close(file, [self, done = std::move(done)](absl::Status s, Backend) mutable {
-      if (!s.ok()) return self->FailCommit(s, std::move(done), true);
       self->EnsureParent(std::move(done));
     });
   }
@@ -202,11 +175,11 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
   // Makes sure the parent directory exists, creating missing ones.
   void EnsureParent(CommitDone done) {
     const std::string parent(ParentDir(spec.path));
-    if (parent.empty()) return Rename(std::move(done));
+    if (parent.empty()) return CommitFile(std::move(done));
     auto self = shared_from_this();
     engine->StatPath(parent, [self, parent, done = std::move(done)](
                                  absl::StatusOr<FileStat> st, Backend) mutable {
-      if (st.ok() && st->is_directory) return self->Rename(std::move(done));
+      if (st.ok() && st->is_directory) return self->CommitFile(std::move(done));
       std::vector<std::string> dirs;
       for (size_t i = 0; i <= parent.size(); ++i) {
         if (i == parent.size() || parent[i] == '/') dirs.push_back(parent.substr(0, i));
@@ -216,7 +189,7 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
   }
 
   void MakeDirs(std::vector<std::string> dirs, size_t i, CommitDone done) {
-    if (i == dirs.size()) return Rename(std::move(done));
+    if (i == dirs.size()) return CommitFile(std::move(done));
     auto self = shared_from_this();
     std::string dir = dirs[i];
     engine->MakeDir(dir, [self, dirs = std::move(dirs), i, done = std::move(done)](
@@ -236,10 +209,17 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
     });
   }
 
-  void Rename(CommitDone done) {
+  // Metadata, fsync, rename into place and fsync of the directory: one
+  // engine operation (one linked submission on io_uring).
+  void CommitFile(CommitDone done) {
     auto self = shared_from_this();
-    engine->Rename(tmp_path, spec.path, [self, done = std::move(done)](
-                                            absl::Status s, Backend) mutable {
+    Metadata m;
+    m.generation = generation;
+    m.crc32c = crc;
+    m.size = size;
+    m.modified = modified;
+    engine->CommitFile(file, EncodeMetadata(m), tmp_path, spec.path,
+                       [self, done = std::move(done)](absl::Status s, Backend) mutable {
       if (s.code() == absl::StatusCode::kNotFound && !self->rename_retried) {
         // A directory was removed under us; create it again, once.
         self->rename_retried = true;
@@ -250,38 +230,46 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
             absl::StrCat("a parent of \"", self->spec.path, "\" is a file"));
       }
       if (!s.ok()) return self->FailCommit(s, std::move(done), true);
-      self->SyncAfterRename(std::move(done));
+      self->file_open = false;
+      self->engine->Close(self->file, [self, done = std::move(done)](absl::Status, Backend) mutable {
+        // The file is committed: a failed close loses nothing.
+        self->SyncAfterRename(std::move(done));
+      });
     });
   }
 
+  // The directory of the file was fsynced by CommitFile; the directories
+  // holding the entries of directories this commit created are fsynced here.
   void SyncAfterRename(CommitDone done) {
-    std::vector<std::string> dirs = {std::string(ParentDir(spec.path))};
+    if (created_dirs.empty()) return Finish(absl::OkStatus(), std::move(done));
+    std::vector<std::string> dirs;
     for (const std::string& d : created_dirs) dirs.emplace_back(ParentDir(d));
     std::sort(dirs.begin(), dirs.end());
     dirs.erase(std::unique(dirs.begin(), dirs.end()), dirs.end());
     auto self = shared_from_this();
     SyncDirectories(engine, std::move(dirs), [self, done = std::move(done)](
-                                                 absl::Status s, Backend b) mutable {
-      self->store->locks().Unlock(self->spec.path);
-      {
-        absl::MutexLock lock(&self->mu);
-        self->finished = true;
-        self->busy = false;
-      }
-      if (!s.ok()) {
-        // The new file is in place but its directory entry may not be
-        // durable yet; report the failure honestly.
-        std::move(done)(s, b);
-        return;
-      }
-      ObjectInfo info;
-      info.path = self->spec.path;
-      info.size = self->size;
-      info.generation = self->generation;
-      info.modified = self->modified;
-      info.crc32c = self->crc;
-      std::move(done)(std::move(info), self->backend);
+                                                 absl::Status s, Backend) mutable {
+      self->Finish(std::move(s), std::move(done));
     });
+  }
+
+  // The file is in place. A failure here (a directory fsync) is reported
+  // honestly: the new file is visible but may not survive a crash.
+  void Finish(absl::Status s, CommitDone done) {
+    store->locks().Unlock(spec.path);
+    {
+      absl::MutexLock lock(&mu);
+      finished = true;
+      busy = false;
+    }
+    if (!s.ok()) return std::move(done)(std::move(s), backend);
+    ObjectInfo info;
+    info.path = spec.path;
+    info.size = size;
+    info.generation = generation;
+    info.modified = modified;
+    info.crc32c = crc;
+    std::move(done)(std::move(info), backend);
   }
 };
 

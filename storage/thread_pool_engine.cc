@@ -23,7 +23,7 @@ class ThreadPoolEngine final : public Engine {
  public:
   ThreadPoolEngine(int root_fd, const EngineOptions& options)
       : root_(root_fd),
-        attr_(options.metadata_attr),
+        files_(root_fd, options.metadata_attr, options.faults),
         threads_(options.threads),
         workers_(options.threads, "rs-threadpool") {}
 
@@ -37,87 +37,95 @@ class ThreadPoolEngine final : public Engine {
   void Open(std::string path, OpenMode mode, Callback<FileHandle> done) override {
     Submit(std::move(done), [this, path = std::move(path), mode]()
                                 -> absl::StatusOr<FileHandle> {
-      RS_ASSIGN_OR_RETURN(int fd, posix::Open(root_.fd, path, mode));
+      RS_ASSIGN_OR_RETURN(int fd, files_.Open(path, mode));
       return FileHandle{fd};
     });
   }
 
-  void Read(FileHandle file, int64_t offset, absl::Span<char> dst,
+  void Read(FileHandle file, int64_t offset, absl::Span<char> dst, Cancellation* cancel,
             Callback<size_t> done) override {
-    Submit(std::move(done), [file, offset, dst] {
-      return posix::ReadFull(static_cast<int>(file.id), offset, dst);
+    Submit(std::move(done), cancel, [this, file, offset, dst] {
+      return files_.ReadFull(static_cast<int>(file.id), offset, dst);
     });
   }
 
   void Write(FileHandle file, int64_t offset, absl::Span<const char> src,
              DoneCallback done) override {
-    SubmitStatus(std::move(done), [file, offset, src] {
-      return posix::WriteFull(static_cast<int>(file.id), offset, src);
+    SubmitStatus(std::move(done), [this, file, offset, src] {
+      return files_.WriteFull(static_cast<int>(file.id), offset, src);
     });
   }
 
   void Sync(FileHandle file, bool data_only, DoneCallback done) override {
-    SubmitStatus(std::move(done), [file, data_only] {
-      return posix::Sync(static_cast<int>(file.id), data_only);
+    SubmitStatus(std::move(done), [this, file, data_only] {
+      return files_.Sync(static_cast<int>(file.id), data_only);
     });
   }
 
   void Close(FileHandle file, DoneCallback done) override {
     SubmitStatus(std::move(done),
-                 [file] { return posix::Close(static_cast<int>(file.id)); });
+                 [this, file] { return files_.Close(static_cast<int>(file.id)); });
   }
 
-  void ReadFile(std::string path, absl::Span<char> dst, Callback<FileRead> done) override {
-    Submit(std::move(done), [this, path = std::move(path), dst] {
-      return posix::ReadFile(root_.fd, path, dst, attr_);
-    });
+  void ReadFile(std::string path, absl::Span<char> dst, Cancellation* cancel,
+                Callback<FileRead> done) override {
+    Submit(std::move(done), cancel,
+           [this, path = std::move(path), dst] { return files_.ReadFile(path, dst); });
   }
 
   void Stat(FileHandle file, Callback<FileStat> done) override {
     Submit(std::move(done), [this, file] {
-      return posix::StatFd(static_cast<int>(file.id), attr_);
+      return files_.StatFd(static_cast<int>(file.id));
     });
   }
 
   void StatPath(std::string path, Callback<FileStat> done) override {
     Submit(std::move(done), [this, path = std::move(path)] {
-      return posix::StatPath(root_.fd, path, attr_);
+      return files_.StatPath(path);
     });
   }
 
   void SetMetadata(FileHandle file, std::string value, DoneCallback done) override {
     SubmitStatus(std::move(done), [this, file, value = std::move(value)] {
-      return posix::SetAttr(static_cast<int>(file.id), attr_, value);
+      return files_.SetMetadata(static_cast<int>(file.id), value);
     });
   }
 
   void Rename(std::string from, std::string to, DoneCallback done) override {
     SubmitStatus(std::move(done), [this, from = std::move(from), to = std::move(to)] {
-      return posix::Rename(root_.fd, from, to);
+      return files_.Rename(from, to);
+    });
+  }
+
+  void CommitFile(FileHandle file, std::string metadata, std::string from, std::string to,
+                  DoneCallback done) override {
+    SubmitStatus(std::move(done), [this, file, metadata = std::move(metadata),
+                                   from = std::move(from), to = std::move(to)] {
+      return files_.CommitFile(static_cast<int>(file.id), metadata, from, to);
     });
   }
 
   void Unlink(std::string path, DoneCallback done) override {
     SubmitStatus(std::move(done), [this, path = std::move(path)] {
-      return posix::Unlink(root_.fd, path);
+      return files_.Unlink(path);
     });
   }
 
   void MakeDir(std::string path, DoneCallback done) override {
     SubmitStatus(std::move(done), [this, path = std::move(path)] {
-      return posix::MakeDir(root_.fd, path);
+      return files_.MakeDir(path);
     });
   }
 
   void RemoveDir(std::string path, DoneCallback done) override {
     SubmitStatus(std::move(done), [this, path = std::move(path)] {
-      return posix::RemoveDir(root_.fd, path);
+      return files_.RemoveDir(path);
     });
   }
 
   void ReadDir(std::string path, Callback<std::vector<DirEntry>> done) override {
     Submit(std::move(done), [this, path = std::move(path)] {
-      return posix::ReadDir(root_.fd, path);
+      return files_.ReadDir(path);
     });
   }
 
@@ -131,7 +139,17 @@ class ThreadPoolEngine final : public Engine {
 
   template <typename T, typename Op>
   void Submit(Callback<T> done, Op op) {
-    workers_.Run([done = std::move(done), op = std::move(op)]() mutable {
+    Submit(std::move(done), nullptr, std::move(op));
+  }
+
+  // A blocking call cannot be interrupted: a cancelled operation that has
+  // not started yet does not start.
+  template <typename T, typename Op>
+  void Submit(Callback<T> done, Cancellation* cancel, Op op) {
+    workers_.Run([done = std::move(done), cancel, op = std::move(op)]() mutable {
+      if (IsCancelled(cancel)) {
+        return std::move(done)(absl::CancelledError("cancelled"), kBackend);
+      }
       std::move(done)(op(), kBackend);
     });
   }
@@ -144,7 +162,7 @@ class ThreadPoolEngine final : public Engine {
   }
 
   const RootFd root_;
-  const std::string attr_;
+  const PosixFiles files_;
   const int threads_;
   // Declared last, so destroyed first: queued work finishes while root_ is
   // still open.

@@ -1,0 +1,243 @@
+// The test fixture of the engine suites (engine_contract_test.cc,
+// engine_fault_test.cc): a fresh root with a sibling directory outside it,
+// a small buffer pool, the engine named by the test parameter, and one
+// blocking helper per engine operation. Test-only; header-only.
+#ifndef RINGSTORE_STORAGE_ENGINE_TEST_FIXTURE_H_
+#define RINGSTORE_STORAGE_ENGINE_TEST_FIXTURE_H_
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "gtest/gtest.h"
+#include "storage/buffer_pool.h"
+#include "storage/engine.h"
+#include "storage/engine_selector.h"
+#include "storage/fault_injection.h"
+
+namespace ringstore::storage {
+
+inline const char* const kEngines[] = {"io_uring", "thread_pool"};
+
+inline std::string TempDir() {
+  const char* base = std::getenv("TEST_TMPDIR");
+  std::string tmpl = absl::StrCat(base ? base : "/tmp", "/engine-XXXXXX");
+  char* dir = mkdtemp(tmpl.data());
+  EXPECT_NE(dir, nullptr);
+  return tmpl;
+}
+
+inline void WriteLocal(const std::string& path, const std::string& data) {
+  std::ofstream(path, std::ios::binary) << data;
+}
+
+inline std::string ReadLocal(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Waits for one engine callback and checks it ran exactly once.
+template <typename T>
+class Waiter {
+ public:
+  Engine::Callback<T> callback() {
+    return [this](absl::StatusOr<T> r, Backend b) {
+      ASSERT_FALSE(done_.HasBeenNotified()) << "callback ran twice";
+      result_ = std::move(r);
+      backend_ = b;
+      done_.Notify();
+    };
+  }
+  absl::StatusOr<T> Wait() {
+    done_.WaitForNotification();
+    return std::move(result_);
+  }
+  Backend backend() const { return backend_; }
+
+ private:
+  absl::Notification done_;
+  absl::StatusOr<T> result_ = absl::UnknownError("unset");
+  Backend backend_ = Backend::kUnspecified;
+};
+
+class StatusWaiter {
+ public:
+  Engine::DoneCallback callback() {
+    return [this](absl::Status s, Backend b) {
+      ASSERT_FALSE(done_.HasBeenNotified()) << "callback ran twice";
+      status_ = std::move(s);
+      backend_ = b;
+      done_.Notify();
+    };
+  }
+  absl::Status Wait() {
+    done_.WaitForNotification();
+    return status_;
+  }
+  Backend backend() const { return backend_; }
+
+ private:
+  absl::Notification done_;
+  absl::Status status_;
+  Backend backend_ = Backend::kUnspecified;
+};
+
+class EngineTest : public testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override {
+    base_ = TempDir();
+    root_ = base_ + "/root";
+    outside_ = base_ + "/outside";
+    ASSERT_EQ(mkdir(root_.c_str(), 0755), 0);
+    ASSERT_EQ(mkdir(outside_.c_str(), 0755), 0);
+    WriteLocal(outside_ + "/secret", "secret");
+    root_fd_ = open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ASSERT_GE(root_fd_, 0);
+    auto pool = BufferPool::Create(8, 64 << 10);
+    ASSERT_TRUE(pool.ok());
+    pool_ = *std::move(pool);
+    auto engine = StartEngine(GetParam(), Options());
+    if (!engine.ok()) GTEST_SKIP() << GetParam() << " cannot run here: " << engine.status();
+    engine_ = *std::move(engine);
+    backend_ = engine_->info().backend;
+    ASSERT_EQ(BackendName(backend_), GetParam());
+  }
+
+  EngineOptions Options() {
+    EngineOptions options;
+    options.root_fd = root_fd_;
+    options.pool = pool_.get();
+    return options;
+  }
+
+  // Replaces the engine by one that consults faults_. Returns the reason
+  // (for GTEST_SKIP) if the engine cannot inject faults here, else "".
+  std::string RestartWithFaults() {
+    engine_.reset();
+    EngineOptions options = Options();
+    options.faults = &faults_;
+    auto engine = StartEngine(GetParam(), options);
+    if (!engine.ok()) return engine.status().ToString();
+    engine_ = *std::move(engine);
+    return "";
+  }
+
+  void TearDown() override {
+    engine_.reset();
+    pool_.reset();
+    if (root_fd_ >= 0) close(root_fd_);
+  }
+
+  absl::StatusOr<FileHandle> Open(const std::string& path, OpenMode mode) {
+    Waiter<FileHandle> w;
+    engine_->Open(path, mode, w.callback());
+    auto r = w.Wait();
+    EXPECT_EQ(w.backend(), backend_);
+    return r;
+  }
+  absl::Status Write(FileHandle f, int64_t offset, const std::string& data) {
+    PooledBuffer b = pool_->TryAcquire();
+    EXPECT_LE(data.size(), b.capacity());
+    std::memcpy(b.data(), data.data(), data.size());
+    StatusWaiter w;
+    engine_->Write(f, offset, absl::Span<const char>(b.data(), data.size()), w.callback());
+    return w.Wait();
+  }
+  absl::StatusOr<std::string> Read(FileHandle f, int64_t offset, size_t n) {
+    PooledBuffer b = pool_->TryAcquire();
+    EXPECT_LE(n, b.capacity());
+    Waiter<size_t> w;
+    engine_->Read(f, offset, absl::Span<char>(b.data(), n), nullptr, w.callback());
+    auto r = w.Wait();
+    EXPECT_EQ(w.backend(), backend_);
+    if (!r.ok()) return r.status();
+    return std::string(b.data(), *r);
+  }
+  absl::Status Sync(FileHandle f, bool data_only) {
+    StatusWaiter w;
+    engine_->Sync(f, data_only, w.callback());
+    return w.Wait();
+  }
+  absl::Status Close(FileHandle f) {
+    StatusWaiter w;
+    engine_->Close(f, w.callback());
+    return w.Wait();
+  }
+  absl::StatusOr<FileStat> Stat(FileHandle f) {
+    Waiter<FileStat> w;
+    engine_->Stat(f, w.callback());
+    return w.Wait();
+  }
+  absl::StatusOr<FileStat> StatPath(const std::string& p) {
+    Waiter<FileStat> w;
+    engine_->StatPath(p, w.callback());
+    return w.Wait();
+  }
+  absl::Status SetMetadata(FileHandle f, const std::string& v) {
+    StatusWaiter w;
+    engine_->SetMetadata(f, v, w.callback());
+    return w.Wait();
+  }
+  absl::Status Rename(const std::string& a, const std::string& b) {
+    StatusWaiter w;
+    engine_->Rename(a, b, w.callback());
+    return w.Wait();
+  }
+  absl::Status Unlink(const std::string& p) {
+    StatusWaiter w;
+    engine_->Unlink(p, w.callback());
+    return w.Wait();
+  }
+  absl::Status MakeDir(const std::string& p) {
+    StatusWaiter w;
+    engine_->MakeDir(p, w.callback());
+    auto s = w.Wait();
+    EXPECT_EQ(w.backend(), backend_);
+    return s;
+  }
+  absl::Status RemoveDir(const std::string& p) {
+    StatusWaiter w;
+    engine_->RemoveDir(p, w.callback());
+    return w.Wait();
+  }
+  absl::StatusOr<std::vector<DirEntry>> ReadDir(const std::string& p) {
+    Waiter<std::vector<DirEntry>> w;
+    engine_->ReadDir(p, w.callback());
+    return w.Wait();
+  }
+  // Creates `path` with `data` through the engine.
+  void Create(const std::string& path, const std::string& data) {
+    auto f = Open(path, OpenMode::kCreateWrite);
+    ASSERT_TRUE(f.ok()) << f.status();
+    ASSERT_TRUE(Write(*f, 0, data).ok());
+    ASSERT_TRUE(Close(*f).ok());
+  }
+
+  std::string base_, root_, outside_;
+  int root_fd_ = -1;
+  std::unique_ptr<BufferPool> pool_;
+  // Declared before engine_, which may use it until it is destroyed.
+  FaultInjector faults_;
+  std::unique_ptr<Engine> engine_;
+  Backend backend_ = Backend::kUnspecified;
+};
+
+}  // namespace ringstore::storage
+
+#endif  // RINGSTORE_STORAGE_ENGINE_TEST_FIXTURE_H_

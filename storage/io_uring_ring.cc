@@ -1,0 +1,376 @@
+#include "storage/io_uring_ring.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <future>
+#include <memory>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "storage/status_util.h"
+
+namespace ringstore::storage {
+namespace {
+
+constexpr unsigned kRingEntries = 256;
+// user_data of the eventfd read that wakes the ring thread.
+constexpr uint64_t kWakeTag = 1;
+// user_data of SQEs whose CQE nobody waits for (ASYNC_CANCEL requests).
+constexpr uint64_t kIgnoreTag = 2;
+// Registered file slots for the linked small-file chains.
+constexpr int kDirectSlots = 1024;
+// Kernel 6.11+ (include/uapi/linux/io_uring.h); liburing 2.3 predates it.
+constexpr unsigned kNopInjectResult = 1U << 0;
+
+// Opcodes the engine cannot work without.
+struct NeededOp {
+  int op;
+  const char* name;
+};
+constexpr NeededOp kNeededOps[] = {
+    {IORING_OP_OPENAT2, "openat2"},         {IORING_OP_READ, "read"},
+    {IORING_OP_WRITE, "write"},             {IORING_OP_READ_FIXED, "read_fixed"},
+    {IORING_OP_WRITE_FIXED, "write_fixed"}, {IORING_OP_FSYNC, "fsync"},
+    {IORING_OP_CLOSE, "close"},             {IORING_OP_STATX, "statx"},
+    {IORING_OP_FGETXATTR, "fgetxattr"},     {IORING_OP_FSETXATTR, "fsetxattr"},
+    {IORING_OP_RENAMEAT, "renameat"},       {IORING_OP_UNLINKAT, "unlinkat"},
+    {IORING_OP_MKDIRAT, "mkdirat"},         {IORING_OP_ASYNC_CANCEL, "async_cancel"},
+};
+
+thread_local Ring* current_ring = nullptr;
+
+}  // namespace
+
+Ring::Ring(const EngineOptions& options)
+    : attr_(options.metadata_attr),
+      pool_(options.pool),
+      threads_(options.threads),
+      faults_(options.faults),
+      root_(fcntl(options.root_fd, F_DUPFD_CLOEXEC, 0)) {}
+
+Ring::~Ring() {
+  if (thread_.joinable()) {
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+    }
+    Wake();
+    thread_.join();
+  }
+  if (wake_fd_ >= 0) close(wake_fd_);
+  if (root_ >= 0) close(root_);
+}
+
+Ring* Ring::Current() { return current_ring; }
+
+absl::Status Ring::Start() {
+  if (root_ < 0) return ErrnoToStatus(errno, "dup root");
+  wake_fd_ = eventfd(0, EFD_CLOEXEC);
+  if (wake_fd_ < 0) return ErrnoToStatus(errno, "eventfd");
+  std::promise<absl::Status> ready;
+  std::future<absl::Status> setup = ready.get_future();
+  thread_ = std::thread([this, &ready] {
+    absl::Status s = Setup();
+    if (!s.ok() && ring_ready_) io_uring_queue_exit(&ring_);
+    const bool ok = s.ok();
+    ready.set_value(std::move(s));
+    if (ok) Loop();
+  });
+  pthread_setname_np(thread_.native_handle(), "rs-uring");
+  absl::Status s = setup.get();
+  if (!s.ok()) thread_.join();
+  return s;
+}
+
+absl::Status Ring::Setup() {
+  io_uring_params params;
+  // Preferred flags first; each is dropped if the kernel says EINVAL.
+  const unsigned flag_sets[] = {
+      IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+      IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN,
+      IORING_SETUP_COOP_TASKRUN,
+      0,
+  };
+  int rc = -EINVAL;
+  unsigned flags = 0;
+  for (unsigned f : flag_sets) {
+    std::memset(&params, 0, sizeof(params));
+    params.flags = f;
+    rc = io_uring_queue_init_params(kRingEntries, &ring_, &params);
+    flags = f;
+    if (rc != -EINVAL) break;
+  }
+  if (rc < 0) return ErrnoToStatus(-rc, "io_uring_setup");
+  ring_ready_ = true;
+  if (flags & IORING_SETUP_SINGLE_ISSUER) features_.push_back("single_issuer");
+  if (flags & IORING_SETUP_DEFER_TASKRUN) features_.push_back("defer_taskrun");
+  if (flags & IORING_SETUP_COOP_TASKRUN) features_.push_back("coop_taskrun");
+
+  io_uring_probe* probe = io_uring_get_probe_ring(&ring_);
+  if (probe == nullptr) return absl::UnimplementedError("io_uring probe failed");
+  std::vector<std::string> missing;
+  for (const NeededOp& op : kNeededOps) {
+    if (!io_uring_opcode_supported(probe, op.op)) missing.push_back(op.name);
+  }
+  io_uring_free_probe(probe);
+  if (!missing.empty()) {
+    return absl::UnimplementedError(
+        absl::StrCat("io_uring lacks opcodes: ", absl::StrJoin(missing, ", ")));
+  }
+  if (faults_ != nullptr) RS_RETURN_IF_ERROR(CheckNopInjection());
+
+  const std::vector<iovec> iovecs = pool_->iovecs();
+  rc = io_uring_register_buffers(&ring_, iovecs.data(), static_cast<unsigned>(iovecs.size()));
+  if (rc == 0) {
+    buffers_registered_ = true;
+    pool_base_ = static_cast<char*>(iovecs.front().iov_base);
+    features_.push_back(
+        absl::StrCat("registered_buffers=", iovecs.size(), "x", pool_->buffer_size()));
+  } else {
+    features_.push_back(absl::StrCat("registered_buffers=off (", std::strerror(-rc), ")"));
+  }
+  // A sparse file table for direct descriptors. The engine picks the slot of
+  // every chain itself: a linked chain cannot learn an allocated one.
+  if (io_uring_register_files_sparse(&ring_, kDirectSlots) == 0) {
+    direct_slots_ = kDirectSlots;
+    for (int i = kDirectSlots - 1; i >= 0; --i) free_slots_.push_back(i);
+    features_.push_back(absl::StrCat("direct_descriptors=", kDirectSlots));
+    features_.push_back("linked_open_read_close");
+  }
+  // Buffered reads that miss the page cache are punted to io-wq workers:
+  // keep their number bounded.
+  unsigned workers[2] = {static_cast<unsigned>(threads_), static_cast<unsigned>(threads_)};
+  if (io_uring_register_iowq_max_workers(&ring_, workers) == 0) {
+    features_.push_back(absl::StrCat("iowq_max_workers=", threads_));
+  }
+  return absl::OkStatus();
+}
+
+// Fault injection needs a kernel that sets a NOP's result on request.
+absl::Status Ring::CheckNopInjection() {
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  io_uring_prep_nop(sqe);
+  sqe->rw_flags = static_cast<__kernel_rwf_t>(kNopInjectResult);
+  sqe->len = static_cast<unsigned>(-EIO);
+  io_uring_cqe* cqe = nullptr;
+  int rc = io_uring_submit_and_wait(&ring_, 1);
+  if (rc >= 0) rc = io_uring_peek_cqe(&ring_, &cqe);
+  const int res = rc == 0 ? cqe->res : rc;
+  if (rc == 0) io_uring_cqe_seen(&ring_, cqe);
+  if (res != -EIO) {
+    return absl::UnimplementedError(
+        "fault injection needs IORING_NOP_INJECT_RESULT (Linux 6.11 or later)");
+  }
+  return absl::OkStatus();
+}
+
+void Ring::Loop() {
+  current_ring = this;
+  ArmWake();
+  std::vector<std::pair<uint64_t, int>> cqes;
+  for (;;) {
+    RunPosted();
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_ && in_flight_ == 0 && posted_.empty()) break;
+    }
+    const int rc = io_uring_submit_and_wait(&ring_, 1);
+    if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+      std::fprintf(stderr, "ringstore: io_uring_submit_and_wait: %s\n", std::strerror(-rc));
+    }
+    // Copy the CQEs out first: continuations submit, which may reap.
+    cqes.clear();
+    unsigned head;
+    io_uring_cqe* cqe;
+    unsigned seen = 0;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+      cqes.emplace_back(cqe->user_data, cqe->res);
+      ++seen;
+    }
+    io_uring_cq_advance(&ring_, seen);
+    for (const auto& [tag, res] : cqes) {
+      if (tag == kWakeTag) {
+        ArmWake();
+        continue;
+      }
+      if (tag == kIgnoreTag) continue;
+      std::unique_ptr<Completion> c(reinterpret_cast<Completion*>(tag));
+      {
+        absl::MutexLock lock(&mu_);
+        --in_flight_;
+      }
+      if (c->op != 0) {
+        auto it = ops_.find(c->op);
+        if (it != ops_.end()) {
+          auto& v = it->second.in_flight;
+          v.erase(std::remove(v.begin(), v.end(), c.get()), v.end());
+        }
+      }
+      std::move(c->fn)(res);
+    }
+  }
+  io_uring_queue_exit(&ring_);
+}
+
+io_uring_sqe* Ring::GetSqe() {
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  while (sqe == nullptr) {
+    // Full submission queue: hand it to the kernel, then retry.
+    io_uring_submit(&ring_);
+    sqe = io_uring_get_sqe(&ring_);
+  }
+  return sqe;
+}
+
+void Ring::Submit(Step step, const Prep& prep, Cont done, uint64_t op) {
+  io_uring_sqe* sqe = GetSqe();
+  prep(sqe);
+  if (const int err = InjectedErrno(faults_, step)) {
+    // The step fails in the kernel, with the step's place in its chain.
+    const auto links = static_cast<uint8_t>(sqe->flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK));
+    io_uring_prep_nop(sqe);
+    sqe->rw_flags = static_cast<__kernel_rwf_t>(kNopInjectResult);
+    sqe->len = static_cast<unsigned>(-err);
+    sqe->flags = links;
+  }
+  auto* c = new Completion{std::move(done), op};
+  if (op != 0) {
+    auto it = ops_.find(op);
+    if (it != ops_.end()) it->second.in_flight.push_back(c);
+  }
+  io_uring_sqe_set_data(sqe, c);
+  absl::MutexLock lock(&mu_);
+  ++in_flight_;
+}
+
+void Ring::SubmitChain(std::vector<ChainStep> steps,
+                       absl::AnyInvocable<void(std::vector<int>) &&> done, uint64_t op) {
+  struct Join {
+    std::vector<int> results;
+    size_t pending;
+    absl::AnyInvocable<void(std::vector<int>) &&> done;
+  };
+  auto join = std::make_shared<Join>();
+  join->results.assign(steps.size(), 0);
+  join->pending = steps.size();
+  join->done = std::move(done);
+  // The whole chain goes in one submission.
+  if (io_uring_sq_space_left(&ring_) < steps.size()) io_uring_submit(&ring_);
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const unsigned link = i + 1 < steps.size() ? steps[i].link : 0;
+    const Prep& prep = steps[i].prep;
+    Submit(
+        steps[i].step,
+        [&prep, link](io_uring_sqe* sqe) {
+          prep(sqe);
+          sqe->flags |= static_cast<uint8_t>(link);
+        },
+        [join, i](int res) {
+          join->results[i] = res;
+          if (--join->pending == 0) std::move(join->done)(std::move(join->results));
+        },
+        steps[i].cancellable ? op : 0);
+  }
+}
+
+uint64_t Ring::BeginOp(Cancellation* cancel) {
+  if (cancel == nullptr) return 0;
+  const uint64_t op = next_op_++;
+  OpState& state = ops_[op];
+  state.cancel = cancel;
+  // Queued even on this thread: CancelOp must run between two batches of
+  // CQEs, when every Completion it finds is still in the kernel, so that the
+  // address it names cannot belong to a newer SQE.
+  state.hook = cancel->AddHook([this, op] { Enqueue([this, op] { CancelOp(op); }); });
+  return op;
+}
+
+void Ring::EndOp(uint64_t op) {
+  if (op == 0) return;
+  auto it = ops_.find(op);
+  if (it == ops_.end()) return;
+  it->second.cancel->RemoveHook(it->second.hook);
+  ops_.erase(it);
+}
+
+void Ring::CancelOp(uint64_t op) {
+  auto it = ops_.find(op);
+  if (it == ops_.end()) return;  // finished meanwhile
+  for (Completion* c : it->second.in_flight) {
+    io_uring_sqe* sqe = GetSqe();
+    io_uring_prep_cancel64(sqe, reinterpret_cast<uint64_t>(c), 0);
+    io_uring_sqe_set_data64(sqe, kIgnoreTag);
+  }
+}
+
+int Ring::BufferIndex(const char* p, size_t len) const {
+  if (!buffers_registered_) return -1;
+  const size_t size = pool_->buffer_size();
+  if (p < pool_base_ || p >= pool_base_ + pool_->count() * size) return -1;
+  const size_t index = static_cast<size_t>(p - pool_base_) / size;
+  if (p + len > pool_base_ + (index + 1) * size) return -1;
+  return static_cast<int>(index);
+}
+
+int Ring::TakeSlot() {
+  if (free_slots_.empty()) return -1;
+  const int slot = free_slots_.back();
+  free_slots_.pop_back();
+  slots_in_use_.fetch_add(1, std::memory_order_relaxed);
+  return slot;
+}
+
+void Ring::ReleaseSlot(int slot) {
+  free_slots_.push_back(slot);
+  slots_in_use_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void Ring::ArmWake() {
+  io_uring_sqe* sqe = GetSqe();
+  io_uring_prep_read(sqe, wake_fd_, &wake_value_, sizeof(wake_value_), 0);
+  io_uring_sqe_set_data64(sqe, kWakeTag);
+}
+
+void Ring::RunPosted() {
+  for (;;) {
+    std::deque<absl::AnyInvocable<void() &&>> work;
+    {
+      absl::MutexLock lock(&mu_);
+      work.swap(posted_);
+    }
+    if (work.empty()) return;
+    for (auto& w : work) std::move(w)();
+  }
+}
+
+void Ring::Post(absl::AnyInvocable<void() &&> work) {
+  if (current_ring == this) {
+    std::move(work)();
+    return;
+  }
+  Enqueue(std::move(work));
+}
+
+void Ring::Enqueue(absl::AnyInvocable<void() &&> work) {
+  {
+    absl::MutexLock lock(&mu_);
+    posted_.push_back(std::move(work));
+  }
+  Wake();
+}
+
+void Ring::Wake() {
+  const uint64_t one = 1;
+  while (write(wake_fd_, &one, sizeof(one)) < 0 && errno == EINTR) {
+  }
+}
+
+}  // namespace ringstore::storage

@@ -1,0 +1,173 @@
+// One io_uring and the thread that owns it: the machinery under the io_uring
+// engine (io_uring_engine.cc builds the file operations on top). Internal to
+// storage/.
+//
+// The thread ("rs-uring") creates the ring, submits every SQE and reaps every
+// CQE, so the ring runs with IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN
+// (each flag dropped on EINVAL, as fio does). Other threads hand it work with
+// Post(), through a queue and an eventfd whose read is always armed in the
+// ring. Each SQE carries a heap-allocated completion object in `user_data`;
+// its continuation runs on the ring thread with the CQE's `res` (negative =
+// -errno) and may submit the next SQE. A full submission queue is
+// submitted, never dropped; every CQE is marked seen once.
+//
+// At start-up the ring probes the opcodes the engine needs, registers the
+// BufferPool (buffer i is registered index i; on failure, such as a small
+// RLIMIT_MEMLOCK, data moves with plain reads and writes and features()
+// says so), creates a sparse table of direct descriptors and caps io-wq.
+//
+// Cancellation: an operation given a Cancellation gets an op id (BeginOp);
+// its SQEs carry that id, and Cancel() makes the ring submit an ASYNC_CANCEL
+// for each of them still in the kernel.
+//
+// Fault injection (tests): a step the FaultInjector picks is submitted as a
+// NOP whose result the kernel sets to -errno (IORING_NOP_INJECT_RESULT), with
+// the step's link flags, so a chain breaks in the kernel as it would for a
+// real failure.
+//
+// Unless marked "any thread", methods run on the ring thread only.
+#ifndef RINGSTORE_STORAGE_IO_URING_RING_H_
+#define RINGSTORE_STORAGE_IO_URING_RING_H_
+
+#include <liburing.h>
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "storage/buffer_pool.h"
+#include "storage/cancellation.h"
+#include "storage/engine.h"
+#include "storage/fault_injection.h"
+
+namespace ringstore::storage {
+
+class Ring {
+ public:
+  // Continuation of one SQE: gets the CQE's res.
+  using Cont = absl::AnyInvocable<void(int) &&>;
+  // Fills one SQE (opcode, arguments, flags).
+  using Prep = std::function<void(io_uring_sqe*)>;
+
+  // One step of a linked chain. `link` is IOSQE_IO_LINK (the rest of the
+  // chain runs only if this step succeeds) or IOSQE_IO_HARDLINK (it runs
+  // anyway); ignored on the last step. Only `cancellable` steps are
+  // cancelled by the chain's op.
+  struct ChainStep {
+    Step step;
+    Prep prep;
+    unsigned link = IOSQE_IO_LINK;
+    bool cancellable = false;
+  };
+
+  // Any thread. Does not start anything; Start() does.
+  explicit Ring(const EngineOptions& options);
+  // Any thread. Waits for every SQE in flight, then stops the thread.
+  ~Ring();
+  Ring(const Ring&) = delete;
+  Ring& operator=(const Ring&) = delete;
+
+  // Any thread. Starts the thread, which sets up the ring; the kernel's
+  // error if it cannot (ENOSYS, EPERM from seccomp or
+  // kernel.io_uring_disabled), Unimplemented if an opcode is missing.
+  absl::Status Start();
+
+  // Any thread. Runs `work` on the ring thread: at once if called there.
+  void Post(absl::AnyInvocable<void() &&> work);
+  // Any thread. The ring whose thread is calling, or null.
+  static Ring* Current();
+
+  // Any thread; fixed after Start().
+  const std::vector<std::string>& features() const { return features_; }
+  bool buffers_registered() const { return buffers_registered_; }
+  int direct_slots() const { return direct_slots_; }
+  int direct_slots_in_use() const { return slots_in_use_.load(std::memory_order_relaxed); }
+  int root() const { return root_; }
+  const std::string& attr() const { return attr_; }
+  int threads() const { return threads_; }
+
+  // Queues one SQE for `step`: `prep` fills it, `done` gets the CQE's res.
+  // With `op` (from BeginOp; 0 = none) the SQE can be cancelled.
+  void Submit(Step step, const Prep& prep, Cont done, uint64_t op = 0);
+  // Queues `steps` linked, in one submission; `done` gets every step's res,
+  // in order, once all have completed (a step cut off by a broken link gets
+  // -ECANCELED).
+  void SubmitChain(std::vector<ChainStep> steps,
+                   absl::AnyInvocable<void(std::vector<int>) &&> done, uint64_t op = 0);
+
+  // Starts an operation that `cancel` (may be null) can cut short. Returns
+  // its id (0 without a Cancellation); call EndOp(id) once it has finished.
+  uint64_t BeginOp(Cancellation* cancel);
+  void EndOp(uint64_t op);
+
+  // Index of the registered buffer that holds [p, p + len), or -1 (not
+  // registered, or not inside one buffer).
+  int BufferIndex(const char* p, size_t len) const;
+
+  // A free direct-descriptor slot, or -1 if none is free.
+  int TakeSlot();
+  // Gives `slot` back; only once the kernel holds no file in it.
+  void ReleaseSlot(int slot);
+
+ private:
+  struct Completion {
+    Cont fn;
+    uint64_t op = 0;
+  };
+  struct OpState {
+    Cancellation* cancel = nullptr;
+    uint64_t hook = 0;
+    std::vector<Completion*> in_flight;
+  };
+
+  absl::Status Setup();
+  absl::Status CheckNopInjection();
+  void Loop();
+  void RunPosted();
+  // Queues `work` for the ring thread, also when called there.
+  void Enqueue(absl::AnyInvocable<void() &&> work);
+  void ArmWake();
+  void Wake();
+  io_uring_sqe* GetSqe();
+  // Asks the kernel to cancel every SQE of `op` still in flight.
+  void CancelOp(uint64_t op);
+
+  const std::string attr_;
+  BufferPool* const pool_;
+  const int threads_;
+  FaultInjector* const faults_;
+  const int root_;
+  int wake_fd_ = -1;
+  uint64_t wake_value_ = 0;
+
+  io_uring ring_;
+  bool ring_ready_ = false;
+  std::vector<std::string> features_;
+  bool buffers_registered_ = false;
+  char* pool_base_ = nullptr;
+  int direct_slots_ = 0;
+  std::vector<int> free_slots_;
+  std::atomic<int> slots_in_use_{0};
+  uint64_t next_op_ = 1;
+  std::unordered_map<uint64_t, OpState> ops_;
+
+  absl::Mutex mu_;
+  std::deque<absl::AnyInvocable<void() &&>> posted_ ABSL_GUARDED_BY(mu_);
+  int64_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+
+  std::thread thread_;
+};
+
+}  // namespace ringstore::storage
+
+#endif  // RINGSTORE_STORAGE_IO_URING_RING_H_
