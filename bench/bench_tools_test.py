@@ -1,0 +1,320 @@
+"""Smoke test of the end-to-end benchmark tools: bench/load_gen against the
+real ringstore-server and against bench/baseline_server, each started on
+port 0 with its root under $TEST_TMPDIR.
+
+For each server: populate 50 files of 4 KiB, download them (concurrency 4,
+count 200), upload 4 files of 256 KiB (concurrency 2, in 100,000-byte
+messages so the last message is a short one), download a missing path
+(every request must fail with NOT_FOUND), and a --duration-bound run; the
+JSON must report exactly what was asked for. The baseline must also refuse
+paths that would leave its root. Only checks counts, bytes, codes and the
+order of the percentiles: timing claims live in the benchmarks, not here.
+
+Self-contained (runs under /usr/bin/python3 via run_py_test.sh); writes one
+JUnit <testcase> per test method to $XML_OUTPUT_FILE like tests/testlib.py.
+"""
+
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import xml.etree.ElementTree as ET
+
+KiB = 1 << 10
+POPULATE_FILES = 50
+POPULATE_SIZE = 4 * KiB
+UPLOAD_SIZE = 256 * KiB
+
+
+def runfile(path):
+    base = os.environ.get("TEST_SRCDIR")
+    if base:
+        p = os.path.join(base, os.environ.get("TEST_WORKSPACE", "ringstore"), path)
+        if os.path.exists(p):
+            return p
+    here = os.path.dirname(os.path.abspath(__file__))
+    return os.path.join(os.path.dirname(here), "bazel-bin", path)
+
+
+LOAD_GEN = runfile("bench/load_gen")
+BASELINE = runfile("bench/baseline_server")
+RINGSTORE = runfile("server/ringstore-server")
+
+
+def tmpdir(prefix):
+    return tempfile.mkdtemp(prefix=prefix, dir=os.environ.get("TEST_TMPDIR"))
+
+
+class ServerProcess:
+    """A server binary on port 0; reads HOST:PORT from its first stdout line."""
+
+    def __init__(self, cmd, pattern):
+        self.stderr = tempfile.TemporaryFile(dir=os.environ.get("TEST_TMPDIR"))
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.stderr)
+        line = self.proc.stdout.readline().decode(errors="replace").strip()
+        self.match = re.match(pattern, line)
+        if not self.match:
+            self.kill()
+            raise AssertionError("unexpected start-up line %r (stderr: %s)"
+                                 % (line, self.stderr_text()))
+        self.address = "%s:%s" % (self.match.group(1), self.match.group(2))
+
+    def stderr_text(self):
+        self.stderr.seek(0)
+        return self.stderr.read().decode(errors="replace")
+
+    def stop(self):
+        """SIGTERM; returns the exit code (kills after 30 s)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def load_gen(address, *args, expect_rc=0):
+    """Runs load_gen; returns its JSON output as a dict."""
+    r = subprocess.run([LOAD_GEN, "--server=" + address] + list(args),
+                       capture_output=True, timeout=60)
+    out = r.stdout.decode(errors="replace")
+    if r.returncode != expect_rc:
+        raise AssertionError("load_gen %s exited %d (expected %d)\nstdout: %s\nstderr: %s"
+                             % (" ".join(args), r.returncode, expect_rc, out,
+                                r.stderr.decode(errors="replace")))
+    lines = out.splitlines()
+    if len(lines) != 1:
+        raise AssertionError("load_gen printed %d lines, not one JSON object: %r" % (len(lines), out))
+    return json.loads(lines[0])
+
+
+class LoadGenContract:
+    """Tests every server must pass; subclasses start the server in
+    setUpClass and set cls.server, cls.root, cls.backend (the name the
+    responses must report)."""
+
+    @classmethod
+    def populate(cls):
+        cls.paths_file = os.path.join(tmpdir("paths"), "paths.txt")
+        cls.populated = load_gen(
+            cls.server.address, "--mode=populate", "--count=%d" % POPULATE_FILES,
+            "--upload_size=%d" % POPULATE_SIZE, "--upload_prefix=pop", "--concurrency=4",
+            "--paths_file=" + cls.paths_file)
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.server.stop()
+        assert code == 0, "server exited %r: %s" % (code, cls.server.stderr_text())
+
+    def assertRun(self, out, mode, requests, bytes_):
+        self.assertEqual(out["mode"], mode)
+        self.assertEqual(out["requests"], requests, out)
+        self.assertEqual(out["errors"]["count"], 0, out)
+        self.assertEqual(out["errors"]["first"], [])
+        self.assertEqual(out["bytes"], bytes_)
+        lat = out["latency_ms"]
+        self.assertGreater(lat["p50"], 0)
+        self.assertLessEqual(lat["p50"], lat["p99"])
+        self.assertLessEqual(lat["p99"], lat["p999"])
+        self.assertLessEqual(lat["p999"], lat["max"])
+        self.assertGreater(out["seconds"], 0)
+        self.assertGreater(out["throughput_mib_s"], 0)
+        self.assertGreater(out["requests_per_second"], 0)
+        self.assertEqual(out["backend"], self.backend)
+        self.assertEqual(out["backends"], {self.backend: requests})
+
+    def test_populate_writes_every_path(self):
+        self.assertRun(self.populated, "populate", POPULATE_FILES, POPULATE_FILES * POPULATE_SIZE)
+        with open(self.paths_file) as f:
+            paths = f.read().splitlines()
+        self.assertEqual(sorted(paths), sorted("pop/%d" % i for i in range(POPULATE_FILES)))
+        for p in paths:
+            self.assertEqual(os.path.getsize(os.path.join(self.root, p)), POPULATE_SIZE, p)
+
+    def test_download(self):
+        out = load_gen(self.server.address, "--mode=download", "--paths_file=" + self.paths_file,
+                       "--concurrency=4", "--count=200", "--seed=7")
+        self.assertRun(out, "download", 200, 200 * POPULATE_SIZE)
+        self.assertEqual(out["concurrency"], 4)
+        self.assertEqual(out["channels"], 1)
+
+    def test_upload(self):
+        out = load_gen(self.server.address, "--mode=upload", "--concurrency=2", "--count=4",
+                       "--upload_size=%d" % UPLOAD_SIZE, "--chunk_bytes=100000",
+                       "--upload_prefix=up/a")
+        self.assertRun(out, "upload", 4, 4 * UPLOAD_SIZE)
+        digests = set()
+        for i in range(4):
+            with open(os.path.join(self.root, "up/a/%d" % i), "rb") as f:
+                data = f.read()
+            self.assertEqual(len(data), UPLOAD_SIZE)
+            digests.add(hashlib.sha256(data).hexdigest())
+        self.assertEqual(len(digests), 1, "every upload carries the same data")
+        # What was uploaded downloads intact (load_gen checks every crc32c).
+        out = load_gen(self.server.address, "--mode=download", "--path=up/a/3", "--count=2")
+        self.assertRun(out, "download", 2, 2 * UPLOAD_SIZE)
+
+    def test_missing_path_counts_as_not_found(self):
+        out = load_gen(self.server.address, "--mode=download", "--path=no/such/file",
+                       "--concurrency=2", "--count=5")
+        self.assertEqual(out["requests"], 5)
+        self.assertEqual(out["errors"]["count"], 5)
+        first = out["errors"]["first"]
+        self.assertEqual(len(first), 1, first)
+        self.assertEqual(first[0]["code"], "NOT_FOUND")
+        self.assertEqual(first[0]["count"], 5)
+        self.assertEqual(out["bytes"], 0)
+        self.assertEqual(out["backends"], {})
+
+    def test_duration_bounds_the_run(self):
+        out = load_gen(self.server.address, "--mode=download", "--paths_file=" + self.paths_file,
+                       "--concurrency=3", "--channels=2", "--duration=300ms")
+        self.assertEqual(out["channels"], 2)
+        self.assertGreater(out["requests"], 0)
+        self.assertEqual(out["errors"]["count"], 0, out)
+        self.assertEqual(out["bytes"], out["requests"] * POPULATE_SIZE)
+        self.assertGreaterEqual(out["seconds"], 0.3)
+
+    def test_bad_flags_exit_2(self):
+        for args in (["--mode=fetch", "--count=1"], ["--mode=download", "--count=1"],
+                     ["--mode=populate", "--count=3"], ["--concurrency=0", "--path=x"]):
+            r = subprocess.run([LOAD_GEN, "--server=" + self.server.address] + args,
+                               capture_output=True, timeout=60)
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+            self.assertEqual(r.stdout, b"", args)
+
+
+class RingstoreTest(LoadGenContract, unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.root = os.path.join(tmpdir("ringstore"), "data")
+        cls.server = ServerProcess(
+            [RINGSTORE, "--listen=127.0.0.1:0", "--root=" + cls.root],
+            r"ringstore-server listening on (\S+):(\d+) engine=(\w+)$")
+        cls.backend = cls.server.match.group(3)
+        try:
+            cls.populate()
+        except Exception:
+            cls.server.kill()
+            raise
+
+    def test_server_engine_is_named(self):
+        self.assertIn(self.backend, ("io_uring", "posix_aio", "thread_pool"))
+        self.assertEqual(self.populated["server_engine"], self.backend)
+
+
+class BaselineTest(LoadGenContract, unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        base = tmpdir("baseline")
+        cls.outside = base
+        cls.root = os.path.join(base, "data")
+        cls.server = ServerProcess(
+            [BASELINE, "--listen=127.0.0.1:0", "--root=" + cls.root],
+            r"baseline-server listening on (\S+):(\d+)$")
+        cls.backend = "unspecified"
+        try:
+            cls.populate()
+        except Exception:
+            cls.server.kill()
+            raise
+
+    def test_server_engine_is_baseline(self):
+        self.assertEqual(self.populated["server_engine"], "baseline")
+
+    def test_paths_outside_the_root_are_refused(self):
+        for prefix in ("../escape", os.path.join(self.outside, "abs"), "a//b", "a/./b",
+                       ".baseline-tmp"):
+            with self.subTest(prefix=prefix):
+                out = load_gen(self.server.address, "--mode=upload", "--count=2",
+                               "--upload_size=10", "--upload_prefix=" + prefix)
+                self.assertEqual(out["errors"]["count"], 2, out)
+                self.assertEqual(out["errors"]["first"][0]["code"], "INVALID_ARGUMENT")
+        self.assertEqual(sorted(os.listdir(self.outside)), ["data"])
+        self.assertEqual(os.listdir(os.path.join(self.root, ".baseline-tmp")), [])
+
+
+class _JUnitResult(unittest.TextTestResult):
+    """Records (test, outcome, text, seconds) per test method."""
+
+    _RANK = {None: 0, "skipped": 1, "failure": 2, "error": 3}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.cases = []
+        self._open = {}
+
+    def startTest(self, test):
+        self._open[test.id()] = [time.time(), None, []]
+        super().startTest(test)
+
+    def stopTest(self, test):
+        super().stopTest(test)
+        start, kind, texts = self._open.pop(test.id(), [time.time(), None, []])
+        self.cases.append((test, kind, "\n".join(texts), time.time() - start))
+
+    def _note(self, test, kind, text):
+        state = self._open.get(test.id())
+        if state is None:  # setUpClass / tearDownClass
+            self.cases.append((test, kind, text, 0.0))
+            return
+        if self._RANK[kind] > self._RANK[state[1]]:
+            state[1] = kind
+        state[2].append(text)
+
+    def addFailure(self, test, err):
+        super().addFailure(test, err)
+        self._note(test, "failure", self._exc_info_to_string(err, test))
+
+    def addError(self, test, err):
+        super().addError(test, err)
+        self._note(test, "error", self._exc_info_to_string(err, test))
+
+    def addSubTest(self, test, subtest, err):
+        super().addSubTest(test, subtest, err)
+        if err is not None:
+            kind = "failure" if issubclass(err[0], test.failureException) else "error"
+            self._note(test, kind, "%s\n%s" % (subtest.id(), self._exc_info_to_string(err, test)))
+
+    def addSkip(self, test, reason):
+        super().addSkip(test, reason)
+        self._note(test, "skipped", reason)
+
+
+def main():
+    suite = unittest.defaultTestLoader.loadTestsFromModule(sys.modules["__main__"])
+    result = unittest.TextTestRunner(resultclass=_JUnitResult, verbosity=2).run(suite)
+    out = os.environ.get("XML_OUTPUT_FILE")
+    if out:
+        count = lambda k: str(sum(1 for c in result.cases if c[1] == k))
+        suites = ET.Element("testsuites")
+        ts = ET.SubElement(suites, "testsuite", name=os.path.basename(sys.argv[0]),
+                           tests=str(len(result.cases)), failures=count("failure"),
+                           errors=count("error"), skipped=count("skipped"))
+        for test, kind, text, elapsed in result.cases:
+            if isinstance(test, unittest.TestCase):
+                cls, _, name = test.id().rpartition(".")
+            else:
+                cls, name = "fixture", test.id()
+            tc = ET.SubElement(ts, "testcase", classname=cls, name=name, time="%.3f" % elapsed)
+            if kind:
+                lines = text.strip().splitlines()
+                ET.SubElement(tc, kind, message=lines[-1] if lines else "").text = text
+        ET.ElementTree(suites).write(out, encoding="utf-8", xml_declaration=True)
+    sys.exit(0 if result.wasSuccessful() else 1)
+
+
+if __name__ == "__main__":
+    main()
