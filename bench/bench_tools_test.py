@@ -10,8 +10,8 @@ JSON must report exactly what was asked for. The baseline must also refuse
 paths that would leave its root. Only checks counts, bytes, codes and the
 order of the percentiles: timing claims live in the benchmarks, not here.
 
-Self-contained (runs under /usr/bin/python3 via run_py_test.sh); writes one
-JUnit <testcase> per test method to $XML_OUTPUT_FILE like tests/testlib.py.
+Runs under /usr/bin/python3 via tests/run_py_test.sh, with tests/testlib.py
+for runfiles, temp dirs and the JUnit runner.
 """
 
 import hashlib
@@ -22,9 +22,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
-import xml.etree.ElementTree as ET
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "tests"))
+import testlib  # noqa: E402
+from testlib import runfile, tmpdir  # noqa: E402
 
 KiB = 1 << 10
 POPULATE_FILES = 50
@@ -32,23 +35,9 @@ POPULATE_SIZE = 4 * KiB
 UPLOAD_SIZE = 256 * KiB
 
 
-def runfile(path):
-    base = os.environ.get("TEST_SRCDIR")
-    if base:
-        p = os.path.join(base, os.environ.get("TEST_WORKSPACE", "ringstore"), path)
-        if os.path.exists(p):
-            return p
-    here = os.path.dirname(os.path.abspath(__file__))
-    return os.path.join(os.path.dirname(here), "bazel-bin", path)
-
-
 LOAD_GEN = runfile("bench/load_gen")
 BASELINE = runfile("bench/baseline_server")
 RINGSTORE = runfile("server/ringstore-server")
-
-
-def tmpdir(prefix):
-    return tempfile.mkdtemp(prefix=prefix, dir=os.environ.get("TEST_TMPDIR"))
 
 
 class ServerProcess:
@@ -246,75 +235,5 @@ class BaselineTest(LoadGenContract, unittest.TestCase):
         self.assertEqual(os.listdir(os.path.join(self.root, ".baseline-tmp")), [])
 
 
-class _JUnitResult(unittest.TextTestResult):
-    """Records (test, outcome, text, seconds) per test method."""
-
-    _RANK = {None: 0, "skipped": 1, "failure": 2, "error": 3}
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.cases = []
-        self._open = {}
-
-    def startTest(self, test):
-        self._open[test.id()] = [time.time(), None, []]
-        super().startTest(test)
-
-    def stopTest(self, test):
-        super().stopTest(test)
-        start, kind, texts = self._open.pop(test.id(), [time.time(), None, []])
-        self.cases.append((test, kind, "\n".join(texts), time.time() - start))
-
-    def _note(self, test, kind, text):
-        state = self._open.get(test.id())
-        if state is None:  # setUpClass / tearDownClass
-            self.cases.append((test, kind, text, 0.0))
-            return
-        if self._RANK[kind] > self._RANK[state[1]]:
-            state[1] = kind
-        state[2].append(text)
-
-    def addFailure(self, test, err):
-        super().addFailure(test, err)
-        self._note(test, "failure", self._exc_info_to_string(err, test))
-
-    def addError(self, test, err):
-        super().addError(test, err)
-        self._note(test, "error", self._exc_info_to_string(err, test))
-
-    def addSubTest(self, test, subtest, err):
-        super().addSubTest(test, subtest, err)
-        if err is not None:
-            kind = "failure" if issubclass(err[0], test.failureException) else "error"
-            self._note(test, kind, "%s\n%s" % (subtest.id(), self._exc_info_to_string(err, test)))
-
-    def addSkip(self, test, reason):
-        super().addSkip(test, reason)
-        self._note(test, "skipped", reason)
-
-
-def main():
-    suite = unittest.defaultTestLoader.loadTestsFromModule(sys.modules["__main__"])
-    result = unittest.TextTestRunner(resultclass=_JUnitResult, verbosity=2).run(suite)
-    out = os.environ.get("XML_OUTPUT_FILE")
-    if out:
-        count = lambda k: str(sum(1 for c in result.cases if c[1] == k))
-        suites = ET.Element("testsuites")
-        ts = ET.SubElement(suites, "testsuite", name=os.path.basename(sys.argv[0]),
-                           tests=str(len(result.cases)), failures=count("failure"),
-                           errors=count("error"), skipped=count("skipped"))
-        for test, kind, text, elapsed in result.cases:
-            if isinstance(test, unittest.TestCase):
-                cls, _, name = test.id().rpartition(".")
-            else:
-                cls, name = "fixture", test.id()
-            tc = ET.SubElement(ts, "testcase", classname=cls, name=name, time="%.3f" % elapsed)
-            if kind:
-                lines = text.strip().splitlines()
-                ET.SubElement(tc, kind, message=lines[-1] if lines else "").text = text
-        ET.ElementTree(suites).write(out, encoding="utf-8", xml_declaration=True)
-    sys.exit(0 if result.wasSuccessful() else 1)
-
-
 if __name__ == "__main__":
-    main()
+    testlib.main()
