@@ -12,9 +12,14 @@
 //                 download's read-ahead does).
 //   RandRead      20,000 random 4 KiB reads of that file, 32 in flight.
 //   WriteFsync    256 MiB written in 1 MiB blocks, 4 in flight, then fsync.
-// Files are created once under --dir and reused; reads are from the page
-// cache after the first pass (the machine has far more memory than data),
-// so the figures compare the engines' own overheads, not the disk.
+//   SmallFilesReadFileCold, RandReadCold
+//                 the same with the files' pages dropped from the page cache
+//                 before each iteration (posix_fadvise DONTNEED; directory
+//                 entries and inodes stay cached, as on a busy server), so
+//                 every read goes to the disk; RandReadCold does 4,000 reads.
+// Files are created once under --dir and reused. The warm cases read from
+// the page cache (the machine has far more memory than data), so they
+// compare the engines' own overheads; the cold cases add the disk.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -46,6 +51,7 @@ constexpr size_t kSmallSize = 4096;
 constexpr int64_t kBigSize = int64_t{1} << 30;
 constexpr size_t kBlock = 1 << 20;
 constexpr int kRandomReads = 20000;
+constexpr int kColdRandomReads = 4000;
 constexpr int64_t kWriteSize = int64_t{256} << 20;
 
 void Die(const std::string& what) {
@@ -88,6 +94,48 @@ void PrepareFiles() {
   }
 }
 
+// Drops the page-cache pages of the files under --dir/root named `names`.
+void DropCache(const std::vector<std::string>& names) {
+  for (const std::string& name : names) {
+    const std::string p = g_dir + "/root/" + name;
+    const int fd = open(p.c_str(), O_RDONLY);
+    if (fd < 0) Die(p);
+    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    close(fd);
+  }
+}
+
+// Reads the files under --dir/root named `names` into the page cache (a
+// cold case of another benchmark may have dropped them).
+void WarmCache(const std::vector<std::string>& names) {
+  std::vector<char> buf(kBlock);
+  for (const std::string& name : names) {
+    const std::string p = g_dir + "/root/" + name;
+    const int fd = open(p.c_str(), O_RDONLY);
+    if (fd < 0) Die(p);
+    while (read(fd, buf.data(), buf.size()) > 0) {
+    }
+    close(fd);
+  }
+}
+
+// Drops or warms `names` before each timed iteration.
+void PrepareCache(benchmark::State& state, const std::vector<std::string>& names, bool cold) {
+  state.PauseTiming();
+  if (cold) {
+    DropCache(names);
+  } else {
+    WarmCache(names);
+  }
+  state.ResumeTiming();
+}
+
+std::vector<std::string> SmallNames() {
+  std::vector<std::string> names;
+  for (int i = 0; i < kSmallFiles; ++i) names.push_back(absl::StrCat("small/", i));
+  return names;
+}
+
 // One engine over the bench root with a pool big enough for every case.
 struct Fixture {
   explicit Fixture(const std::string& name) {
@@ -97,7 +145,7 @@ struct Fixture {
     EngineOptions options;
     options.root_fd = root_fd;
     options.pool = pool.get();
-    auto e = StartEngine(name, options);
+    auto e = StartSingleEngine(name, options);
     if (!e.ok()) {
       std::fprintf(stderr, "engine_bench: %s: %s\n", name.c_str(), e.status().ToString().c_str());
       return;
@@ -172,7 +220,9 @@ void SmallFiles(benchmark::State& state, const char* engine_name) {
   constexpr int kDepth = 64;
   std::vector<PooledBuffer> bufs;
   for (int i = 0; i < kDepth; ++i) bufs.push_back(f.pool->TryAcquire());
+  const std::vector<std::string> names = SmallNames();
   for (auto _ : state) {
+    PrepareCache(state, names, /*cold=*/false);
     Slots slots(kDepth);
     const bool ok = RunPipelined(kSmallFiles, kDepth, [&](int i, std::function<void(bool)> done) {
       const int s = slots.Take();
@@ -200,15 +250,17 @@ void SmallFiles(benchmark::State& state, const char* engine_name) {
 }
 
 // The same files through Engine::ReadFile: one linked chain per file on
-// io_uring.
-void SmallFilesReadFile(benchmark::State& state, const char* engine_name) {
+// io_uring. `cold`: from the disk.
+void SmallFilesReadFile(benchmark::State& state, const char* engine_name, bool cold) {
   Fixture f(engine_name);
   if (!f.engine) return state.SkipWithError("engine unavailable");
   Engine* e = f.engine.get();
   constexpr int kDepth = 64;
   std::vector<PooledBuffer> bufs;
   for (int i = 0; i < kDepth; ++i) bufs.push_back(f.pool->TryAcquire());
+  const std::vector<std::string> names = SmallNames();
   for (auto _ : state) {
+    PrepareCache(state, names, cold);
     Slots slots(kDepth);
     const bool ok = RunPipelined(kSmallFiles, kDepth, [&](int i, std::function<void(bool)> done) {
       const int s = slots.Take();
@@ -224,9 +276,10 @@ void SmallFilesReadFile(benchmark::State& state, const char* engine_name) {
   state.SetBytesProcessed(state.iterations() * kSmallFiles * kSmallSize);
 }
 
-// Reads `count` blocks of `size` at offsets(i) from the big file.
+// Reads `count` blocks of `size` at offsets(i) from the big file; `cold`:
+// from the disk.
 void ReadBig(benchmark::State& state, const char* engine_name, int count, int depth, size_t size,
-             const std::function<int64_t(int)>& offset_of) {
+             const std::function<int64_t(int)>& offset_of, bool cold = false) {
   Fixture f(engine_name);
   if (!f.engine) return state.SkipWithError("engine unavailable");
   Engine* e = f.engine.get();
@@ -242,6 +295,7 @@ void ReadBig(benchmark::State& state, const char* engine_name, int count, int de
   std::vector<PooledBuffer> bufs;
   for (int i = 0; i < depth; ++i) bufs.push_back(f.pool->TryAcquire());
   for (auto _ : state) {
+    PrepareCache(state, {"big"}, cold);
     Slots slots(depth);
     const bool ok = RunPipelined(count, depth, [&](int i, std::function<void(bool)> done) {
       const int s = slots.Take();
@@ -265,11 +319,12 @@ void SeqRead(benchmark::State& state, const char* engine_name) {
           [](int i) { return static_cast<int64_t>(i) * kBlock; });
 }
 
-void RandRead(benchmark::State& state, const char* engine_name) {
-  std::vector<int64_t> offsets(kRandomReads);
+void RandRead(benchmark::State& state, const char* engine_name, bool cold) {
+  const int count = cold ? kColdRandomReads : kRandomReads;
+  std::vector<int64_t> offsets(count);
   std::mt19937_64 rng(7);
   for (int64_t& o : offsets) o = static_cast<int64_t>(rng() % (kBigSize / 4096)) * 4096;
-  ReadBig(state, engine_name, kRandomReads, 32, 4096, [&](int i) { return offsets[i]; });
+  ReadBig(state, engine_name, count, 32, 4096, [&](int i) { return offsets[i]; }, cold);
 }
 
 void WriteFsync(benchmark::State& state, const char* engine_name) {
@@ -323,26 +378,21 @@ int main(int argc, char** argv) {
   ringstore::storage::PrepareFiles();
   using namespace ringstore::storage;  // NOLINT
   // Interleaved: each case runs for every engine before the next case.
-  for (const char* engine : {"thread_pool", "io_uring"}) {
-    benchmark::RegisterBenchmark(absl::StrCat("SmallFiles/", engine).c_str(), SmallFiles, engine)
-        ->Unit(benchmark::kMillisecond)->UseRealTime();
-  }
-  for (const char* engine : {"thread_pool", "io_uring"}) {
-    benchmark::RegisterBenchmark(absl::StrCat("SmallFilesReadFile/", engine).c_str(),
-                                 SmallFilesReadFile, engine)
-        ->Unit(benchmark::kMillisecond)->UseRealTime();
-  }
-  for (const char* engine : {"thread_pool", "io_uring"}) {
-    benchmark::RegisterBenchmark(absl::StrCat("SeqRead/", engine).c_str(), SeqRead, engine)
-        ->Unit(benchmark::kMillisecond)->UseRealTime();
-  }
-  for (const char* engine : {"thread_pool", "io_uring"}) {
-    benchmark::RegisterBenchmark(absl::StrCat("RandRead/", engine).c_str(), RandRead, engine)
-        ->Unit(benchmark::kMillisecond)->UseRealTime();
-  }
-  for (const char* engine : {"thread_pool", "io_uring"}) {
-    benchmark::RegisterBenchmark(absl::StrCat("WriteFsync/", engine).c_str(), WriteFsync, engine)
-        ->Unit(benchmark::kMillisecond)->UseRealTime();
+  const std::pair<const char*, std::function<void(benchmark::State&, const char*)>> cases[] = {
+      {"SmallFiles", SmallFiles},
+      {"SmallFilesReadFile", [](benchmark::State& s, const char* e) { SmallFilesReadFile(s, e, false); }},
+      {"SmallFilesReadFileCold", [](benchmark::State& s, const char* e) { SmallFilesReadFile(s, e, true); }},
+      {"SeqRead", SeqRead},
+      {"RandRead", [](benchmark::State& s, const char* e) { RandRead(s, e, false); }},
+      {"RandReadCold", [](benchmark::State& s, const char* e) { RandRead(s, e, true); }},
+      {"WriteFsync", WriteFsync},
+  };
+  for (const auto& [name, fn] : cases) {
+    for (const char* engine : {"thread_pool", "posix_aio", "io_uring"}) {
+      benchmark::RegisterBenchmark(absl::StrCat(name, "/", engine).c_str(), fn, engine)
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime();
+    }
   }
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -42,8 +42,10 @@ enum class Backend { kUnspecified = 0, kIoUring = 1, kPosixAio = 2, kThreadPool 
 // "io_uring", "posix_aio", "thread_pool" (or "unspecified").
 absl::string_view BackendName(Backend backend);
 
-// A file an engine has opened. Opaque to callers: the engine decides what
-// `id` means (a descriptor, a registered slot). Must be closed exactly once.
+// A file an engine has opened: `id` is a plain file descriptor of this
+// process in every engine, so that an operation one engine refuses can run
+// on another (fallback_engine.h); callers treat it as opaque. Must be
+// closed exactly once.
 struct FileHandle {
   int64_t id = -1;
 };
@@ -195,6 +197,8 @@ absl::StatusOr<std::unique_ptr<Engine>> NewThreadPoolEngine(const EngineOptions&
 // from seccomp or kernel.io_uring_disabled), Unimplemented if an opcode it
 // needs is missing.
 absl::StatusOr<std::unique_ptr<Engine>> NewIoUringEngine(const EngineOptions& options);
+// Fails if glibc's POSIX AIO cannot run here (ENOSYS).
+absl::StatusOr<std::unique_ptr<Engine>> NewPosixAioEngine(const EngineOptions& options);
 
 }  // namespace ringstore::storage
 

@@ -294,7 +294,7 @@ INSTANTIATE_TEST_SUITE_P(AllEngines, EngineContractTest, testing::ValuesIn(kEngi
 
 TEST(EngineSelector, NamesAndAuto) {
   EXPECT_TRUE(ValidateEngineName("auto").ok());
-  EXPECT_TRUE(ValidateEngineName("thread_pool").ok());
+  EXPECT_TRUE(ValidateEngineName("posix_aio").ok());
   EXPECT_EQ(ValidateEngineName("fast").code(), absl::StatusCode::kInvalidArgument);
   const std::string dir = TempDir();
   const int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY);
@@ -302,14 +302,21 @@ TEST(EngineSelector, NamesAndAuto) {
   EngineOptions options;
   options.root_fd = fd;
   options.pool = pool->get();
-  auto engine = StartEngine("auto", options);
-  ASSERT_TRUE(engine.ok()) << engine.status();
-  const std::vector<std::string> available = AvailableEngines(options);
-  ASSERT_FALSE(available.empty());
-  // auto picks the most preferred engine that can run.
-  EXPECT_EQ(BackendName((*engine)->info().backend), available.front());
+  auto started = StartEngine("auto", options);
+  ASSERT_TRUE(started.ok()) << started.status();
+  // All three run on this machine's kernel; auto picks the first.
+  EXPECT_EQ(started->available,
+            (std::vector<std::string>{"io_uring", "posix_aio", "thread_pool"}));
+  EXPECT_EQ(BackendName(started->engine->info().backend), "io_uring");
+  auto named = StartEngine("thread_pool", options);
+  ASSERT_TRUE(named.ok());
+  EXPECT_EQ(BackendName(named->engine->info().backend), "thread_pool");
+  EXPECT_EQ(named->available.size(), 3u);
   EXPECT_EQ(StartEngine("fast", options).status().code(), absl::StatusCode::kInvalidArgument);
-  engine->reset();
+  EXPECT_EQ(StartSingleEngine("auto", options).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  started->engine.reset();
+  named->engine.reset();
   close(fd);
 }
 

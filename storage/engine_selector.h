@@ -1,9 +1,10 @@
 // Chooses and starts the storage engine.
 //
-// "auto" tries the engines in preference order (io_uring, posix_aio,
-// thread_pool) and starts the first that works here; a named engine that
-// cannot start is an error. posix_aio is not built yet: it reports
-// Unimplemented, so auto moves on to thread_pool.
+// The engines in preference order: io_uring, posix_aio, thread_pool. "auto"
+// starts the first that works here; a named engine that cannot start is an
+// error. Either way the engines after it that can start become its runtime
+// fallback (fallback_engine.h): an operation io_uring refuses is run on
+// posix_aio, one posix_aio refuses on thread_pool.
 #ifndef RINGSTORE_STORAGE_ENGINE_SELECTOR_H_
 #define RINGSTORE_STORAGE_ENGINE_SELECTOR_H_
 
@@ -21,16 +22,25 @@ namespace ringstore::storage {
 // "thread_pool".
 absl::Status ValidateEngineName(absl::string_view name);
 
-// Starts the engine `name` names. InvalidArgument for an unknown name;
-// the engine's own error (for example Unimplemented or PermissionDenied) if
-// a named engine cannot start; for "auto", the last engine's error if none
-// can.
-absl::StatusOr<std::unique_ptr<Engine>> StartEngine(absl::string_view name,
-                                                    const EngineOptions& options);
+struct StartedEngine {
+  // The chosen engine, wrapped with its fallbacks.
+  std::unique_ptr<Engine> engine;
+  // Names of the engines that could start on this machine, in preference
+  // order (each was started once to find out).
+  std::vector<std::string> available;
+};
 
-// Names of the engines that can start on this machine, in preference order.
-// Probes by starting each one and stopping it again.
-std::vector<std::string> AvailableEngines(const EngineOptions& options);
+// Starts the engine `name` names. InvalidArgument for an unknown name; the
+// engine's own error (for example Unimplemented, or PermissionDenied from a
+// seccomp profile) if a named engine cannot start; for "auto", the last
+// engine's error if none can. `options.faults` goes to the chosen engine
+// only, never to its fallbacks.
+absl::StatusOr<StartedEngine> StartEngine(absl::string_view name, const EngineOptions& options);
+
+// Starts exactly the engine `name` names ("io_uring", "posix_aio" or
+// "thread_pool"), without fallbacks: for tests and benchmarks.
+absl::StatusOr<std::unique_ptr<Engine>> StartSingleEngine(absl::string_view name,
+                                                          const EngineOptions& options);
 
 }  // namespace ringstore::storage
 

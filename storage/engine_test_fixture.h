@@ -33,7 +33,7 @@
 
 namespace ringstore::storage {
 
-inline const char* const kEngines[] = {"io_uring", "thread_pool"};
+inline const char* const kEngines[] = {"io_uring", "posix_aio", "thread_pool"};
 
 inline std::string TempDir() {
   const char* base = std::getenv("TEST_TMPDIR");
@@ -112,7 +112,7 @@ class EngineTest : public testing::TestWithParam<const char*> {
     auto pool = BufferPool::Create(8, 64 << 10);
     ASSERT_TRUE(pool.ok());
     pool_ = *std::move(pool);
-    auto engine = StartEngine(GetParam(), Options());
+    auto engine = StartSingleEngine(GetParam(), Options());
     if (!engine.ok()) GTEST_SKIP() << GetParam() << " cannot run here: " << engine.status();
     engine_ = *std::move(engine);
     backend_ = engine_->info().backend;
@@ -132,7 +132,7 @@ class EngineTest : public testing::TestWithParam<const char*> {
     engine_.reset();
     EngineOptions options = Options();
     options.faults = &faults_;
-    auto engine = StartEngine(GetParam(), options);
+    auto engine = StartSingleEngine(GetParam(), options);
     if (!engine.ok()) return engine.status().ToString();
     engine_ = *std::move(engine);
     return "";

@@ -58,8 +58,13 @@ using DoneCallback = Engine::DoneCallback;
 template <typename T>
 using Then = absl::AnyInvocable<void(absl::StatusOr<T>) &&>;
 
+// The Status of a failed CQE. ENOSYS, EOPNOTSUPP and EPERM (what a seccomp
+// profile answers for io_uring) are refusals that another engine may not
+// meet (fallback_engine.h).
 absl::Status ResError(int res, absl::string_view what) {
-  return ::ringstore::storage::ErrnoToStatus(-res, what);
+  absl::Status s = ::ringstore::storage::ErrnoToStatus(-res, what);
+  if (res == -ENOSYS || res == -EOPNOTSUPP || res == -EPERM) s = MarkRefused(std::move(s));
+  return s;
 }
 
 absl::Status CancelledError(absl::string_view what) {

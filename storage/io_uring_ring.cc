@@ -360,11 +360,15 @@ void Ring::Post(absl::AnyInvocable<void() &&> work) {
 }
 
 void Ring::Enqueue(absl::AnyInvocable<void() &&> work) {
+  bool wake;
   {
     absl::MutexLock lock(&mu_);
+    // A non-empty queue has a wake-up on its way already: RunPosted drains
+    // until it finds the queue empty.
+    wake = posted_.empty();
     posted_.push_back(std::move(work));
   }
-  Wake();
+  if (wake) Wake();
 }
 
 void Ring::Wake() {

@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 
 namespace ringstore::storage {
@@ -44,6 +45,19 @@ absl::Status ErrnoToStatus(int err, absl::string_view what) {
     default:
       return absl::InternalError(message);
   }
+}
+
+namespace {
+constexpr char kRefusedPayload[] = "type.ringstore.dev/refused";
+}  // namespace
+
+absl::Status MarkRefused(absl::Status status) {
+  if (!status.ok()) status.SetPayload(kRefusedPayload, absl::Cord("1"));
+  return status;
+}
+
+bool IsRefusal(const absl::Status& status) {
+  return status.GetPayload(kRefusedPayload).has_value();
 }
 
 }  // namespace ringstore::storage

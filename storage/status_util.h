@@ -20,6 +20,13 @@ namespace ringstore::storage {
 // ECANCELED → Cancelled, ENOSYS/EOPNOTSUPP → Unimplemented, else Internal.
 absl::Status ErrnoToStatus(int err, absl::string_view what);
 
+// A refusal: the kernel interface an engine is built on refused a call
+// (ENOSYS, EOPNOTSUPP, or EPERM from a seccomp profile), so the same
+// operation may succeed on another engine (fallback_engine.h). Marked with
+// a payload; the code and message stay as they are.
+absl::Status MarkRefused(absl::Status status);
+bool IsRefusal(const absl::Status& status);
+
 }  // namespace ringstore::storage
 
 #define RS_STATUS_CONCAT_INNER_(a, b) a##b

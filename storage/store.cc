@@ -282,11 +282,10 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
   engine_options.pool = pool->get();
   engine_options.threads = options.engine_threads;
   engine_options.faults = options.faults;
-  std::vector<std::string> available = AvailableEngines(engine_options);
-  absl::StatusOr<std::unique_ptr<Engine>> engine = StartEngine(options.engine, engine_options);
+  absl::StatusOr<StartedEngine> engine = StartEngine(options.engine, engine_options);
   if (!engine.ok()) return fail(engine.status());
   return std::unique_ptr<Store>(new Store(options, root_fd, *std::move(pool),
-                                          *std::move(engine), std::move(available)));
+                                          std::move(engine->engine), std::move(engine->available)));
 }
 
 Store::Store(StoreOptions options, int root_fd, std::unique_ptr<BufferPool> pool,

@@ -1,8 +1,9 @@
 """io_uring really forbidden or constrained.
 
 Under a seccomp filter that makes io_uring_setup/enter/register fail with
-EPERM (as Docker's default profile does) the server must fall back with
---engine=auto and refuse to start with --engine=io_uring. Under a real
+EPERM (as Docker's default profile does) the server must fall back to the
+next engine, posix_aio, with --engine=auto and refuse to start with
+--engine=io_uring. Under a real
 RLIMIT_MEMLOCK without CAP_IPC_LOCK it must serve with unregistered buffers
 and say so."""
 
@@ -37,30 +38,30 @@ class FallbackTest(unittest.TestCase):
     def test_auto_falls_back_and_every_response_says_so(self):
         server = testlib.Server(prefix=[SECCOMP_EXEC], args=["--engine=auto"])
         try:
-            self.assertEqual(server.engine, "thread_pool")
+            self.assertEqual(server.engine, "posix_aio")
             channel = grpc.insecure_channel(server.address)
             stub = pbg.FileStoreStub(channel)
             info = stub.GetServerInfo(pb.GetServerInfoRequest())
-            self.assertEqual(info.engine, "thread_pool")
-            self.assertEqual(list(info.engines_available), ["thread_pool"])
+            self.assertEqual(info.engine, "posix_aio")
+            self.assertEqual(list(info.engines_available), ["posix_aio", "thread_pool"])
             self.assertFalse(info.buffers_registered)
 
             def gen():
                 yield pb.UploadRequest(spec=pb.UploadSpec(path="f/b"), data=b"payload", finish=True)
             resp, call = stub.Upload.with_call(gen())
-            self.assertEqual(resp.backend, pb.BACKEND_THREAD_POOL)
-            self.assertIn(("ringstore-backend", "thread_pool"), tuple(call.trailing_metadata()))
+            self.assertEqual(resp.backend, pb.BACKEND_POSIX_AIO)
+            self.assertIn(("ringstore-backend", "posix_aio"), tuple(call.trailing_metadata()))
             msgs = list(stub.Download(pb.DownloadRequest(path="f/b")))
-            self.assertEqual(msgs[0].backend, pb.BACKEND_THREAD_POOL)
+            self.assertEqual(msgs[0].backend, pb.BACKEND_POSIX_AIO)
             self.assertEqual(b"".join(m.data for m in msgs), b"payload")
             _, call = stub.Stat.with_call(pb.StatRequest(path="f/b"))
-            self.assertIn(("ringstore-backend", "thread_pool"), tuple(call.trailing_metadata()))
+            self.assertIn(("ringstore-backend", "posix_aio"), tuple(call.trailing_metadata()))
             _, call = stub.List.with_call(pb.ListRequest())
-            self.assertIn(("ringstore-backend", "thread_pool"), tuple(call.trailing_metadata()))
+            self.assertIn(("ringstore-backend", "posix_aio"), tuple(call.trailing_metadata()))
             d = stub.Delete(pb.DeleteRequest(path="f/b"))
-            self.assertEqual(d.backend, pb.BACKEND_THREAD_POOL)
+            self.assertEqual(d.backend, pb.BACKEND_POSIX_AIO)
             r = testlib.cli(server.address, "info")
-            self.assertIn(b"engine: thread_pool", r.stdout)
+            self.assertIn(b"engine: posix_aio", r.stdout)
             channel.close()
         finally:
             self.assertEqual(server.stop(), 0)

@@ -1,0 +1,130 @@
+#include "storage/fallback_engine.h"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "storage/status_util.h"
+
+namespace ringstore::storage {
+namespace {
+
+const absl::Status& StatusOf(const absl::Status& s) { return s; }
+template <typename T>
+const absl::Status& StatusOf(const absl::StatusOr<T>& r) {
+  return r.status();
+}
+
+// A callback for the primary: passes its answer on to `done`, unless it
+// is a refusal, in which case `again(done)` runs the operation on the
+// fallback.
+template <typename Done, typename Again>
+auto Retry(Done done, Again again) {
+  return [done = std::move(done), again = std::move(again)](auto result, Backend b) mutable {
+    if (IsRefusal(StatusOf(result))) return again(std::move(done));
+    std::move(done)(std::move(result), b);
+  };
+}
+
+class FallbackEngine final : public Engine {
+ public:
+  FallbackEngine(std::unique_ptr<Engine> primary, std::unique_ptr<Engine> fallback)
+      : primary_(std::move(primary)), fallback_(std::move(fallback)) {}
+
+  EngineInfo info() const override { return primary_->info(); }
+
+  void Open(std::string path, OpenMode mode, Callback<FileHandle> done) override {
+    primary_->Open(path, mode, Retry(std::move(done), [this, path, mode](auto done) {
+                     fallback_->Open(path, mode, std::move(done));
+                   }));
+  }
+  void Read(FileHandle file, int64_t offset, absl::Span<char> dst, Cancellation* cancel,
+            Callback<size_t> done) override {
+    primary_->Read(file, offset, dst, cancel,
+                   Retry(std::move(done), [this, file, offset, dst, cancel](auto done) {
+                     fallback_->Read(file, offset, dst, cancel, std::move(done));
+                   }));
+  }
+  void Write(FileHandle file, int64_t offset, absl::Span<const char> src,
+             DoneCallback done) override {
+    primary_->Write(file, offset, src, Retry(std::move(done), [this, file, offset, src](auto done) {
+                      fallback_->Write(file, offset, src, std::move(done));
+                    }));
+  }
+  void Sync(FileHandle file, bool data_only, DoneCallback done) override {
+    primary_->Sync(file, data_only, Retry(std::move(done), [this, file, data_only](auto done) {
+                     fallback_->Sync(file, data_only, std::move(done));
+                   }));
+  }
+  void Close(FileHandle file, DoneCallback done) override {
+    primary_->Close(file, Retry(std::move(done), [this, file](auto done) {
+                      fallback_->Close(file, std::move(done));
+                    }));
+  }
+  void ReadFile(std::string path, absl::Span<char> dst, Cancellation* cancel,
+                Callback<FileRead> done) override {
+    primary_->ReadFile(path, dst, cancel, Retry(std::move(done), [this, path, dst, cancel](auto done) {
+                         fallback_->ReadFile(path, dst, cancel, std::move(done));
+                       }));
+  }
+  void Stat(FileHandle file, Callback<FileStat> done) override {
+    primary_->Stat(file, Retry(std::move(done), [this, file](auto done) {
+                     fallback_->Stat(file, std::move(done));
+                   }));
+  }
+  void StatPath(std::string path, Callback<FileStat> done) override {
+    primary_->StatPath(path, Retry(std::move(done), [this, path](auto done) {
+                         fallback_->StatPath(path, std::move(done));
+                       }));
+  }
+  void SetMetadata(FileHandle file, std::string value, DoneCallback done) override {
+    primary_->SetMetadata(file, value, Retry(std::move(done), [this, file, value](auto done) {
+                            fallback_->SetMetadata(file, value, std::move(done));
+                          }));
+  }
+  void Rename(std::string from, std::string to, DoneCallback done) override {
+    primary_->Rename(from, to, Retry(std::move(done), [this, from, to](auto done) {
+                       fallback_->Rename(from, to, std::move(done));
+                     }));
+  }
+  void CommitFile(FileHandle file, std::string metadata, std::string from, std::string to,
+                  DoneCallback done) override {
+    primary_->CommitFile(file, metadata, from, to,
+                         Retry(std::move(done), [this, file, metadata, from, to](auto done) {
+                           fallback_->CommitFile(file, metadata, from, to, std::move(done));
+                         }));
+  }
+  void Unlink(std::string path, DoneCallback done) override {
+    primary_->Unlink(path, Retry(std::move(done), [this, path](auto done) {
+                       fallback_->Unlink(path, std::move(done));
+                     }));
+  }
+  void MakeDir(std::string path, DoneCallback done) override {
+    primary_->MakeDir(path, Retry(std::move(done), [this, path](auto done) {
+                        fallback_->MakeDir(path, std::move(done));
+                      }));
+  }
+  void RemoveDir(std::string path, DoneCallback done) override {
+    primary_->RemoveDir(path, Retry(std::move(done), [this, path](auto done) {
+                          fallback_->RemoveDir(path, std::move(done));
+                        }));
+  }
+  void ReadDir(std::string path, Callback<std::vector<DirEntry>> done) override {
+    primary_->ReadDir(path, Retry(std::move(done), [this, path](auto done) {
+                        fallback_->ReadDir(path, std::move(done));
+                      }));
+  }
+
+ private:
+  const std::unique_ptr<Engine> primary_;
+  const std::unique_ptr<Engine> fallback_;
+};
+
+}  // namespace
+
+std::unique_ptr<Engine> WithFallback(std::unique_ptr<Engine> primary,
+                                     std::unique_ptr<Engine> fallback) {
+  return std::make_unique<FallbackEngine>(std::move(primary), std::move(fallback));
+}
+
+}  // namespace ringstore::storage

@@ -1,0 +1,517 @@
+// The POSIX AIO engine: data moves through glibc's aio_read, aio_write and
+// aio_fsync; everything POSIX AIO does not offer (opening, closing, stat,
+// extended attributes, rename, unlink, directories) runs on a small bounded
+// helper pool with the blocking calls of PosixFiles.
+//
+// glibc implements POSIX AIO in user space: a pool of threads that run one
+// request at a time per file descriptor. So:
+//   - aio_init is tuned once per process, before the first request:
+//     aio_threads = EngineOptions::threads + 1 (one thread always waits on
+//     the wake-up request below), aio_num = room for every pool buffer in
+//     flight, idle threads exit after a second. aio_init has no effect once
+//     AIO is in use; the values of the first engine started stay.
+//   - a request on a descriptor that already has one in flight runs on a
+//     duplicate of it (F_DUPFD_CLOEXEC), closed when the request completes,
+//     so reads of one file run in parallel.
+//
+// Completions: one engine thread ("rs-aio") submits every request and waits
+// for them in aio_suspend, which sleeps until one completes: no spinning,
+// no signals, no thread per completion (SIGEV_THREAD would start one). To
+// hear about new work while it waits, the list always holds one more
+// request: an aio_read of an eventfd (glibc falls back from pread to read
+// for it), which Post() completes by writing the eventfd. Callbacks of data
+// operations run on the engine thread, those of helper operations on a
+// helper thread.
+//
+// Cancellation: a cancelled request still queued in glibc is taken out with
+// aio_cancel and completes with ECANCELED; one a glibc thread is running
+// finishes.
+#include <aio.h>
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "storage/engine.h"
+#include "storage/path.h"
+#include "storage/posix_ops.h"
+#include "storage/status_util.h"
+#include "storage/worker_pool.h"
+
+namespace ringstore::storage {
+namespace {
+
+constexpr Backend kBackend = Backend::kPosixAio;
+// Threads for the calls POSIX AIO lacks.
+constexpr int kHelperThreads = 2;
+
+template <typename T>
+using Then = absl::AnyInvocable<void(absl::StatusOr<T>) &&>;
+
+// The errno of a request that AIO itself refused: the engine cannot work.
+absl::Status AioError(int err, absl::string_view what) {
+  absl::Status s = ::ringstore::storage::ErrnoToStatus(err, what);
+  return err == ENOSYS || err == EOPNOTSUPP || err == EPERM ? MarkRefused(std::move(s)) : s;
+}
+
+// One AIO request.
+struct Request {
+  aiocb cb;
+  // The caller's descriptor, and the duplicate the request runs on if the
+  // caller's was busy (closed when the request completes), or -1.
+  int fd = -1;
+  int dup_fd = -1;
+  Cancellation* cancel = nullptr;
+  uint64_t hook = 0;
+  // Bytes transferred, or -errno.
+  absl::AnyInvocable<void(ssize_t) &&> done;
+};
+
+class PosixAioEngine final : public Engine {
+ public:
+  PosixAioEngine(int root, const EngineOptions& options)
+      : root_(root),
+        files_(root, options.metadata_attr, options.faults),
+        faults_(options.faults),
+        threads_(options.threads),
+        helpers_(std::make_unique<WorkerPool>(kHelperThreads, "rs-aio-help")) {}
+
+  ~PosixAioEngine() override {
+    // Helpers first: what they still run may post to the engine thread.
+    helpers_.reset();
+    if (thread_.joinable()) {
+      {
+        absl::MutexLock lock(&mu_);
+        stopping_ = true;
+      }
+      Wake();
+      thread_.join();
+    }
+    if (wake_fd_ >= 0) close(wake_fd_);
+    close(root_);
+  }
+
+  absl::Status Start(size_t buffers) {
+    static std::once_flag tuned;
+    std::call_once(tuned, [&] {
+      aioinit init;
+      std::memset(&init, 0, sizeof(init));
+      init.aio_threads = threads_ + 1;
+      init.aio_num = static_cast<int>(buffers) + 64;
+      init.aio_idle_time = 1;
+      aio_init(&init);
+    });
+    wake_fd_ = eventfd(0, EFD_CLOEXEC);
+    if (wake_fd_ < 0) return ErrnoToStatus(errno, "eventfd");
+    // Probe: AIO must work here (glibc answers ENOSYS where it cannot).
+    if (absl::Status s = ArmWake(); !s.ok()) return s;
+    thread_ = std::thread([this] { Loop(); });
+    pthread_setname_np(thread_.native_handle(), "rs-aio");
+    return absl::OkStatus();
+  }
+
+  EngineInfo info() const override {
+    EngineInfo info;
+    info.backend = kBackend;
+    info.features = {absl::StrCat("aio_threads=", threads_ + 1),
+                     absl::StrCat("helper_threads=", kHelperThreads)};
+    return info;
+  }
+
+  void Open(std::string path, OpenMode mode, Callback<FileHandle> done) override {
+    OnHelper(std::move(done), [this, path = std::move(path), mode]() -> absl::StatusOr<FileHandle> {
+      RS_ASSIGN_OR_RETURN(int fd, files_.Open(path, mode));
+      return FileHandle{fd};
+    });
+  }
+
+  void Read(FileHandle file, int64_t offset, absl::Span<char> dst, Cancellation* cancel,
+            Callback<size_t> done) override {
+    Post([this, fd = static_cast<int>(file.id), offset, dst, cancel,
+          done = std::move(done)]() mutable {
+      ReadFrom(fd, offset, dst, 0, cancel, [done = std::move(done)](absl::StatusOr<size_t> n) mutable {
+        std::move(done)(std::move(n), kBackend);
+      });
+    });
+  }
+
+  void Write(FileHandle file, int64_t offset, absl::Span<const char> src,
+             DoneCallback done) override {
+    Post([this, fd = static_cast<int>(file.id), offset, src, done = std::move(done)]() mutable {
+      WriteTo(fd, offset, src, 0, [done = std::move(done)](absl::Status s) mutable {
+        std::move(done)(std::move(s), kBackend);
+      });
+    });
+  }
+
+  void Sync(FileHandle file, bool data_only, DoneCallback done) override {
+    Post([this, fd = static_cast<int>(file.id), data_only, done = std::move(done)]() mutable {
+      FsyncAio(fd, data_only, [done = std::move(done)](absl::Status s) mutable {
+        std::move(done)(std::move(s), kBackend);
+      });
+    });
+  }
+
+  void Close(FileHandle file, DoneCallback done) override {
+    OnHelper(std::move(done), [this, file] { return files_.Close(static_cast<int>(file.id)); });
+  }
+
+  // Open (helper) → aio_read → attribute and close (helper).
+  void ReadFile(std::string path, absl::Span<char> dst, Cancellation* cancel,
+                Callback<FileRead> done) override {
+    helpers_->Run([this, path = std::move(path), dst, cancel, done = std::move(done)]() mutable {
+      if (IsCancelled(cancel)) {
+        return std::move(done)(absl::CancelledError("read: cancelled"), kBackend);
+      }
+      absl::StatusOr<int> fd = files_.Open(path, OpenMode::kRead);
+      if (!fd.ok()) return std::move(done)(fd.status(), kBackend);
+      Post([this, fd = *fd, dst, cancel, done = std::move(done)]() mutable {
+        ReadFrom(fd, 0, dst, 0, cancel, [this, fd, done = std::move(done)](
+                                            absl::StatusOr<size_t> n) mutable {
+          helpers_->Run([this, fd, n = std::move(n), done = std::move(done)]() mutable {
+            absl::StatusOr<FileStat> st =
+                n.ok() ? files_.StatFd(fd) : absl::StatusOr<FileStat>(n.status());
+            (void)files_.Close(fd);
+            if (!st.ok()) return std::move(done)(st.status(), kBackend);
+            std::move(done)(FileRead{*n, std::move(st->metadata)}, kBackend);
+          });
+        });
+      });
+    });
+  }
+
+  void Stat(FileHandle file, Callback<FileStat> done) override {
+    OnHelper(std::move(done), [this, file] { return files_.StatFd(static_cast<int>(file.id)); });
+  }
+
+  void StatPath(std::string path, Callback<FileStat> done) override {
+    OnHelper(std::move(done), [this, path = std::move(path)] { return files_.StatPath(path); });
+  }
+
+  void SetMetadata(FileHandle file, std::string value, DoneCallback done) override {
+    OnHelper(std::move(done), [this, file, value = std::move(value)] {
+      return files_.SetMetadata(static_cast<int>(file.id), value);
+    });
+  }
+
+  void Rename(std::string from, std::string to, DoneCallback done) override {
+    OnHelper(std::move(done), [this, from = std::move(from), to = std::move(to)] {
+      return files_.Rename(from, to);
+    });
+  }
+
+  // Attribute (helper) → aio_fsync of the file → rename (helper) →
+  // aio_fsync of the directory, each only if the one before succeeded.
+  void CommitFile(FileHandle file, std::string metadata, std::string from, std::string to,
+                  DoneCallback done) override {
+    helpers_->Run([this, fd = static_cast<int>(file.id), metadata = std::move(metadata),
+                  from = std::move(from), to = std::move(to), done = std::move(done)]() mutable {
+      absl::StatusOr<int> dir = files_.OpenBeneath(ParentDir(to), O_RDONLY | O_DIRECTORY);
+      if (!dir.ok()) return std::move(done)(dir.status(), kBackend);
+      auto finish = [this, dir = *dir, done = std::move(done)](absl::Status s) mutable {
+        (void)files_.Close(dir);
+        std::move(done)(std::move(s), kBackend);
+      };
+      if (absl::Status s = files_.SetMetadata(fd, metadata); !s.ok()) return finish(s);
+      Post([this, fd, dir = *dir, from = std::move(from), to = std::move(to),
+            finish = std::move(finish)]() mutable {
+        FsyncAio(fd, false, [this, dir, from = std::move(from), to = std::move(to),
+                             finish = std::move(finish)](absl::Status s) mutable {
+          if (!s.ok()) return finish(s);
+          helpers_->Run([this, dir, from = std::move(from), to = std::move(to),
+                        finish = std::move(finish)]() mutable {
+            if (absl::Status s = files_.Rename(from, to); !s.ok()) return finish(s);
+            Post([this, dir, to = std::move(to), finish = std::move(finish)]() mutable {
+              FsyncAio(dir, false, [to, finish = std::move(finish)](absl::Status s) mutable {
+                if (!s.ok()) {
+                  s = absl::Status(s.code(), absl::StrCat("directory of ", to, ": ", s.message()));
+                }
+                finish(s);
+              });
+            });
+          });
+        });
+      });
+    });
+  }
+
+  void Unlink(std::string path, DoneCallback done) override {
+    OnHelper(std::move(done), [this, path = std::move(path)] { return files_.Unlink(path); });
+  }
+
+  void MakeDir(std::string path, DoneCallback done) override {
+    OnHelper(std::move(done), [this, path = std::move(path)] { return files_.MakeDir(path); });
+  }
+
+  void RemoveDir(std::string path, DoneCallback done) override {
+    OnHelper(std::move(done), [this, path = std::move(path)] { return files_.RemoveDir(path); });
+  }
+
+  void ReadDir(std::string path, Callback<std::vector<DirEntry>> done) override {
+    OnHelper(std::move(done), [this, path = std::move(path)] { return files_.ReadDir(path); });
+  }
+
+ private:
+  // Runs the blocking `op` on a helper thread and reports its result.
+  template <typename Done, typename Op>
+  void OnHelper(Done done, Op op) {
+    helpers_->Run([done = std::move(done), op = std::move(op)]() mutable {
+      std::move(done)(op(), kBackend);
+    });
+  }
+
+  // --- Data operations (engine thread) -------------------------------------
+
+  void ReadFrom(int fd, int64_t offset, absl::Span<char> dst, size_t done_bytes,
+                Cancellation* cancel, Then<size_t> done) {
+    if (IsCancelled(cancel)) return std::move(done)(absl::CancelledError("read: cancelled"));
+    Submit(Step::kRead, LIO_READ, fd, dst.data() + done_bytes, dst.size() - done_bytes,
+           offset + static_cast<int64_t>(done_bytes), cancel,
+           [this, fd, offset, dst, done_bytes, cancel, done = std::move(done)](ssize_t res) mutable {
+             if (res == -ECANCELED) return std::move(done)(absl::CancelledError("read: cancelled"));
+             if (res == -EINTR || res == -EAGAIN) {
+               return ReadFrom(fd, offset, dst, done_bytes, cancel, std::move(done));
+             }
+             if (res < 0) return std::move(done)(AioError(static_cast<int>(-res), "aio_read"));
+             const size_t total = done_bytes + static_cast<size_t>(res);
+             if (res == 0 || total == dst.size()) return std::move(done)(total);
+             ReadFrom(fd, offset, dst, total, cancel, std::move(done));  // short read
+           });
+  }
+
+  void WriteTo(int fd, int64_t offset, absl::Span<const char> src, size_t done_bytes,
+               absl::AnyInvocable<void(absl::Status) &&> done) {
+    if (done_bytes == src.size()) return std::move(done)(absl::OkStatus());
+    Submit(Step::kWrite, LIO_WRITE, fd, const_cast<char*>(src.data()) + done_bytes,
+           src.size() - done_bytes, offset + static_cast<int64_t>(done_bytes), nullptr,
+           [this, fd, offset, src, done_bytes, done = std::move(done)](ssize_t res) mutable {
+             if (res == -EINTR || res == -EAGAIN) {
+               return WriteTo(fd, offset, src, done_bytes, std::move(done));
+             }
+             if (res < 0) return std::move(done)(AioError(static_cast<int>(-res), "aio_write"));
+             if (res == 0) {
+               return std::move(done)(absl::ResourceExhaustedError("write: no progress"));
+             }
+             WriteTo(fd, offset, src, done_bytes + static_cast<size_t>(res), std::move(done));
+           });
+  }
+
+  void FsyncAio(int fd, bool data_only, absl::AnyInvocable<void(absl::Status) &&> done) {
+    Submit(Step::kFsync, data_only ? O_DSYNC : O_SYNC, fd, nullptr, 0, 0, nullptr,
+           [data_only, done = std::move(done)](ssize_t res) mutable {
+             std::move(done)(res < 0 ? AioError(static_cast<int>(-res),
+                                                data_only ? "aio_fsync(O_DSYNC)" : "aio_fsync")
+                                     : absl::OkStatus());
+           });
+  }
+
+  // Starts one request: `op` is LIO_READ, LIO_WRITE, or O_SYNC/O_DSYNC for
+  // aio_fsync. `done` gets the byte count or -errno, on the engine thread.
+  void Submit(Step step, int op, int fd, char* buf, size_t len, int64_t offset,
+              Cancellation* cancel, absl::AnyInvocable<void(ssize_t) &&> done) {
+    if (const int err = InjectedErrno(faults_, step)) return std::move(done)(-err);
+    auto r = std::make_unique<Request>();
+    r->fd = fd;
+    int run_fd = fd;
+    if (busy_[fd]++ > 0) {
+      // glibc runs one request per descriptor at a time.
+      r->dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+      if (r->dup_fd < 0) {
+        const int err = errno;
+        Release(fd);
+        return std::move(done)(-err);
+      }
+      run_fd = r->dup_fd;
+    }
+    std::memset(&r->cb, 0, sizeof(r->cb));
+    r->cb.aio_fildes = run_fd;
+    r->cb.aio_buf = buf;
+    r->cb.aio_nbytes = len;
+    r->cb.aio_offset = static_cast<off_t>(offset);
+    r->cb.aio_sigevent.sigev_notify = SIGEV_NONE;
+    int rc;
+    if (op == LIO_READ) {
+      rc = aio_read(&r->cb);
+    } else if (op == LIO_WRITE) {
+      rc = aio_write(&r->cb);
+    } else {
+      rc = aio_fsync(op, &r->cb);
+    }
+    if (rc != 0) {
+      const int err = errno;
+      Finish(*r);
+      return std::move(done)(-err);
+    }
+    r->done = std::move(done);
+    if (cancel != nullptr) {
+      r->cancel = cancel;
+      Request* raw = r.get();
+      // Queued: CancelRequest runs between two scans, while `raw` is known
+      // to be in flight or gone from in_flight_.
+      r->hook = cancel->AddHook([this, raw] { Enqueue([this, raw] { CancelRequest(raw); }); });
+      if (r->hook == 0) aio_cancel(run_fd, &r->cb);  // cancelled meanwhile
+    }
+    in_flight_.push_back(std::move(r));
+  }
+
+  void CancelRequest(Request* r) {
+    for (const auto& p : in_flight_) {
+      if (p.get() == r) {
+        aio_cancel(r->cb.aio_fildes, &r->cb);
+        return;
+      }
+    }
+  }
+
+  // Undoes Submit's bookkeeping for a request that is over.
+  void Finish(Request& r) {
+    if (r.dup_fd >= 0) close(r.dup_fd);
+    Release(r.fd);
+  }
+
+  void Release(int fd) {
+    auto it = busy_.find(fd);
+    if (it != busy_.end() && --it->second == 0) busy_.erase(it);
+  }
+
+  // --- Engine thread --------------------------------------------------------
+
+  absl::Status ArmWake() {
+    std::memset(&wake_cb_, 0, sizeof(wake_cb_));
+    wake_cb_.aio_fildes = wake_fd_;
+    wake_cb_.aio_buf = &wake_value_;
+    wake_cb_.aio_nbytes = sizeof(wake_value_);
+    wake_cb_.aio_sigevent.sigev_notify = SIGEV_NONE;
+    if (aio_read(&wake_cb_) != 0) return AioError(errno, "aio_read of the wake-up eventfd");
+    return absl::OkStatus();
+  }
+
+  void Loop() {
+    std::vector<const aiocb*> list;
+    for (;;) {
+      RunPosted();
+      bool stopping;
+      {
+        absl::MutexLock lock(&mu_);
+        stopping = stopping_ && posted_.empty();
+      }
+      if (stopping && in_flight_.empty()) break;
+      list.clear();
+      list.push_back(&wake_cb_);
+      for (const auto& r : in_flight_) list.push_back(&r->cb);
+      aio_suspend(list.data(), static_cast<int>(list.size()), nullptr);
+      if (aio_error(&wake_cb_) != EINPROGRESS) {
+        aio_return(&wake_cb_);
+        if (ArmWake() != absl::OkStatus()) {
+          std::fprintf(stderr, "ringstore: posix_aio: cannot re-arm the wake-up request\n");
+        }
+      }
+      Reap();
+    }
+    // The wake-up request holds a glibc thread in read(): let it go.
+    Wake();
+    const aiocb* wake[] = {&wake_cb_};
+    while (aio_error(&wake_cb_) == EINPROGRESS) aio_suspend(wake, 1, nullptr);
+    aio_return(&wake_cb_);
+  }
+
+  // Completes every request that has finished.
+  void Reap() {
+    std::vector<std::unique_ptr<Request>> finished;
+    auto it = std::partition(in_flight_.begin(), in_flight_.end(), [](const auto& r) {
+      return aio_error(&r->cb) == EINPROGRESS;
+    });
+    for (auto i = it; i != in_flight_.end(); ++i) finished.push_back(std::move(*i));
+    in_flight_.erase(it, in_flight_.end());
+    for (auto& r : finished) {
+      const int err = aio_error(&r->cb);
+      const ssize_t n = aio_return(&r->cb);
+      if (r->cancel != nullptr) r->cancel->RemoveHook(r->hook);
+      Finish(*r);
+      std::move(r->done)(err == 0 ? n : -err);
+    }
+  }
+
+  void RunPosted() {
+    for (;;) {
+      std::deque<absl::AnyInvocable<void() &&>> work;
+      {
+        absl::MutexLock lock(&mu_);
+        work.swap(posted_);
+      }
+      if (work.empty()) return;
+      for (auto& w : work) std::move(w)();
+    }
+  }
+
+  // Any thread: runs `work` on the engine thread (at once if there).
+  void Post(absl::AnyInvocable<void() &&> work) {
+    if (std::this_thread::get_id() == thread_.get_id()) return std::move(work)();
+    Enqueue(std::move(work));
+  }
+
+  void Enqueue(absl::AnyInvocable<void() &&> work) {
+    bool wake;
+    {
+      absl::MutexLock lock(&mu_);
+      wake = posted_.empty();
+      posted_.push_back(std::move(work));
+    }
+    if (wake) Wake();
+  }
+
+  void Wake() {
+    const uint64_t one = 1;
+    while (write(wake_fd_, &one, sizeof(one)) < 0 && errno == EINTR) {
+    }
+  }
+
+  const int root_;
+  const PosixFiles files_;
+  FaultInjector* const faults_;
+  const int threads_;
+  int wake_fd_ = -1;
+  uint64_t wake_value_ = 0;
+  aiocb wake_cb_;
+
+  // Engine thread only.
+  std::vector<std::unique_ptr<Request>> in_flight_;
+  std::unordered_map<int, int> busy_;
+
+  absl::Mutex mu_;
+  std::deque<absl::AnyInvocable<void() &&>> posted_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+
+  std::thread thread_;
+  std::unique_ptr<WorkerPool> helpers_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Engine>> NewPosixAioEngine(const EngineOptions& options) {
+  if (options.root_fd < 0 || options.pool == nullptr) {
+    return absl::InvalidArgumentError("engine needs a root and a buffer pool");
+  }
+  const int root = fcntl(options.root_fd, F_DUPFD_CLOEXEC, 0);
+  if (root < 0) return ErrnoToStatus(errno, "dup root");
+  auto engine = std::make_unique<PosixAioEngine>(root, options);
+  RS_RETURN_IF_ERROR(engine->Start(options.pool->count()));
+  return engine;
+}
+
+}  // namespace ringstore::storage
