@@ -1,0 +1,374 @@
+#!/usr/bin/python3
+"""Markdown tables from the JSON lines bench/compare.py writes.
+
+Medians per cell over the rounds that succeeded; ratios are the peer's
+median divided by ringstore-io_uring's median of the same column. The
+tables go between the BEGIN/END markers of the output file, so text outside
+them (a hand-written analysis) survives a re-run.
+
+  /usr/bin/python3 bench/compare_report.py RAW.jsonl [--out bench/RESULTS.md]
+
+re-renders a finished run without measuring again. Standard library only.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+
+BEGIN = ("<!-- BEGIN bench/compare.sh output: regenerated on every run; "
+         "edit outside these markers -->")
+END = "<!-- END bench/compare.sh output -->"
+REF_PEER = "ringstore-io_uring"
+MiB = 1 << 20
+
+PEER_NOTES = {
+    "ringstore-io_uring": "ringstore-server --engine=io_uring",
+    "ringstore-posix_aio": "ringstore-server --engine=posix_aio",
+    "ringstore-thread_pool": "ringstore-server --engine=thread_pool",
+    "baseline": "bench/baseline_server (sync gRPC, ifstream/ofstream)",
+    "nginx": "nginx, sendfile on (curl / wrk)",
+}
+
+UPLOAD_GUARANTEE = {
+    "ringstore-io_uring": "durable: file fsynced, renamed into place, directory fsynced",
+    "ringstore-posix_aio": "durable (same commit)",
+    "ringstore-thread_pool": "durable (same commit)",
+    "baseline": "durable: temp file fsynced, renamed, directory fsynced",
+    "nginx": "body written to a temp file (page cache only, no fsync, no rename)",
+    "nginx+fsync": "as nginx, then the script fsyncs that file and its directory",
+}
+
+REFS = [
+    ("iperf3", "loopback TCP, one stream (`iperf3 -c 127.0.0.1 -t {iperf_s}`)", "mib_s"),
+    ("fio_seqread_buffered", "fio io_uring: sequential read of the {big}, 1 MiB blocks, "
+     "iodepth 4, buffered (page cache)", "mib_s"),
+    ("fio_seqread_direct", "the same with --direct=1 (the disk)", "mib_s"),
+    ("fio_randread4k_buffered", "fio io_uring: 4 KiB random reads over the {big}, iodepth 32, "
+     "buffered, {fio_rand_s} s", "iops"),
+    ("fio_randread4k_direct", "the same with --direct=1", "iops"),
+    ("fio_randread64k_buffered", "fio io_uring: 64 KiB random reads, iodepth 32, buffered",
+     "iops"),
+    ("fio_randread64k_direct", "the same with --direct=1", "iops"),
+    ("fio_write_fsync", "fio io_uring: write {big} in 1 MiB blocks, iodepth 4, "
+     "fsync at the end (included)", "mib_s"),
+]
+
+
+def load(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def brief(rec):
+    """One line for the progress log."""
+    if not rec.get("ok"):
+        return "FAILED: %s" % rec.get("error", "?")
+    parts = []
+    if "rps" in rec:
+        parts.append("%.0f req/s p50 %.2f ms p99 %.2f ms" % (rec["rps"], rec["p50_ms"],
+                                                            rec["p99_ms"]))
+    elif "iops" in rec and rec.get("name", "").startswith("fio_rand"):
+        parts.append("%.0f IOPS (%.0f MiB/s)" % (rec["iops"], rec["mib_s"]))
+    elif "mib_s" in rec:
+        parts.append("%.0f MiB/s" % rec["mib_s"])
+    if "mib_s_fsync" in rec:
+        parts.append("(%.0f MiB/s with fsync %.2f s)" % (rec["mib_s_fsync"], rec["fsync_s"]))
+    if "server_rss_kib" in rec:
+        parts.append("server %.1f s CPU, peak RSS %.0f MiB"
+                     % (rec["server_cpu_s"], rec["server_rss_kib"] / 1024.0))
+    if rec.get("errors"):
+        parts.append("ERRORS %s: %s" % (rec["errors"], rec.get("error_detail", "")))
+    return ", ".join(parts)
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def fmt(v, digits=0):
+    if v is None:
+        return "—"
+    if digits == 0:
+        return "{:,.0f}".format(v)
+    return "{:,.{d}f}".format(v, d=digits)
+
+
+def ratio(v, ref):
+    if v is None or not ref:
+        return "—"
+    return "%.2f×" % (v / ref)
+
+
+class Cells:
+    """Cell records grouped by (case, peer), in round order."""
+
+    def __init__(self, records):
+        self.by = {}
+        for r in records:
+            if r.get("type") == "cell":
+                self.by.setdefault((r["case"], r["peer"]), []).append(r)
+        for v in self.by.values():
+            v.sort(key=lambda r: r["round"])
+
+    def ok(self, case, peer):
+        return [r for r in self.by.get((case, peer), []) if r.get("ok") and not r.get("errors")]
+
+    def med(self, case, peer, key, fn=None):
+        rows = self.ok(case, peer)
+        return median([fn(r) if fn else r.get(key) for r in rows])
+
+    def rounds(self, case, peer, key, digits=0, fn=None):
+        out = []
+        for r in self.by.get((case, peer), []):
+            if r.get("ok") and not r.get("errors"):
+                out.append(fmt(fn(r) if fn else r.get(key), digits))
+            else:
+                out.append("fail")
+        return " / ".join(out) if out else "—"
+
+
+def per_gib(key):
+    return lambda r: r[key] / (r["bytes"] / float(1 << 30)) if r.get("bytes") else None
+
+
+def per_req_us(key):
+    return lambda r: r[key] / r["requests"] * 1e6 if r.get("requests") else None
+
+
+def rss_mib(r):
+    return r["server_rss_kib"] / 1024.0
+
+
+def size_name(n):
+    if n >= 1 << 30 and n % (1 << 30) == 0:
+        return "%d GiB" % (n >> 30)
+    return "%d MiB" % (n >> 20)
+
+
+def big_table(cells, peers, case, upload):
+    lines = []
+    head = "| peer | "
+    if upload:
+        head += "guarantee when answered | "
+    head += "MiB/s | × io_uring | per round | server CPU s/GiB | "
+    if not upload:  # load_gen's CPU for an upload is mostly making its random data
+        head += "client CPU s/GiB | "
+    head += "server peak RSS MiB |"
+    lines.append(head)
+    lines.append("|" + "---|" * (head.count("|") - 1))
+    ref = cells.med(case, REF_PEER, "mib_s")
+    rows = list(peers)
+    if upload and "nginx" in peers:
+        rows.append("nginx+fsync")
+    for peer in rows:
+        src = "nginx" if peer == "nginx+fsync" else peer
+        key = "mib_s_fsync" if peer == "nginx+fsync" else "mib_s"
+        v = cells.med(case, src, key)
+        name = PEER_NOTES.get(peer, "nginx, then fsync by the script")
+        row = "| %s | " % name
+        if upload:
+            row += "%s | " % UPLOAD_GUARANTEE[peer]
+        row += "%s | %s | %s | %s | " % (
+            fmt(v), ratio(v, ref), cells.rounds(case, src, key),
+            fmt(cells.med(case, src, None, per_gib("server_cpu_s")), 2))
+        if not upload:
+            row += "%s | " % fmt(cells.med(case, src, None, per_gib("client_cpu_s")), 2)
+        row += "%s |" % fmt(cells.med(case, src, None, rss_mib))
+        lines.append(row)
+    return lines
+
+
+def small_table(cells, peers, case):
+    head = ("| peer | req/s | × io_uring | p50 ms | p99 ms | p99 × io_uring | per round (req/s) "
+            "| server CPU µs/req | client CPU µs/req | server peak RSS MiB |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    ref = cells.med(case, REF_PEER, "rps")
+    ref_p99 = cells.med(case, REF_PEER, "p99_ms")
+    for peer in peers:
+        v = cells.med(case, peer, "rps")
+        p99 = cells.med(case, peer, "p99_ms")
+        lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            PEER_NOTES[peer], fmt(v), ratio(v, ref), fmt(cells.med(case, peer, "p50_ms"), 2),
+            fmt(p99, 2), ratio(p99, ref_p99), cells.rounds(case, peer, "rps"),
+            fmt(cells.med(case, peer, None, per_req_us("server_cpu_s")), 1),
+            fmt(cells.med(case, peer, None, per_req_us("client_cpu_s")), 1),
+            fmt(cells.med(case, peer, None, rss_mib))))
+    return lines
+
+
+def ref_table(records, m):
+    by = {}
+    for r in records:
+        if r.get("type") == "ref":
+            by.setdefault(r["name"], []).append(r)
+    if not by:
+        return []
+    lines = ["| reference | median | per round |", "|---|---|---|"]
+    for name, label, key in REFS:
+        rows = sorted(by.get(name, []), key=lambda r: r["round"])
+        if not rows:
+            continue
+        label = label.format(big=size_name(m["big_bytes"]) + " file", iperf_s=m["iperf_s"],
+                             fio_rand_s=m["fio_rand_s"])
+        unit = " IOPS" if key == "iops" else " MiB/s"
+        ok = [r for r in rows if r.get("ok")]
+        v = median([r[key] for r in ok])
+        extra = ""
+        if key == "iops" and ok:
+            extra = " (%s MiB/s, p99 %s ms)" % (fmt(median([r["mib_s"] for r in ok])),
+                                                fmt(median([r["p99_ms"] for r in ok]), 2))
+        per = " / ".join(fmt(r[key]) if r.get("ok") else "n/a" for r in rows)
+        lines.append("| %s | %s%s%s | %s |" % (label, fmt(v), unit if v is not None else "",
+                                                extra, per))
+    return lines
+
+
+def failures(records):
+    out = []
+    for r in records:
+        if r.get("type") in ("cell", "ref") and (not r.get("ok") or r.get("errors")):
+            what = "%s / %s" % (r["case"], r["peer"]) if r["type"] == "cell" else r["name"]
+            why = r.get("error") or "%s errors: %s" % (r.get("errors"), r.get("error_detail"))
+            out.append("- round %d, %s: %s" % (r["round"], what, why))
+    return out
+
+
+def markdown(records):
+    m = next(r for r in records if r.get("type") == "meta")
+    rounds = [r for r in records if r.get("type") == "round"]
+    end = next((r for r in records if r.get("type") == "end"), None)
+    cells = Cells(records)
+    peers = m["peers"]
+    big = size_name(m["big_bytes"])
+    n = "{:,}".format(m["small_count"])
+    L = [BEGIN, ""]
+    L.append("Run of %s%s: `%s`, ringstore commit %s%s." % (
+        m["date"], " (**--quick smoke test: small sizes, not a result**)" if m["quick"] else "",
+        m["command"], m["git"], " (with uncommitted changes)" if m.get("git_dirty") else ""))
+    L.append("")
+    L.append("- Machine: Linux %s, %d cores (%s), %.0f GiB RAM; data in %s on %s (%s)."
+             % (m["kernel"], m["nproc"], m["cpu"], m["mem_gib"], m["dir"], m["fs_source"],
+                m["fs_type"]))
+    L.append("- Load average (1/5/15 min) before the run: %s; at the start of each round: %s; "
+             "after: %s. The machine is shared; clients and servers share its %d cores."
+             % (m["load_before"], "; ".join("r%d %s" % (r["round"], r["load"]) for r in rounds),
+                end["load"] if end else "—", m["nproc"]))
+    steal = []
+    for r in rounds:
+        v = median([c.get("steal_pct") for c in records
+                    if c.get("type") == "cell" and c["round"] == r["round"]])
+        busy = median([c.get("machine_busy_pct") for c in records
+                       if c.get("type") == "cell" and c["round"] == r["round"]])
+        if v is not None:
+            steal.append("r%d %.1f %% steal, %.0f %% busy" % (r["round"], v, busy))
+    if steal:
+        L.append("- CPU time of the whole machine during the cells (median over the round's "
+                 "cells; steal = time the hypervisor gave to other guests): %s."
+                 % "; ".join(steal))
+    L.append("- %d round%s; every round runs every case for every peer, the peer order rotated "
+             "by one each round (round 1: %s), each cell on a freshly started server; medians "
+             "over rounds; `× io_uring` = peer ÷ ringstore-io_uring (above 1: the peer is "
+             "faster, for p99 above 1: the peer is slower)."
+             % (m["rounds"], "" if m["rounds"] == 1 else "s",
+                ", ".join(rounds[0]["order"]) if rounds else "—"))
+    L.append("- All files are read from the page cache (one shared set of hard-linked inodes, "
+             "read once before round 1); uploads go to %s (%s). Server CPU = user + system "
+             "time of the server process (nginx: master + workers) over the cell; client CPU "
+             "likewise for load_gen, curl or wrk. Peak RSS = VmHWM of the server "
+             "(nginx: sum over its workers)." % (m["fs_source"], m["fs_type"]))
+    L.append("")
+    if "download_big" in m["cases"]:
+        L.append("### (a) Single-stream download of a %s file" % big)
+        L.append("")
+        L.append("gRPC peers: `load_gen --mode=download --concurrency=1 --count=1` "
+                 "(1 MiB messages, each crc32c checked by load_gen); nginx: `curl -o /dev/null`"
+                 " over HTTP/1.1 with sendfile.")
+        L.append("")
+        L += big_table(cells, peers, "download_big", upload=False)
+        L.append("")
+    if "upload_big" in m["cases"]:
+        L.append("### (b) Single-stream upload of %s" % big)
+        L.append("")
+        L.append("gRPC peers: `load_gen --mode=upload --concurrency=1 --count=1 "
+                 "--upload_size=%d` (1 MiB messages with crc32c; the time ends when the "
+                 "UploadResponse arrives). nginx: `curl -T` (PUT) of a cached file to a "
+                 "location with `client_body_in_file_only on` that answers 201 once the "
+                 "whole body is in its temp file. The nginx+fsync row adds the time the "
+                 "script then takes to fsync that file and its directory, one after the "
+                 "other — what durability would cost nginx, not something nginx does."
+                 % m["big_bytes"])
+        L.append("")
+        L += big_table(cells, peers, "upload_big", upload=True)
+        L.append("")
+    for case, label in (("small_4k", "4 KiB"), ("small_64k", "64 KiB")):
+        if case not in m["cases"]:
+            continue
+        L.append("### (c) 64 concurrent downloads of random %s files out of %s, %d s"
+                 % (label, n, m["duration_s"]))
+        L.append("")
+        L.append("gRPC peers: `load_gen --mode=download --concurrency=64 --duration=%ds` "
+                 "(64 streams over 8 HTTP/2 connections); nginx: `wrk -t2 -c64 --latency` "
+                 "with bench/compare_wrk.lua (64 HTTP/1.1 keep-alive connections). Latency "
+                 "is per request, as each client measures it." % m["duration_s"])
+        L.append("")
+        L += small_table(cells, peers, case)
+        L.append("")
+    refs = ref_table(records, m)
+    if refs:
+        L.append("### (d) Physical references")
+        L.append("")
+        L += refs
+        L.append("")
+    fails = failures(records)
+    L.append("### Failures and errors")
+    L.append("")
+    L += fails or ["none: every cell and reference succeeded without errors."]
+    L.append("")
+    L.append(END)
+    return "\n".join(L) + "\n"
+
+
+HEADER = """# ringstore end-to-end comparison
+
+Written by `bench/compare.sh` (the tables between the markers; see the
+script's header for what each case does). Anything outside the markers is
+written by hand and kept when the script runs again.
+
+"""
+
+
+def write_into(path, text):
+    old = ""
+    if os.path.exists(path):
+        with open(path) as f:
+            old = f.read()
+    if BEGIN in old and END in old:
+        new = old[:old.index(BEGIN)] + text.rstrip("\n") + old[old.index(END) + len(END):]
+    elif old:
+        new = old.rstrip("\n") + "\n\n" + text
+    else:
+        new = HEADER + text
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(new)
+    os.replace(tmp, path)
+
+
+def main(argv):
+    p = argparse.ArgumentParser(description="Markdown tables from compare.py's JSON lines.")
+    p.add_argument("raw")
+    p.add_argument("--out", default="")
+    args = p.parse_args(argv)
+    text = markdown(load(args.raw))
+    if args.out:
+        write_into(args.out, text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
