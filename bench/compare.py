@@ -458,10 +458,16 @@ def run_cell(run, rnd, case, peer, profile=None):
         server.start()
         perf = None
         if profile:
-            perf = run.children.spawn(
-                ["perf", "record", "-e", "cpu-clock", "-F", "999", "--call-graph",
-                 "dwarf,16384", "-o", profile, "-p", str(server.proc.pid)],
-                os.path.join(run.logdir, "perf.log"))
+            # cpu-clock: this VM has no hardware counters. dwarf call graphs:
+            # neither ringstore (-c opt) nor Debian's gRPC keep frame pointers.
+            kind, out = profile
+            if kind == "record":
+                cmd = ["perf", "record", "-e", "cpu-clock", "-F", "999", "--call-graph",
+                       "dwarf,16384", "-o", out, "-p", str(server.proc.pid)]
+            else:
+                cmd = ["perf", "stat", "-e", "task-clock,context-switches,cpu-migrations,"
+                       "page-faults", "-o", out, "-p", str(server.proc.pid)]
+            perf = run.children.spawn(cmd, os.path.join(run.logdir, "perf.log"))
             time.sleep(1)
         busy0, steal0 = cpu_jiffies()
         t_case = time.monotonic()
@@ -756,7 +762,10 @@ def parse_args(argv):
     p.add_argument("--out", default="", help="markdown file to write the tables into")
     p.add_argument("--raw_out", default="", help="also copy the JSON lines here")
     p.add_argument("--profile", default="",
-                   help="CASE/PEER: run only that cell once under perf record")
+                   help="CASE/PEER: run only that cell once under perf")
+    p.add_argument("--profile_with", choices=("record", "stat"), default="record",
+                   help="--profile: perf record (call graphs) or perf stat (context "
+                   "switches, migrations, page faults)")
     p.add_argument("--pidfile", default="")
     p.add_argument("--command", default="", help="the command line to record")
     p.add_argument("--ringstore", required=True)
@@ -794,11 +803,17 @@ def main(argv):
             case, peer = args.profile.split("/")
             link_roots(run, [peer])
             warm_cache(run)
-            out = os.path.join(run.dir, "profile-%s-%s.data" % (case, peer))
-            rec = run_cell(run, 1, case, peer, profile=out)
+            kind = args.profile_with
+            out = os.path.join(run.dir, "profile-%s-%s.%s" % (
+                case, peer, "data" if kind == "record" else "stat.txt"))
+            rec = run_cell(run, 1, case, peer, profile=(kind, out))
             run.emit(rec)
             print(json.dumps(rec, sort_keys=True))
-            print("perf data: %s (perf report -i %s --no-children)" % (out, out))
+            if kind == "record":
+                print("perf data: %s (perf report -i %s --no-children)" % (out, out))
+            else:
+                with open(out) as f:
+                    print(f.read())
             return 0 if rec["ok"] else 1
         run.log("hard links into %d roots, reading the data set into the page cache"
                 % len(peers))

@@ -36,7 +36,7 @@
 #
 # Usage: bench/compare.sh [--rounds=N] [--dir=DIR] [--quick] [--out=FILE]
 #          [--duration=SECONDS] [--peers=a,b] [--cases=a,b] [--no_refs]
-#          [--profile=CASE/PEER]
+#          [--profile=CASE/PEER [--profile_with=record|stat]]
 #   --rounds=N    rounds (default 3)
 #   --quick       smoke test: a 64 MiB file, 1,000 small files, 3 s runs;
 #                 writes DIR/RESULTS-quick.md unless --out is given
@@ -50,6 +50,9 @@
 #                 run that one cell under `perf record -e cpu-clock -g
 #                 --call-graph dwarf -p SERVER_PID` and keep the perf data in
 #                 DIR; writes no tables
+#   --profile_with=stat
+#                 with --profile: `perf stat -e task-clock,context-switches,
+#                 cpu-migrations,page-faults -p SERVER_PID` instead
 # Binaries: bazel-out/k8-opt/bin of this checkout, built with
 #   bazel build -c opt --jobs=2 //server:ringstore-server //bench:load_gen //bench:baseline_server
 # or RINGSTORE_SERVER, BASELINE_SERVER, LOAD_GEN from the environment.
@@ -79,6 +82,7 @@ for arg in "$@"; do
     --duration=*|--peers=*|--cases=*) extra+=("$arg") ;;
     --no_refs) extra+=("$arg") ;;
     --profile=*) profile="${arg#*=}"; extra+=("$arg") ;;
+    --profile_with=*) extra+=("$arg") ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown argument '$arg' (see --help)" ;;
   esac

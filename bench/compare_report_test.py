@@ -1,0 +1,186 @@
+"""Tests of bench/compare_report.py (the tables of bench/compare.sh) and of
+bench/perf_breakdown.py on synthetic input: medians over the rounds that
+succeeded, ratios to ringstore-io_uring, failures listed, text outside the
+markers kept, perf samples counted once each. No measurement.
+
+Runs under /usr/bin/python3 via tests/run_py_test.sh, with tests/testlib.py.
+"""
+
+import os
+import sys
+import tempfile
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+import compare_report  # noqa: E402
+import perf_breakdown  # noqa: E402
+import testlib  # noqa: E402
+
+MiB = 1 << 20
+
+
+def meta(**kw):
+    m = {"type": "meta", "date": "2026-01-01T00:00:00+00:00", "kernel": "6.1", "nproc": 2,
+         "cpu": "cpu", "mem_gib": 8, "dir": "/var/tmp/x", "fs_source": "/dev/sda",
+         "fs_type": "ext4", "load_before": "0.1 0.1 0.1", "rounds": 3, "quick": False,
+         "big_bytes": 1 << 30, "small_count": 10000, "duration_s": 10, "iperf_s": 5,
+         "fio_rand_s": 5, "peers": ["ringstore-io_uring", "baseline", "nginx"],
+         "cases": ["download_big", "upload_big", "small_4k"], "command": "bench/compare.sh",
+         "git": "abc123 subject", "git_dirty": False}
+    m.update(kw)
+    return m
+
+
+def big(rnd, case, peer, mib_s, ok=True, **kw):
+    r = {"type": "cell", "round": rnd, "case": case, "peer": peer, "ok": ok,
+         "mib_s": mib_s, "bytes": 1 << 30, "seconds": 1.0, "errors": 0,
+         "server_cpu_s": 1.0, "client_cpu_s": 0.5, "server_rss_kib": 10 * 1024}
+    r.update(kw)
+    return r
+
+
+def small(rnd, peer, rps, p99):
+    return {"type": "cell", "round": rnd, "case": "small_4k", "peer": peer, "ok": True,
+            "rps": rps, "requests": int(rps * 10), "p50_ms": 1.0, "p99_ms": p99,
+            "errors": 0, "server_cpu_s": rps * 10 * 100e-6, "client_cpu_s": 0.1,
+            "server_rss_kib": 20 * 1024}
+
+
+def records():
+    recs = [meta()]
+    for rnd in (1, 2, 3):
+        recs.append({"type": "round", "round": rnd, "load": "1.0 1.0 1.0",
+                     "order": ["ringstore-io_uring", "baseline", "nginx"]})
+    recs += [big(1, "download_big", "ringstore-io_uring", 100),
+             big(2, "download_big", "ringstore-io_uring", 300),
+             big(3, "download_big", "ringstore-io_uring", 200),
+             big(1, "download_big", "baseline", 50),
+             big(2, "download_big", "baseline", 0, ok=False, error="server exited 1"),
+             big(3, "download_big", "baseline", 150),
+             big(1, "download_big", "nginx", 400),
+             big(2, "download_big", "nginx", 999, errors=2, error_detail="HTTP 404"),
+             big(3, "download_big", "nginx", 600)]
+    for rnd in (1, 2, 3):
+        recs.append(big(rnd, "upload_big", "ringstore-io_uring", 100))
+        recs.append(big(rnd, "upload_big", "nginx", 200, fsync_s=1.0, mib_s_fsync=80))
+        recs.append(small(rnd, "ringstore-io_uring", 1000 * rnd, 10.0))
+        recs.append(small(rnd, "nginx", 4000 * rnd, 5.0))
+        recs.append({"type": "ref", "round": rnd, "name": "iperf3", "ok": True,
+                     "mib_s": 1000 + rnd})
+    recs.append({"type": "end", "load": "2.0 2.0 2.0"})
+    return recs
+
+
+def row(text, prefix):
+    lines = [l for l in text.splitlines() if l.startswith("| " + prefix)]
+    if not lines:
+        raise AssertionError("no row %r in:\n%s" % (prefix, text))
+    return [c.strip() for c in lines[0].strip("|").split("|")]
+
+
+def section(text, title):
+    start = text.index(title)
+    end = text.find("\n### ", start + 1)
+    return text[start:end if end >= 0 else len(text)]
+
+
+class ReportTest(unittest.TestCase):
+    def setUp(self):
+        self.text = compare_report.markdown(records())
+
+    def test_medians_and_ratios(self):
+        a = section(self.text, "### (a)")
+        self.assertEqual(row(a, "ringstore-server --engine=io_uring")[1:4],
+                         ["200", "1.00×", "100 / 300 / 200"])
+        # A failed round and a round with errors are left out of the median.
+        self.assertEqual(row(a, "bench/baseline_server")[1:4], ["100", "0.50×", "50 / fail / 150"])
+        self.assertEqual(row(a, "nginx")[1:4], ["500", "2.50×", "400 / fail / 600"])
+
+    def test_upload_has_the_fsync_row_and_guarantees(self):
+        b = section(self.text, "### (b)")
+        r = row(b, "nginx, then fsync")
+        self.assertIn("fsyncs", r[1])
+        self.assertEqual(r[2:4], ["80", "0.80×"])
+        self.assertIn("no fsync", row(b, "nginx, sendfile")[1])
+        self.assertNotIn("client CPU", b.splitlines()[4])
+
+    def test_small_files(self):
+        c = section(self.text, "### (c)")
+        r = row(c, "nginx")
+        self.assertEqual(r[1:7], ["8,000", "4.00×", "1.00", "5.00", "0.50×",
+                                  "4,000 / 8,000 / 12,000"])
+        self.assertEqual(row(c, "ringstore-server --engine=io_uring")[7], "100.0")
+
+    def test_references_and_failures(self):
+        self.assertIn("| 1,002 MiB/s | 1,001 / 1,002 / 1,003 |", self.text)
+        fails = section(self.text, "### Failures")
+        self.assertIn("round 2, download_big / baseline: server exited 1", fails)
+        self.assertIn("round 2, download_big / nginx: 2 errors: HTTP 404", fails)
+
+    def test_quick_runs_say_so(self):
+        recs = records()
+        recs[0] = meta(quick=True)
+        self.assertIn("--quick smoke test", compare_report.markdown(recs))
+
+    def test_write_into_keeps_text_outside_the_markers(self):
+        with tempfile.TemporaryDirectory(dir=os.environ.get("TEST_TMPDIR")) as d:
+            path = os.path.join(d, "RESULTS.md")
+            compare_report.write_into(path, compare_report.markdown(records()))
+            with open(path) as f:
+                first = f.read()
+            self.assertTrue(first.startswith(compare_report.HEADER))
+            with open(path, "a") as f:
+                f.write("\n## Analysis\n\nhand-written\n")
+            recs = records()
+            recs[0] = meta(date="2027-02-02T00:00:00+00:00")
+            compare_report.write_into(path, compare_report.markdown(recs))
+            with open(path) as f:
+                second = f.read()
+            self.assertIn("2027-02-02", second)
+            self.assertNotIn("2026-01-01", second)
+            self.assertTrue(second.endswith("## Analysis\n\nhand-written\n"))
+            self.assertEqual(second.count(compare_report.BEGIN), 1)
+
+
+PERF_SCRIPT = """\
+iou-wrk-7 7
+\tffffffff81000001 io_fgetxattr ([kernel.kallsyms])
+\tffffffff81000002 io_wq_worker ([kernel.kallsyms])
+
+rs-uring 5
+\t0000000000001000 __memcpy_avx_unaligned_erms (/usr/lib/x86_64-linux-gnu/libc.so.6)
+\t0000000000002000 ringstore::Foo (/work/bazel-out/ringstore-server)
+
+rs-uring 5
+\tffffffff81000003 __memcpy_avx_unaligned_erms ([kernel.kallsyms])
+\tffffffff81000004 tcp_sendmsg ([kernel.kallsyms])
+
+nexting_thread 6
+\t0000000000003000 grpc_chttp2_begin_write (/usr/lib/x86_64-linux-gnu/libgrpc.so.29)
+"""
+
+
+class PerfBreakdownTest(unittest.TestCase):
+    def test_each_sample_counts_once_in_the_first_matching_category(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False,
+                                         dir=os.environ.get("TEST_TMPDIR")) as f:
+            f.write(PERF_SCRIPT)
+        try:
+            samples = perf_breakdown.parse(f.name)
+        finally:
+            os.unlink(f.name)
+        self.assertEqual(len(samples), 4)
+        cats, threads = perf_breakdown.breakdown(samples)
+        self.assertEqual(sum(cats.values()), 4)
+        names = [n for n, _ in perf_breakdown.CATEGORIES]
+        self.assertEqual(cats[names[0]], 1)  # io-wq
+        self.assertEqual(cats["user-space copies (memcpy/memmove)"], 1)
+        self.assertEqual(cats["kernel TCP send/receive, loopback delivery included"], 1)
+        self.assertEqual(cats["gRPC, HTTP/2 and protobuf (user space)"], 1)
+        self.assertEqual(threads, {"iou-wrk": 1, "rs-uring": 2, "nexting_thread": 1})
+
+
+if __name__ == "__main__":
+    testlib.main()
