@@ -6,13 +6,16 @@
 // Cases (each at a fixed concurrency, through the Engine interface alone):
 //   SmallFiles    10,000 files of 4 KiB, each opened, read whole, closed;
 //                 64 files in flight.
-//   SmallFilesReadFile  the same through Engine::ReadFile (one linked
-//                 open→read→close chain per file on io_uring).
+//   SmallFilesReadFile  the same through Engine::ReadFile with the metadata
+//                 attribute (one linked open→fgetxattr→read→close chain per
+//                 file on io_uring).
+//   SmallFilesReadData  the same without the attribute (open→read→close),
+//                 as a download does when the store knows the metadata.
 //   SeqRead       a 1 GiB file read in 1 MiB blocks, 2 in flight (what a
 //                 download's read-ahead does).
 //   RandRead      20,000 random 4 KiB reads of that file, 32 in flight.
 //   WriteFsync    256 MiB written in 1 MiB blocks, 4 in flight, then fsync.
-//   SmallFilesReadFileCold, RandReadCold
+//   SmallFilesReadDataCold, RandReadCold
 //                 the same with the files' pages dropped from the page cache
 //                 before each iteration (posix_fadvise DONTNEED; directory
 //                 entries and inodes stay cached, as on a busy server), so
@@ -35,12 +38,11 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "benchmark/benchmark.h"
 #include "storage/buffer_pool.h"
 #include "storage/engine.h"
 #include "storage/engine_selector.h"
+#include "storage/sync.h"
 
 namespace ringstore::storage {
 namespace {
@@ -168,32 +170,32 @@ class Slots {
     for (int i = n - 1; i >= 0; --i) free_.push_back(i);
   }
   int Take() {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     const int s = free_.back();
     free_.pop_back();
     return s;
   }
   void Give(int s) {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     free_.push_back(s);
   }
 
  private:
-  absl::Mutex mu_;
+  Mutex mu_;
   std::vector<int> free_;
 };
 
 // Runs `count` operations with at most `depth` in flight. `start(i, done)`
 // begins operation i and must call done(ok) exactly once, from any thread.
 bool RunPipelined(int count, int depth, std::function<void(int, std::function<void(bool)>)> start) {
-  absl::Mutex mu;
+  Mutex mu;
   int next = 0, finished = 0;
   bool ok = true;
   std::function<void()> launch;
   std::function<void(bool)> on_done = [&](bool success) {
     int i = -1;
     {
-      absl::MutexLock lock(&mu);
+      MutexLock lock(&mu);
       ++finished;
       ok &= success;
       if (next < count) i = next++;
@@ -202,12 +204,12 @@ bool RunPipelined(int count, int depth, std::function<void(int, std::function<vo
   };
   std::vector<int> first;
   {
-    absl::MutexLock lock(&mu);
+    MutexLock lock(&mu);
     while (next < count && next < depth) first.push_back(next++);
   }
   for (int i : first) start(i, on_done);
   std::pair<int*, int> until(&finished, count);
-  absl::MutexLock lock(&mu);
+  MutexLock lock(&mu);
   mu.Await(absl::Condition(+[](std::pair<int*, int>* p) { return *p->first == p->second; },
                            &until));
   return ok;
@@ -250,8 +252,12 @@ void SmallFiles(benchmark::State& state, const char* engine_name) {
 }
 
 // The same files through Engine::ReadFile: one linked chain per file on
-// io_uring. `cold`: from the disk.
-void SmallFilesReadFile(benchmark::State& state, const char* engine_name, bool cold) {
+// io_uring; with the metadata attribute if `metadata`, from the disk if
+// `cold`.
+void SmallFilesReadFile(benchmark::State& state, const char* engine_name, bool metadata,
+                        bool cold) {
+  ReadFileOptions options;
+  options.metadata = metadata;
   Fixture f(engine_name);
   if (!f.engine) return state.SkipWithError("engine unavailable");
   Engine* e = f.engine.get();
@@ -264,7 +270,7 @@ void SmallFilesReadFile(benchmark::State& state, const char* engine_name, bool c
     Slots slots(kDepth);
     const bool ok = RunPipelined(kSmallFiles, kDepth, [&](int i, std::function<void(bool)> done) {
       const int s = slots.Take();
-      e->ReadFile(absl::StrCat("small/", i), bufs[s].span(), nullptr,
+      e->ReadFile(absl::StrCat("small/", i), bufs[s].span(), options,
                   [&slots, s, done](absl::StatusOr<FileRead> r, Backend) {
                     slots.Give(s);
                     done(r.ok() && r->length == kSmallSize);
@@ -285,7 +291,7 @@ void ReadBig(benchmark::State& state, const char* engine_name, int count, int de
   Engine* e = f.engine.get();
   FileHandle file;
   {
-    absl::Notification opened;
+    Notification opened;
     e->Open("big", OpenMode::kRead, [&](absl::StatusOr<FileHandle> h, Backend) {
       file = *h;
       opened.Notify();
@@ -307,7 +313,7 @@ void ReadBig(benchmark::State& state, const char* engine_name, int count, int de
     });
     if (!ok) return state.SkipWithError("read failed");
   }
-  absl::Notification closed;
+  Notification closed;
   e->Close(file, [&](absl::Status, Backend) { closed.Notify(); });
   closed.WaitForNotification();
   state.SetItemsProcessed(state.iterations() * count);
@@ -341,7 +347,7 @@ void WriteFsync(benchmark::State& state, const char* engine_name) {
   for (auto _ : state) {
     unlink((g_dir + "/root/" + name).c_str());
     FileHandle file;
-    absl::Notification opened;
+    Notification opened;
     e->Open(name, OpenMode::kCreateWrite, [&](absl::StatusOr<FileHandle> h, Backend) {
       if (h.ok()) file = *h;
       opened.Notify();
@@ -354,7 +360,7 @@ void WriteFsync(benchmark::State& state, const char* engine_name) {
                                             absl::Span<const char>(bufs[i % kDepth].data(), kBlock),
                                             [done](absl::Status s, Backend) { done(s.ok()); });
                                  });
-    absl::Notification synced;
+    Notification synced;
     bool sync_ok = false;
     e->Sync(file, false, [&](absl::Status s, Backend) {
       sync_ok = s.ok();
@@ -380,8 +386,12 @@ int main(int argc, char** argv) {
   // Interleaved: each case runs for every engine before the next case.
   const std::pair<const char*, std::function<void(benchmark::State&, const char*)>> cases[] = {
       {"SmallFiles", SmallFiles},
-      {"SmallFilesReadFile", [](benchmark::State& s, const char* e) { SmallFilesReadFile(s, e, false); }},
-      {"SmallFilesReadFileCold", [](benchmark::State& s, const char* e) { SmallFilesReadFile(s, e, true); }},
+      {"SmallFilesReadFile",
+       [](benchmark::State& s, const char* e) { SmallFilesReadFile(s, e, true, false); }},
+      {"SmallFilesReadData",
+       [](benchmark::State& s, const char* e) { SmallFilesReadFile(s, e, false, false); }},
+      {"SmallFilesReadDataCold",
+       [](benchmark::State& s, const char* e) { SmallFilesReadFile(s, e, false, true); }},
       {"SeqRead", SeqRead},
       {"RandRead", [](benchmark::State& s, const char* e) { RandRead(s, e, false); }},
       {"RandReadCold", [](benchmark::State& s, const char* e) { RandRead(s, e, true); }},

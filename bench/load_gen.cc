@@ -68,12 +68,11 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "ringstore/v1/ringstore.grpc.pb.h"
 #include "storage/crc32c.h"
+#include "storage/sync.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "Server address, HOST:PORT.");
 ABSL_FLAG(std::string, mode, "download", "download, upload or populate.");
@@ -200,7 +199,7 @@ class ErrorLog {
     // absl and gRPC share the canonical code numbering.
     const std::string code =
         absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code()));
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     for (Entry& e : entries_) {
       if (e.code == code && e.message == status.error_message()) {
         ++e.count;
@@ -221,7 +220,7 @@ class ErrorLog {
     std::string message;
     int64_t count;
   };
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   std::vector<Entry> entries_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -242,7 +241,7 @@ std::string JsonString(absl::string_view s) {
 }
 
 std::string ErrorLog::Json() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   std::string out = "[";
   for (size_t i = 0; i < entries_.size(); ++i) {
     absl::StrAppend(&out, i ? "," : "", "{\"code\":", JsonString(entries_[i].code),
@@ -274,13 +273,13 @@ class Run {
   }
 
   void StreamDone() {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     --active_;
   }
 
   // Blocks until every stream called StreamDone; the seconds since Start().
   double Wait() {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     mu_.Await(absl::Condition(
         +[](int* active) { return *active == 0; }, &active_));
     return std::chrono::duration<double>(Clock::now() - start_).count();
@@ -296,7 +295,7 @@ class Run {
   Clock::time_point deadline_;
   std::atomic<int64_t> next_{0};
   ErrorLog errors_;
-  absl::Mutex mu_;
+  Mutex mu_;
   int active_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -370,11 +369,15 @@ class DownloadCall final : public grpc::ClientReadReactor<v1::DownloadResponse> 
   explicit DownloadCall(Stream* stream) : stream_(stream), start_(Clock::now()) {
     stream->Prepare(&context_);
     stream->stub_->async()->Download(&context_, &stream->download_request_, this);
+    // gRPC runs the reactions after the Start calls that caused them;
+    // RS_HAPPENS_BEFORE/AFTER let ThreadSanitizer see that (storage/sync.h).
+    RS_HAPPENS_BEFORE(this);
     StartRead(&stream->download_response_);
     StartCall();
   }
 
   void OnReadDone(bool ok) override {
+    RS_HAPPENS_AFTER(this);
     if (!ok) return;  // end of stream or failure: OnDone follows
     const v1::DownloadResponse& r = stream_->download_response_;
     if (messages_++ == 0) {
@@ -390,10 +393,12 @@ class DownloadCall final : public grpc::ClientReadReactor<v1::DownloadResponse> 
       return;
     }
     received_ += static_cast<int64_t>(r.data().size());
+    RS_HAPPENS_BEFORE(this);
     StartRead(&stream_->download_response_);
   }
 
   void OnDone(const grpc::Status& status) override {
+    RS_HAPPENS_AFTER(this);
     const Clock::duration latency = Clock::now() - start_;
     grpc::Status result = status;
     if (!local_error_.ok()) {
@@ -436,15 +441,18 @@ class UploadCall final : public grpc::ClientWriteReactor<v1::UploadRequest> {
     stream->Prepare(&context_);
     stream->stub_->async()->Upload(&context_, &stream->upload_response_, this);
     WriteNext();
+    RS_HAPPENS_BEFORE(this);
     StartCall();
   }
 
   void OnWriteDone(bool ok) override {
+    RS_HAPPENS_AFTER(this);
     // !ok: the server ended the call; OnDone says why.
     if (ok && next_ < stream_->plan_->messages()) WriteNext();
   }
 
   void OnDone(const grpc::Status& status) override {
+    RS_HAPPENS_AFTER(this);
     const Clock::duration latency = Clock::now() - start_;
     const v1::UploadResponse& r = stream_->upload_response_;
     const int64_t size = stream_->plan_->size;
@@ -464,8 +472,9 @@ class UploadCall final : public grpc::ClientWriteReactor<v1::UploadRequest> {
     const UploadPlan& plan = *stream_->plan_;
     const v1::UploadRequest* m =
         next_ == 0 ? &stream_->first_upload_ : &plan.rest[static_cast<size_t>(next_ - 1)];
-    ++next_;
-    if (next_ == plan.messages()) {
+    const bool last = ++next_ == plan.messages();
+    RS_HAPPENS_BEFORE(this);
+    if (last) {
       StartWriteLast(m, grpc::WriteOptions());
     } else {
       StartWrite(m);
@@ -636,7 +645,7 @@ int Main() {
     context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
     v1::GetServerInfoRequest request;
     v1::ServerInfo info;
-    absl::Notification done;
+    Notification done;
     grpc::Status status;
     stubs[0]->async()->GetServerInfo(&context, &request, &info, [&](grpc::Status s) {
       status = std::move(s);
@@ -696,7 +705,7 @@ int main(int argc, char** argv) {
       "Usage: load_gen --server=HOST:PORT --mode=download|upload|populate "
       "[--concurrency=N] [--duration=10s] [--count=N] ...");
   absl::ParseCommandLine(argc, argv);
-  // Debian's Abseil is built without NDEBUG, so every absl::Mutex (gRPC
+  // Debian's Abseil is built without NDEBUG, so every Mutex (gRPC
   // locks them per call) also maintains a deadlock-detection graph: a few
   // per cent of the generator's CPU that would otherwise go to the server.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);

@@ -10,11 +10,11 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "server/convert.h"
 #include "storage/buffer_pool.h"
 #include "storage/cancellation.h"
 #include "storage/crc32c.h"
+#include "storage/sync.h"
 
 namespace ringstore::server {
 namespace {
@@ -30,6 +30,10 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadRespon
     if (request->offset() < 0 || request->limit() < 0) {
       Complete(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                             "offset and limit must not be negative"));
+      // From the constructor, Finish only records the status in this
+      // object; gRPC acts on it once the handler has returned, so the
+      // object is alive here and its writes must be ordered too.
+      RS_HAPPENS_BEFORE(this);
       return;
     }
     const int64_t limit = request->limit();
@@ -45,15 +49,17 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadRespon
   }
 
   void OnWriteDone(bool ok) override {
+    RS_HAPPENS_AFTER(this);
     bool stopping, all_sent;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       writing_ = false;
       stopping = stopping_;
       all_sent = next_write_ == end_;
     }
+    // Stop ran during the write (OnCancel, say): it left the finish to us.
+    if (stopping) return Complete(stop_status_);
     if (!ok) return Stop(absl::CancelledError("the client went away"));
-    if (stopping) return Complete(stop_status_);  // Stop ran during the write
     if (all_sent) return Complete(grpc::Status::OK);
     Pump();
     TryWrite();
@@ -62,14 +68,16 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadRespon
   // The client went away or the deadline passed: reads in flight end early
   // and none is started (Stop ends the RPC).
   void OnCancel() override {
+    RS_HAPPENS_AFTER(this);
     cancel_.Cancel();
     Stop(absl::CancelledError("the client cancelled the download"));
   }
 
   void OnDone() override {
+    RS_HAPPENS_AFTER(this);
     bool delete_now;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       done_ = true;
       delete_now = holds_ == 0;
     }
@@ -107,7 +115,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadRespon
         response_.set_crc32c(storage::Crc32c(response_.data()));
         buffer = PooledBuffer();
         // OnWriteDone finishes: everything is sent.
-        if (StartWriteUnlessStopping(n)) StartWrite(&response_);
+        if (StartWriteUnlessStopping(n)) Write();
       }
       Unhold();
     });
@@ -136,7 +144,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadRespon
     }
     const int64_t rest = size - offset_;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       end_ = offset_ + (limit == 0 ? rest : std::min(limit, rest));
       next_read_ = offset_;
       next_write_ = offset_;
@@ -145,7 +153,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadRespon
       // Nothing to read: one message with the file's info.
       FillHeader();
       response_.set_offset(offset_);
-      if (StartWriteUnlessStopping(offset_)) StartWrite(&response_);
+      if (StartWriteUnlessStopping(offset_)) Write();
       return;
     }
     Pump();
@@ -156,7 +164,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadRespon
     std::vector<std::pair<int64_t, size_t>> reads;
     const size_t buffer_size = store_->pool().buffer_size();
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       while (!stopping_ && next_read_ < end_ &&
              reads_in_flight_ + static_cast<int>(ready_.size()) < kReadAhead) {
         const size_t len = static_cast<size_t>(
@@ -193,7 +201,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadRespon
                       Stop(absl::AbortedError("the file changed during the download"));
                     } else {
                       {
-                        absl::MutexLock lock(&mu_);
+                        MutexLock lock(&mu_);
                         if (!stopping_) ready_[offset] = Chunk{std::move(buffer), len};
                       }
                       buffer = PooledBuffer();  // only if stopping
@@ -206,7 +214,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadRespon
   // A read (or its buffer wait) is over: the pipeline has room again.
   void ReadFinished() {
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       --reads_in_flight_;
     }
     Pump();
@@ -217,7 +225,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadRespon
   void TryWrite() {
     PooledBuffer spent;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       if (writing_ || stopping_) return;
       auto it = ready_.find(next_write_);
       if (it == ready_.end()) return;
@@ -234,7 +242,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadRespon
     }
     // The data is in the message: the buffer goes back now (outside mu_).
     spent = PooledBuffer();
-    StartWrite(&response_);
+    Write();
   }
 
   void FillHeader() {
@@ -246,7 +254,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadRespon
   // a write in flight, unless the download is being stopped (Stop finishes
   // it then).
   bool StartWriteUnlessStopping(int64_t end) {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (stopping_) return false;
     end_ = end;
     next_read_ = end;
@@ -256,7 +264,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadRespon
   }
 
   bool Stopping() {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     return stopping_;
   }
 
@@ -265,7 +273,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadRespon
     std::map<int64_t, Chunk> dropped;
     bool finish_now;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       if (stopping_) return;
       stopping_ = true;
       dropped.swap(ready_);
@@ -280,25 +288,34 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadRespon
 
   void Complete(const grpc::Status& status) {
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       if (finished_) return;
       finished_ = true;
       stopping_ = true;
     }
     AddBackendTrailer(context_, backend_);
+    RS_HAPPENS_BEFORE(this);
+    RS_HAPPENS_BEFORE(store_);  // see main.cc
     Finish(status);
+  }
+
+  // Sends response_. The reaction may run on another thread, which gRPC
+  // orders after this call.
+  void Write() {
+    RS_HAPPENS_BEFORE(this);
+    StartWrite(&response_);
   }
 
   // Hold/Unhold count callbacks that will still touch this reactor; it is
   // deleted when the RPC is done and none is left.
   void Hold() {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     ++holds_;
   }
   void Unhold() {
     bool delete_now;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       delete_now = --holds_ == 0 && done_;
     }
     if (delete_now) delete this;
@@ -317,7 +334,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadRespon
   Backend backend_ = Backend::kUnspecified;
   v1::DownloadResponse response_;
 
-  absl::Mutex mu_;
+  Mutex mu_;
   int64_t end_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t next_read_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t next_write_ ABSL_GUARDED_BY(mu_) = 0;

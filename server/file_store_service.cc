@@ -6,6 +6,7 @@
 #include "server/convert.h"
 #include "server/download_reactor.h"
 #include "server/upload_reactor.h"
+#include "storage/sync.h"
 
 namespace ringstore::server {
 
@@ -28,10 +29,11 @@ grpc::ServerUnaryReactor* FileStoreService::Stat(grpc::CallbackServerContext* co
                                                  const v1::StatRequest* request,
                                                  v1::FileInfo* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  store_->Stat(request->path(), [reactor, context, response](
+  store_->Stat(request->path(), [store = store_, reactor, context, response](
                                     absl::StatusOr<storage::ObjectInfo> info, Backend b) {
     if (info.ok()) ToProto(*info, response);
     AddBackendTrailer(context, b);
+    RS_HAPPENS_BEFORE(store);  // see main.cc
     reactor->Finish(ToGrpcStatus(info.status()));
   });
   return reactor;
@@ -46,7 +48,7 @@ grpc::ServerUnaryReactor* FileStoreService::List(grpc::CallbackServerContext* co
   options.delimiter = request->delimiter();
   options.page_size = request->page_size();
   options.page_token = request->page_token();
-  store_->List(std::move(options), [reactor, context, response](
+  store_->List(std::move(options), [store = store_, reactor, context, response](
                                        absl::StatusOr<storage::ListResult> result, Backend b) {
     if (result.ok()) {
       for (const storage::ObjectInfo& info : result->files) {
@@ -58,6 +60,7 @@ grpc::ServerUnaryReactor* FileStoreService::List(grpc::CallbackServerContext* co
       response->set_next_page_token(result->next_page_token);
     }
     AddBackendTrailer(context, b);
+    RS_HAPPENS_BEFORE(store);  // see main.cc
     reactor->Finish(ToGrpcStatus(result.status()));
   });
   return reactor;
@@ -72,9 +75,10 @@ grpc::ServerUnaryReactor* FileStoreService::Delete(grpc::CallbackServerContext* 
     if_generation_match = request->if_generation_match();
   }
   store_->Delete(request->path(), if_generation_match,
-                 [reactor, context, response](absl::Status s, Backend b) {
+                 [store = store_, reactor, context, response](absl::Status s, Backend b) {
                    response->set_backend(ToProto(b));
                    AddBackendTrailer(context, b);
+                   RS_HAPPENS_BEFORE(store);  // see main.cc
                    reactor->Finish(ToGrpcStatus(s));
                  });
   return reactor;

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/convert.h"
 #include "storage/crc32c.h"
+#include "storage/sync.h"
 
 namespace ringstore::server {
 namespace {
@@ -22,10 +23,11 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadRequest> {
         store_(store),
         response_(response),
         max_chunk_bytes_(max_chunk_bytes) {
-    StartRead(&request_);
+    Read();
   }
 
   void OnReadDone(bool ok) override {
+    RS_HAPPENS_AFTER(this);
     if (!ok) {
       // The client half-closed (or went away) before sending finish.
       return Fail(absl::InvalidArgumentError(
@@ -43,7 +45,10 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadRequest> {
   // and a storage call in flight checks Cancelled() when it completes.
   void OnCancel() override {}
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    RS_HAPPENS_AFTER(this);
+    delete this;
+  }
 
  private:
   void OnFirstMessage() {
@@ -105,7 +110,7 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadRequest> {
   void AfterWrite() {
     if (!request_.finish()) {
       request_.Clear();
-      StartRead(&request_);
+      Read();
       return;
     }
     writer_->Commit([this](absl::StatusOr<storage::ObjectInfo> info, Backend backend) {
@@ -134,7 +139,16 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadRequest> {
   // read and no storage call in flight; touches nothing afterwards.
   void Complete(const grpc::Status& status) {
     AddBackendTrailer(context_, backend_);
+    RS_HAPPENS_BEFORE(this);
+    RS_HAPPENS_BEFORE(store_);  // see main.cc
     Finish(status);
+  }
+
+  // The next message, into request_. The reaction may run on another
+  // thread, which gRPC orders after this call.
+  void Read() {
+    RS_HAPPENS_BEFORE(this);
+    StartRead(&request_);
   }
 
   grpc::CallbackServerContext* const context_;

@@ -74,7 +74,7 @@ PooledBuffer BufferPool::Wrap(int index) {
 void BufferPool::Acquire(AcquireCallback done) {
   int index;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (free_.empty()) {
       waiters_.push_back(std::move(done));
       return;
@@ -86,7 +86,7 @@ void BufferPool::Acquire(AcquireCallback done) {
 }
 
 PooledBuffer BufferPool::TryAcquire() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (free_.empty()) return PooledBuffer();
   const int index = free_.back();
   free_.pop_back();
@@ -96,7 +96,7 @@ PooledBuffer BufferPool::TryAcquire() {
 void BufferPool::Release(int index) {
   AcquireCallback waiter;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (waiters_.empty()) {
       free_.push_back(index);
       return;
@@ -109,7 +109,7 @@ void BufferPool::Release(int index) {
 }
 
 size_t BufferPool::free_count() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return free_.size();
 }
 

@@ -21,8 +21,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
+#include "storage/sync.h"
 
 namespace ringstore::storage {
 
@@ -96,7 +96,7 @@ class BufferPool {
   char* const base_;
   const size_t count_;
   const size_t buffer_size_;
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   std::vector<int> free_ ABSL_GUARDED_BY(mu_);
   std::deque<AcquireCallback> waiters_ ABSL_GUARDED_BY(mu_);
 };

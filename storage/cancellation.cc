@@ -7,7 +7,7 @@ namespace ringstore::storage {
 void Cancellation::Cancel() {
   std::map<uint64_t, Hook> hooks;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (cancelled_.exchange(true, std::memory_order_acq_rel)) return;
     hooks.swap(hooks_);
   }
@@ -15,7 +15,7 @@ void Cancellation::Cancel() {
 }
 
 uint64_t Cancellation::AddHook(Hook hook) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (cancelled_.load(std::memory_order_acquire)) return 0;
   const uint64_t id = next_id_++;
   hooks_.emplace(id, std::move(hook));
@@ -24,7 +24,7 @@ uint64_t Cancellation::AddHook(Hook hook) {
 
 void Cancellation::RemoveHook(uint64_t id) {
   if (id == 0) return;
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   hooks_.erase(id);
 }
 

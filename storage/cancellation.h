@@ -19,7 +19,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
-#include "absl/synchronization/mutex.h"
+#include "storage/sync.h"
 
 namespace ringstore::storage {
 
@@ -46,7 +46,7 @@ class Cancellation {
 
  private:
   std::atomic<bool> cancelled_{false};
-  absl::Mutex mu_;
+  Mutex mu_;
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<uint64_t, Hook> hooks_ ABSL_GUARDED_BY(mu_);
 };

@@ -66,11 +66,21 @@ struct FileStat {
   std::string metadata;
 };
 
+struct ReadFileOptions {
+  // Also fetch the metadata attribute (FileRead::metadata). io_uring's chain
+  // then has an fgetxattr, a step the kernel always runs on an io-wq worker
+  // thread; open, read and close complete inline.
+  bool metadata = true;
+  // As for Read; may be null.
+  Cancellation* cancel = nullptr;
+};
+
 // What ReadFile returns.
 struct FileRead {
   // Bytes read into dst; less than dst.size() means the whole file fit.
   size_t length = 0;
-  // Value of the metadata attribute, or empty if the file has none.
+  // Value of the metadata attribute, or empty if the file has none or it was
+  // not asked for.
   std::string metadata;
 };
 
@@ -143,11 +153,12 @@ class Engine {
   virtual void Close(FileHandle file, DoneCallback done) = 0;
 
   // Opens `path` for reading, reads up to dst.size() bytes from offset 0
-  // into `dst` (inside a pool buffer), fetches the metadata attribute and
-  // closes the file: one operation, which io_uring submits as one linked
-  // chain. Errors as Open(kRead); FailedPrecondition for a directory.
-  // `cancel` as for Read; the file is closed whatever happens.
-  virtual void ReadFile(std::string path, absl::Span<char> dst, Cancellation* cancel,
+  // into `dst` (inside a pool buffer), fetches the metadata attribute if
+  // asked and closes the file: one operation, which io_uring submits as one
+  // linked chain. Errors as Open(kRead); FailedPrecondition for a directory
+  // or anything else that is not a regular file. The file is closed
+  // whatever happens.
+  virtual void ReadFile(std::string path, absl::Span<char> dst, const ReadFileOptions& options,
                         Callback<FileRead> done) = 0;
 
   // Stat of an open file, metadata attribute included.

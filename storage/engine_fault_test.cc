@@ -18,12 +18,12 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "storage/cancellation.h"
 #include "storage/engine_test_fixture.h"
+#include "storage/sync.h"
 
 namespace ringstore::storage {
 namespace {
@@ -42,7 +42,7 @@ TEST_P(EngineFaultTest, CancelledBeforeStartDoesNothing) {
   cancel.Cancel();
   PooledBuffer buf = pool_->TryAcquire();
   Waiter<FileRead> whole;
-  engine_->ReadFile("f", buf.span(), &cancel, whole.callback());
+  engine_->ReadFile("f", buf.span(), WithCancel(&cancel), whole.callback());
   EXPECT_EQ(whole.Wait().status().code(), absl::StatusCode::kCancelled);
   auto f = Open("f", OpenMode::kRead);
   ASSERT_TRUE(f.ok());
@@ -55,7 +55,7 @@ TEST_P(EngineFaultTest, CancelledBeforeStartDoesNothing) {
   // An operation not cancelled is not disturbed by a Cancellation.
   Cancellation idle;
   Waiter<FileRead> again;
-  engine_->ReadFile("f", buf.span(), &idle, again.callback());
+  engine_->ReadFile("f", buf.span(), WithCancel(&idle), again.callback());
   auto r = again.Wait();
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(std::string(buf.data(), r->length), "content");
@@ -87,7 +87,7 @@ TEST_P(EngineFaultTest, SpecialFilesNeverBlock) {
   EXPECT_EQ(Open("fifo", OpenMode::kRead).status().code(), absl::StatusCode::kFailedPrecondition);
   PooledBuffer buf = pool_->TryAcquire();
   Waiter<FileRead> w;
-  engine_->ReadFile("fifo", buf.span(), nullptr, w.callback());
+  engine_->ReadFile("fifo", buf.span(), ReadFileOptions(), w.callback());
   EXPECT_EQ(w.Wait().status().code(), absl::StatusCode::kFailedPrecondition);
   auto st = StatPath("fifo");
   ASSERT_TRUE(st.ok()) << st.status();
@@ -102,7 +102,7 @@ TEST_P(EngineFaultTest, ReadFileStepFailures) {
   PooledBuffer buf = pool_->TryAcquire();
   auto read = [&] {
     Waiter<FileRead> w;
-    engine_->ReadFile("f", buf.span(), nullptr, w.callback());
+    engine_->ReadFile("f", buf.span(), ReadFileOptions(), w.callback());
     return w.Wait();
   };
   faults_.Fail(Step::kOpen, EACCES, 1, 1);
@@ -228,7 +228,7 @@ TEST_P(EngineFaultTest, ReadFileStressLeaksNoSlot) {
     }
   });
 
-  absl::Mutex mu;
+  Mutex mu;
   int next = 0, finished = 0, exited = 0, ok = 0, not_found = 0, cancelled = 0, other = 0,
       bad_length = 0;
   std::vector<int> free_buffers;
@@ -243,7 +243,7 @@ TEST_P(EngineFaultTest, ReadFileStressLeaksNoSlot) {
     for (;;) {
       Cancellation* c;
       {
-        absl::MutexLock lock(&mu);
+        MutexLock lock(&mu);
         mu.Await(absl::Condition(&pending, &CancelQueue::Ready));
         if (pending.queue.empty()) return;
         c = pending.queue.front();
@@ -255,7 +255,7 @@ TEST_P(EngineFaultTest, ReadFileStressLeaksNoSlot) {
   std::function<void()> launch = [&] {
     int i, b;
     {
-      absl::MutexLock lock(&mu);
+      MutexLock lock(&mu);
       if (next == kReads || free_buffers.empty()) return;
       i = next++;
       b = free_buffers.back();
@@ -271,14 +271,14 @@ TEST_P(EngineFaultTest, ReadFileStressLeaksNoSlot) {
       if (i % 13 == 0) cancel->Cancel();
     }
     if (i % 7 == 0 && i % 13 != 0) {
-      absl::MutexLock lock(&mu);
+      MutexLock lock(&mu);
       pending.queue.push_back(cancel);
     }
-    engine_->ReadFile(path, buffers[b].span(), cancel,
+    engine_->ReadFile(path, buffers[b].span(), WithCancel(cancel),
                       [&, b](absl::StatusOr<FileRead> r, Backend) {
                         bool more;
                         {
-                          absl::MutexLock lock(&mu);
+                          MutexLock lock(&mu);
                           ++finished;
                           free_buffers.push_back(b);
                           if (r.ok()) {
@@ -294,13 +294,13 @@ TEST_P(EngineFaultTest, ReadFileStressLeaksNoSlot) {
                           more = next < kReads;
                         }
                         if (more) launch();
-                        absl::MutexLock lock(&mu);
+                        MutexLock lock(&mu);
                         ++exited;  // the last touch of the test's state
                       });
   };
   for (int i = 0; i < kInFlight; ++i) launch();
   {
-    absl::MutexLock lock(&mu);
+    MutexLock lock(&mu);
     mu.Await(absl::Condition(+[](int* n) { return *n == kReads; }, &exited));
   }
   const EngineInfo info = engine_->info();
@@ -308,7 +308,7 @@ TEST_P(EngineFaultTest, ReadFileStressLeaksNoSlot) {
   engine_.reset();
   stop = true;
   {
-    absl::MutexLock lock(&mu);
+    MutexLock lock(&mu);
     pending.done = true;
   }
   canceller.join();
@@ -319,7 +319,9 @@ TEST_P(EngineFaultTest, ReadFileStressLeaksNoSlot) {
   EXPECT_EQ(bad_length, 0);
   EXPECT_GT(faults_.injected(Step::kClose), 0);
   EXPECT_EQ(info.direct_slots_in_use, 0);
-  if (backend_ == Backend::kIoUring) EXPECT_GT(info.direct_slots, 0);
+  if (backend_ == Backend::kIoUring) {
+    EXPECT_GT(info.direct_slots, 0);
+  }
 }
 
 // An operation the engine's kernel interface refuses (ENOSYS, EOPNOTSUPP,
@@ -334,12 +336,19 @@ TEST_P(EngineFaultTest, RefusedOperationRunsOnTheNextEngine) {
   auto started = StartEngine(GetParam(), options);
   if (!started.ok()) GTEST_SKIP() << "no fault injection: " << started.status();
   engine_ = std::move(started->engine);
-  const Backend next = backend_ == Backend::kIoUring ? Backend::kPosixAio : Backend::kThreadPool;
+  // The engine after this one among those that start here.
+  const std::vector<std::string>& available = started->available;
+  auto at = std::find(available.begin(), available.end(), GetParam());
+  ASSERT_TRUE(at != available.end() && at + 1 != available.end());
+  Backend next = Backend::kUnspecified;
+  for (Backend b : {Backend::kIoUring, Backend::kPosixAio, Backend::kThreadPool}) {
+    if (BackendName(b) == *(at + 1)) next = b;
+  }
   PooledBuffer buf = pool_->TryAcquire();
 
   faults_.Fail(Step::kRead, ENOSYS);
   Waiter<FileRead> whole;
-  engine_->ReadFile("f", buf.span(), nullptr, whole.callback());
+  engine_->ReadFile("f", buf.span(), ReadFileOptions(), whole.callback());
   auto r = whole.Wait();
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(std::string(buf.data(), r->length), "hello");
@@ -371,7 +380,7 @@ TEST_P(EngineFaultTest, RefusedOperationRunsOnTheNextEngine) {
   // Not a refusal: the primary's own answer.
   faults_.Fail(Step::kRead, EIO, 1, 1);
   Waiter<FileRead> failed;
-  engine_->ReadFile("f", buf.span(), nullptr, failed.callback());
+  engine_->ReadFile("f", buf.span(), ReadFileOptions(), failed.callback());
   EXPECT_EQ(failed.Wait().status().code(), absl::StatusCode::kInternal);
   EXPECT_EQ(failed.backend(), backend_);
 }

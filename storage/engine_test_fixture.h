@@ -23,17 +23,23 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "storage/buffer_pool.h"
 #include "storage/engine.h"
 #include "storage/engine_selector.h"
 #include "storage/fault_injection.h"
+#include "storage/sync.h"
 
 namespace ringstore::storage {
 
 inline const char* const kEngines[] = {"io_uring", "posix_aio", "thread_pool"};
+
+// ReadFile options with `cancel` and the metadata attribute.
+inline ReadFileOptions WithCancel(Cancellation* cancel) {
+  ReadFileOptions options;
+  options.cancel = cancel;
+  return options;
+}
 
 inline std::string TempDir() {
   const char* base = std::getenv("TEST_TMPDIR");
@@ -71,7 +77,7 @@ class Waiter {
   Backend backend() const { return backend_; }
 
  private:
-  absl::Notification done_;
+  Notification done_;
   absl::StatusOr<T> result_ = absl::UnknownError("unset");
   Backend backend_ = Backend::kUnspecified;
 };
@@ -93,7 +99,7 @@ class StatusWaiter {
   Backend backend() const { return backend_; }
 
  private:
-  absl::Notification done_;
+  Notification done_;
   absl::Status status_;
   Backend backend_ = Backend::kUnspecified;
 };

@@ -61,10 +61,11 @@ class FallbackEngine final : public Engine {
                       fallback_->Close(file, std::move(done));
                     }));
   }
-  void ReadFile(std::string path, absl::Span<char> dst, Cancellation* cancel,
+  void ReadFile(std::string path, absl::Span<char> dst, const ReadFileOptions& options,
                 Callback<FileRead> done) override {
-    primary_->ReadFile(path, dst, cancel, Retry(std::move(done), [this, path, dst, cancel](auto done) {
-                         fallback_->ReadFile(path, dst, cancel, std::move(done));
+    primary_->ReadFile(path, dst, options,
+                       Retry(std::move(done), [this, path, dst, options](auto done) {
+                         fallback_->ReadFile(path, dst, options, std::move(done));
                        }));
   }
   void Stat(FileHandle file, Callback<FileStat> done) override {

@@ -35,17 +35,17 @@ absl::string_view StepName(Step step) {
 }
 
 void FaultInjector::Fail(Step step, int err, int every, int count) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   rules_[static_cast<size_t>(step)].push_back(Rule{err, every < 1 ? 1 : every, count});
 }
 
 void FaultInjector::Clear() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   for (auto& rules : rules_) rules.clear();
 }
 
 int FaultInjector::Take(Step step) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   const size_t i = static_cast<size_t>(step);
   for (Rule& rule : rules_[i]) {
     if (rule.count == 0) continue;
@@ -58,7 +58,7 @@ int FaultInjector::Take(Step step) {
 }
 
 int FaultInjector::injected(Step step) const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return injected_[static_cast<size_t>(step)];
 }
 

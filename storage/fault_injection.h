@@ -22,7 +22,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
+#include "storage/sync.h"
 
 namespace ringstore::storage {
 
@@ -72,7 +72,7 @@ class FaultInjector {
   };
   static constexpr size_t kSteps = static_cast<size_t>(Step::kCount);
 
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   std::array<std::vector<Rule>, kSteps> rules_ ABSL_GUARDED_BY(mu_);
   std::array<int, kSteps> injected_ ABSL_GUARDED_BY(mu_) = {};
 };

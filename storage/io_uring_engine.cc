@@ -14,8 +14,8 @@
 // directory that way and act relative to it. Short reads and writes are
 // continued; -EAGAIN and -EINTR are retried; -ECANCELED ends an operation
 // with Cancelled. Two operations are linked chains in one submission:
-//   ReadFile:   openat2_direct(slot) -LINK-> fgetxattr -HARDLINK-> read_fixed
-//               -HARDLINK-> close_direct(slot)
+//   ReadFile:   openat2_direct(slot) -LINK-> [fgetxattr -HARDLINK->]
+//               read_fixed -HARDLINK-> close_direct(slot)
 //   CommitFile: fsetxattr -LINK-> fsync -LINK-> renameat -LINK-> fsync(dir)
 // Reading a directory has no io_uring opcode: ReadDir runs on a helper
 // thread.
@@ -165,15 +165,15 @@ class RingFiles {
     });
   }
 
-  void ReadFile(std::string path, absl::Span<char> dst, Cancellation* cancel,
+  void ReadFile(std::string path, absl::Span<char> dst, const ReadFileOptions& options,
                 Callback<FileRead> done) {
-    ring_.Post([this, path = std::move(path), dst, cancel, done = std::move(done)]() mutable {
-      if (IsCancelled(cancel)) {
+    ring_.Post([this, path = std::move(path), dst, options, done = std::move(done)]() mutable {
+      if (IsCancelled(options.cancel)) {
         return std::move(done)(CancelledError(absl::StrCat("read ", path)), kBackend);
       }
       const int slot = ring_.TakeSlot();
-      if (slot < 0) return ReadFileUnlinked(path, dst, cancel, std::move(done));
-      ReadFileChain(std::move(path), dst, slot, cancel, std::move(done));
+      if (slot < 0) return ReadFileUnlinked(path, dst, options, std::move(done));
+      ReadFileChain(std::move(path), dst, slot, options, std::move(done));
     });
   }
 
@@ -316,15 +316,19 @@ class RingFiles {
   struct ReadChain {
     std::string path;
     open_how how;
-    std::string value = std::string(kMaxMetadataBytes, '\0');
+    std::string value;
     absl::Span<char> dst;
+    ReadFileOptions options;
+    // The results of the chain's steps; `xattr` stays -ENODATA without one.
+    int open = 0, xattr = -ENODATA, read = 0, close = 0;
   };
-  enum { kOpenStep, kXattrStep, kReadStep, kCloseStep };
 
-  void ReadFileChain(std::string path, absl::Span<char> dst, int slot, Cancellation* cancel,
-                     Callback<FileRead> done) {
+  void ReadFileChain(std::string path, absl::Span<char> dst, int slot,
+                     const ReadFileOptions& options, Callback<FileRead> done) {
     auto c = std::make_shared<ReadChain>();
     c->path = std::move(path);
+    c->options = options;
+    if (options.metadata) c->value.assign(kMaxMetadataBytes, '\0');
     // O_NONBLOCK: a FIFO placed in the root must not block the open (the
     // read then finds no data and no metadata, and is checked below).
     // Regular files read as usual: on Linux 6.x io_uring still retries them
@@ -339,13 +343,15 @@ class RingFiles {
                        io_uring_prep_openat2_direct(sqe, root, c->path.c_str(), &c->how, slot);
                      },
                      IOSQE_IO_LINK, /*cancellable=*/true});
-    steps.push_back({Step::kGetXattr,
-                     [c, slot, &attr](io_uring_sqe* sqe) {
-                       io_uring_prep_fgetxattr(sqe, slot, attr.c_str(), c->value.data(),
-                                               static_cast<unsigned>(c->value.size()));
-                       sqe->flags |= IOSQE_FIXED_FILE;
-                     },
-                     IOSQE_IO_HARDLINK});
+    if (options.metadata) {
+      steps.push_back({Step::kGetXattr,
+                       [c, slot, &attr](io_uring_sqe* sqe) {
+                         io_uring_prep_fgetxattr(sqe, slot, attr.c_str(), c->value.data(),
+                                                 static_cast<unsigned>(c->value.size()));
+                         sqe->flags |= IOSQE_FIXED_FILE;
+                       },
+                       IOSQE_IO_HARDLINK});
+    }
     steps.push_back({Step::kRead,
                      [c, slot, index](io_uring_sqe* sqe) {
                        const auto len = static_cast<unsigned>(c->dst.size());
@@ -359,30 +365,34 @@ class RingFiles {
                      IOSQE_IO_HARDLINK, /*cancellable=*/true});
     steps.push_back({Step::kClose,
                      [slot](io_uring_sqe* sqe) { io_uring_prep_close_direct(sqe, slot); }});
-    const uint64_t op = ring_.BeginOp(cancel);
-    ring_.SubmitChain(std::move(steps), [this, c, slot, op, cancel, done = std::move(done)](
+    const uint64_t op = ring_.BeginOp(options.cancel);
+    ring_.SubmitChain(std::move(steps), [this, c, slot, op, done = std::move(done)](
                                             std::vector<int> res) mutable {
       ring_.EndOp(op);
-      if (res[kOpenStep] < 0 || res[kCloseStep] == 0) {
+      size_t i = 0;
+      c->open = res[i++];
+      if (c->options.metadata) c->xattr = res[i++];
+      c->read = res[i++];
+      c->close = res[i++];
+      if (c->open < 0 || c->close == 0) {
         // Nothing was opened into the slot, or it was closed.
         ring_.ReleaseSlot(slot);
-        return FinishReadChain(*c, res, cancel, std::move(done));
+        return FinishReadChain(*c, std::move(done));
       }
       // The close failed or was cancelled: close again, and give the slot
       // back before answering.
       ring_.Submit(
           Step::kClose, [slot](io_uring_sqe* sqe) { io_uring_prep_close_direct(sqe, slot); },
-          [this, c, slot, res = std::move(res), cancel, done = std::move(done)](int) mutable {
+          [this, c, slot, done = std::move(done)](int) mutable {
             ring_.ReleaseSlot(slot);
-            FinishReadChain(*c, res, cancel, std::move(done));
+            FinishReadChain(*c, std::move(done));
           });
     });
   }
 
-  void FinishReadChain(const ReadChain& c, const std::vector<int>& res, Cancellation* cancel,
-                       Callback<FileRead> done) {
-    const int open_res = res[kOpenStep], xattr_res = res[kXattrStep];
-    const int read_res = res[kReadStep];
+  void FinishReadChain(const ReadChain& c, Callback<FileRead> done) {
+    const int open_res = c.open, xattr_res = c.xattr, read_res = c.read;
+    Cancellation* const cancel = c.options.cancel;
     const std::string& path = c.path;
     // A failed open cancels the rest of the chain: only its own -ECANCELED,
     // or the read's after a good open, means the caller cancelled.
@@ -400,7 +410,7 @@ class RingFiles {
     // placed by hand, or no regular file at all. Both take the slow path,
     // which checks what it opened.
     if (read_res == -EAGAIN || read_res == -EINTR || (read_res == 0 && xattr_res < 0)) {
-      return ReadFileUnlinked(path, c.dst, cancel, std::move(done));
+      return ReadFileUnlinked(path, c.dst, c.options, std::move(done));
     }
     if (read_res < 0) {
       return std::move(done)(ResError(read_res, absl::StrCat("read ", path)), kBackend);
@@ -417,18 +427,25 @@ class RingFiles {
 
   // ReadFile without a free slot: the same steps one at a time on a plain
   // descriptor.
-  void ReadFileUnlinked(const std::string& path, absl::Span<char> dst, Cancellation* cancel,
-                        Callback<FileRead> done) {
-    OpenRegular(path, [this, path, dst, cancel, done = std::move(done)](
+  void ReadFileUnlinked(const std::string& path, absl::Span<char> dst,
+                        const ReadFileOptions& options, Callback<FileRead> done) {
+    OpenRegular(path, [this, path, dst, options, done = std::move(done)](
                           absl::StatusOr<int> fd) mutable {
       if (!fd.ok()) return std::move(done)(fd.status(), kBackend);
-      const uint64_t op = ring_.BeginOp(cancel);
-      ReadFrom(*fd, 0, dst, 0, op, cancel,
-               [this, fd = *fd, op, done = std::move(done)](absl::StatusOr<size_t> n) mutable {
+      const uint64_t op = ring_.BeginOp(options.cancel);
+      ReadFrom(*fd, 0, dst, 0, op, options.cancel,
+               [this, fd = *fd, op, metadata = options.metadata,
+                done = std::move(done)](absl::StatusOr<size_t> n) mutable {
                  ring_.EndOp(op);
                  if (!n.ok()) {
                    CloseQuietly(fd);
                    return std::move(done)(n.status(), kBackend);
+                 }
+                 if (!metadata) {
+                   CloseQuietly(fd);
+                   FileRead out;
+                   out.length = *n;
+                   return std::move(done)(std::move(out), kBackend);
                  }
                  AddMetadata(fd, FileStat(), [this, fd, n = *n, done = std::move(done)](
                                                  absl::StatusOr<FileStat> st) mutable {
@@ -746,9 +763,9 @@ class IoUringEngine final : public Engine {
     Next().Sync(file, data_only, std::move(done));
   }
   void Close(FileHandle file, DoneCallback done) override { Next().Close(file, std::move(done)); }
-  void ReadFile(std::string path, absl::Span<char> dst, Cancellation* cancel,
+  void ReadFile(std::string path, absl::Span<char> dst, const ReadFileOptions& options,
                 Callback<FileRead> done) override {
-    Next().ReadFile(std::move(path), dst, cancel, std::move(done));
+    Next().ReadFile(std::move(path), dst, options, std::move(done));
   }
   void Stat(FileHandle file, Callback<FileStat> done) override {
     Next().Stat(file, std::move(done));

@@ -59,7 +59,7 @@ Ring::Ring(const EngineOptions& options)
 Ring::~Ring() {
   if (thread_.joinable()) {
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       stopping_ = true;
     }
     Wake();
@@ -179,7 +179,7 @@ void Ring::Loop() {
   for (;;) {
     RunPosted();
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       if (stopping_ && in_flight_ == 0 && posted_.empty()) break;
     }
     const int rc = io_uring_submit_and_wait(&ring_, 1);
@@ -204,7 +204,7 @@ void Ring::Loop() {
       if (tag == kIgnoreTag) continue;
       std::unique_ptr<Completion> c(reinterpret_cast<Completion*>(tag));
       {
-        absl::MutexLock lock(&mu_);
+        MutexLock lock(&mu_);
         --in_flight_;
       }
       if (c->op != 0) {
@@ -247,7 +247,7 @@ void Ring::Submit(Step step, const Prep& prep, Cont done, uint64_t op) {
     if (it != ops_.end()) it->second.in_flight.push_back(c);
   }
   io_uring_sqe_set_data(sqe, c);
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   ++in_flight_;
 }
 
@@ -343,7 +343,7 @@ void Ring::RunPosted() {
   for (;;) {
     std::deque<absl::AnyInvocable<void() &&>> work;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       work.swap(posted_);
     }
     if (work.empty()) return;
@@ -362,7 +362,7 @@ void Ring::Post(absl::AnyInvocable<void() &&> work) {
 void Ring::Enqueue(absl::AnyInvocable<void() &&> work) {
   bool wake;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     // A non-empty queue has a wake-up on its way already: RunPosted drains
     // until it finds the queue empty.
     wake = posted_.empty();

@@ -43,11 +43,11 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
 #include "storage/buffer_pool.h"
 #include "storage/cancellation.h"
 #include "storage/engine.h"
 #include "storage/fault_injection.h"
+#include "storage/sync.h"
 
 namespace ringstore::storage {
 
@@ -160,7 +160,7 @@ class Ring {
   uint64_t next_op_ = 1;
   std::unordered_map<uint64_t, OpState> ops_;
 
-  absl::Mutex mu_;
+  Mutex mu_;
   std::deque<absl::AnyInvocable<void() &&>> posted_ ABSL_GUARDED_BY(mu_);
   int64_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -6,7 +6,7 @@ namespace ringstore::storage {
 
 void PathLocks::Lock(const std::string& path, Continuation then) {
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     auto [it, inserted] = held_.try_emplace(path);
     if (!inserted) {
       it->second.push_back(std::move(then));
@@ -19,7 +19,7 @@ void PathLocks::Lock(const std::string& path, Continuation then) {
 void PathLocks::Unlock(const std::string& path) {
   Continuation next;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     auto it = held_.find(path);
     if (it == held_.end()) return;
     if (it->second.empty()) {

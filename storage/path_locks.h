@@ -12,7 +12,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
-#include "absl/synchronization/mutex.h"
+#include "storage/sync.h"
 
 namespace ringstore::storage {
 
@@ -25,7 +25,7 @@ class PathLocks {
   void Unlock(const std::string& path);
 
  private:
-  absl::Mutex mu_;
+  Mutex mu_;
   // A path is locked while it has an entry; the entry holds its waiters.
   absl::flat_hash_map<std::string, std::deque<Continuation>> held_ ABSL_GUARDED_BY(mu_);
 };

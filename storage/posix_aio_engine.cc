@@ -46,11 +46,11 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "storage/engine.h"
 #include "storage/path.h"
 #include "storage/posix_ops.h"
 #include "storage/status_util.h"
+#include "storage/sync.h"
 #include "storage/worker_pool.h"
 
 namespace ringstore::storage {
@@ -96,7 +96,7 @@ class PosixAioEngine final : public Engine {
     helpers_.reset();
     if (thread_.joinable()) {
       {
-        absl::MutexLock lock(&mu_);
+        MutexLock lock(&mu_);
         stopping_ = true;
       }
       Wake();
@@ -171,21 +171,23 @@ class PosixAioEngine final : public Engine {
     OnHelper(std::move(done), [this, file] { return files_.Close(static_cast<int>(file.id)); });
   }
 
-  // Open (helper) → aio_read → attribute and close (helper).
-  void ReadFile(std::string path, absl::Span<char> dst, Cancellation* cancel,
+  // Open (helper) → aio_read → attribute if asked, and close (helper).
+  void ReadFile(std::string path, absl::Span<char> dst, const ReadFileOptions& options,
                 Callback<FileRead> done) override {
-    helpers_->Run([this, path = std::move(path), dst, cancel, done = std::move(done)]() mutable {
+    helpers_->Run([this, path = std::move(path), dst, cancel = options.cancel,
+                   metadata = options.metadata, done = std::move(done)]() mutable {
       if (IsCancelled(cancel)) {
         return std::move(done)(absl::CancelledError("read: cancelled"), kBackend);
       }
       absl::StatusOr<int> fd = files_.Open(path, OpenMode::kRead);
       if (!fd.ok()) return std::move(done)(fd.status(), kBackend);
-      Post([this, fd = *fd, dst, cancel, done = std::move(done)]() mutable {
-        ReadFrom(fd, 0, dst, 0, cancel, [this, fd, done = std::move(done)](
+      Post([this, fd = *fd, dst, cancel, metadata, done = std::move(done)]() mutable {
+        ReadFrom(fd, 0, dst, 0, cancel, [this, fd, metadata, done = std::move(done)](
                                             absl::StatusOr<size_t> n) mutable {
-          helpers_->Run([this, fd, n = std::move(n), done = std::move(done)]() mutable {
-            absl::StatusOr<FileStat> st =
-                n.ok() ? files_.StatFd(fd) : absl::StatusOr<FileStat>(n.status());
+          helpers_->Run([this, fd, metadata, n = std::move(n), done = std::move(done)]() mutable {
+            absl::StatusOr<FileStat> st = !n.ok()     ? absl::StatusOr<FileStat>(n.status())
+                                          : metadata ? files_.StatFd(fd)
+                                                     : absl::StatusOr<FileStat>(FileStat());
             (void)files_.Close(fd);
             if (!st.ok()) return std::move(done)(st.status(), kBackend);
             std::move(done)(FileRead{*n, std::move(st->metadata)}, kBackend);
@@ -407,7 +409,7 @@ class PosixAioEngine final : public Engine {
       RunPosted();
       bool stopping;
       {
-        absl::MutexLock lock(&mu_);
+        MutexLock lock(&mu_);
         stopping = stopping_ && posted_.empty();
       }
       if (stopping && in_flight_.empty()) break;
@@ -451,7 +453,7 @@ class PosixAioEngine final : public Engine {
     for (;;) {
       std::deque<absl::AnyInvocable<void() &&>> work;
       {
-        absl::MutexLock lock(&mu_);
+        MutexLock lock(&mu_);
         work.swap(posted_);
       }
       if (work.empty()) return;
@@ -468,7 +470,7 @@ class PosixAioEngine final : public Engine {
   void Enqueue(absl::AnyInvocable<void() &&> work) {
     bool wake;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       wake = posted_.empty();
       posted_.push_back(std::move(work));
     }
@@ -493,7 +495,7 @@ class PosixAioEngine final : public Engine {
   std::vector<std::unique_ptr<Request>> in_flight_;
   std::unordered_map<int, int> busy_;
 
-  absl::Mutex mu_;
+  Mutex mu_;
   std::deque<absl::AnyInvocable<void() &&>> posted_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 
@@ -507,6 +509,11 @@ absl::StatusOr<std::unique_ptr<Engine>> NewPosixAioEngine(const EngineOptions& o
   if (options.root_fd < 0 || options.pool == nullptr) {
     return absl::InvalidArgumentError("engine needs a root and a buffer pool");
   }
+#if defined(__SANITIZE_THREAD__)
+  // glibc starts AIO threads from inside libc, where ThreadSanitizer cannot
+  // register them; the sanitizer's allocator then crashes in them.
+  return absl::UnimplementedError("not available in a ThreadSanitizer build");
+#endif
   const int root = fcntl(options.root_fd, F_DUPFD_CLOEXEC, 0);
   if (root < 0) return ErrnoToStatus(errno, "dup root");
   auto engine = std::make_unique<PosixAioEngine>(root, options);

@@ -219,13 +219,15 @@ absl::Status PosixFiles::SetMetadata(int fd, absl::string_view value) const {
   return SetAttr(fd, attr_, value);
 }
 
-absl::StatusOr<FileRead> PosixFiles::ReadFile(absl::string_view path,
-                                              absl::Span<char> dst) const {
+absl::StatusOr<FileRead> PosixFiles::ReadFile(absl::string_view path, absl::Span<char> dst,
+                                              bool metadata) const {
   RS_ASSIGN_OR_RETURN(int fd, Open(path, OpenMode::kRead));
   absl::StatusOr<FileRead> out = [&]() -> absl::StatusOr<FileRead> {
     FileRead read;
     RS_ASSIGN_OR_RETURN(read.length, ReadFull(fd, 0, dst));
-    RS_ASSIGN_OR_RETURN(read.metadata, ReadAttr(fd));
+    if (metadata) {
+      RS_ASSIGN_OR_RETURN(read.metadata, ReadAttr(fd));
+    }
     return read;
   }();
   // The descriptor is gone even if close fails, and what was read stands.

@@ -55,9 +55,10 @@ class PosixFiles {
   absl::Status SetMetadata(int fd, absl::string_view value) const;
   // Sets any attribute (used to probe the file system).
   absl::Status SetAttr(int fd, absl::string_view name, absl::string_view value) const;
-  // Open, read from offset 0 into `dst`, read the attribute, close
-  // (Engine::ReadFile).
-  absl::StatusOr<FileRead> ReadFile(absl::string_view path, absl::Span<char> dst) const;
+  // Open, read from offset 0 into `dst`, read the attribute if `metadata`,
+  // close (Engine::ReadFile).
+  absl::StatusOr<FileRead> ReadFile(absl::string_view path, absl::Span<char> dst,
+                                    bool metadata) const;
 
   absl::Status Rename(absl::string_view from, absl::string_view to) const;
   // Engine::CommitFile: metadata, fsync, rename, fsync of the directory.

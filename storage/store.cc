@@ -12,13 +12,15 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/synchronization/mutex.h"
+#include "storage/crc32c.h"
 #include "storage/engine_selector.h"
+#include "storage/metadata_cache.h"
 #include "storage/path.h"
 #include "storage/path_locks.h"
 #include "storage/posix_ops.h"
 #include "storage/status_util.h"
 #include "storage/store_internal.h"
+#include "storage/sync.h"
 
 namespace ringstore::storage {
 namespace {
@@ -60,18 +62,23 @@ absl::Status NotAFile(absl::string_view path) {
   return absl::NotFoundError(absl::StrCat("no file \"", path, "\""));
 }
 
+// ReadSmall's answer for a failed read: a directory is not a file.
+absl::Status SmallReadError(absl::string_view path, const absl::Status& s) {
+  return s.code() == absl::StatusCode::kFailedPrecondition ? NotAFile(path) : s;
+}
+
 // ---------------------------------------------------------------------------
 // Reader
 
 class ReaderImpl final : public Reader {
  public:
-  ReaderImpl(Engine* engine, FileHandle file, ObjectInfo info)
-      : state_(std::make_shared<State>(engine, file)), info_(std::move(info)) {}
+  ReaderImpl(Store* store, FileHandle file, ObjectInfo info)
+      : state_(std::make_shared<State>(store, file)), info_(std::move(info)) {}
 
   ~ReaderImpl() override {
     bool close_now;
     {
-      absl::MutexLock lock(&state_->mu);
+      MutexLock lock(&state_->mu);
       state_->closing = true;
       close_now = state_->in_flight == 0;
     }
@@ -83,36 +90,38 @@ class ReaderImpl final : public Reader {
   void Read(int64_t offset, absl::Span<char> dst, Cancellation* cancel,
             Engine::Callback<size_t> done) override {
     {
-      absl::MutexLock lock(&state_->mu);
+      MutexLock lock(&state_->mu);
       ++state_->in_flight;
     }
-    state_->engine->Read(
+    state_->store->engine().Read(
         state_->file, offset, dst, cancel,
         [state = state_, done = std::move(done)](absl::StatusOr<size_t> n,
                                                  Backend backend) mutable {
-          std::move(done)(std::move(n), backend);
+          // Bookkeeping first: once `done` has run, the caller may destroy
+          // the Reader and then the Store.
           bool close_now;
           {
-            absl::MutexLock lock(&state->mu);
+            MutexLock lock(&state->mu);
             --state->in_flight;
             close_now = state->closing && state->in_flight == 0;
           }
           if (close_now) CloseFile(state);
+          std::move(done)(std::move(n), backend);
         });
   }
 
  private:
   struct State {
-    State(Engine* e, FileHandle f) : engine(e), file(f) {}
-    Engine* const engine;
+    State(Store* s, FileHandle f) : store(s), file(f) {}
+    Store* const store;
     const FileHandle file;
-    absl::Mutex mu;
+    Mutex mu;
     int in_flight ABSL_GUARDED_BY(mu) = 0;
     bool closing ABSL_GUARDED_BY(mu) = false;
   };
 
   static void CloseFile(const std::shared_ptr<State>& state) {
-    state->engine->Close(state->file, [state](absl::Status, Backend) {});
+    state->store->CloseInBackground(state->file);
   }
 
   const std::shared_ptr<State> state_;
@@ -157,6 +166,7 @@ struct DeleteOp : std::enable_shared_from_this<DeleteOp> {
   }
 
   void Finish(absl::Status s) {
+    store->metadata().Erase(path);
     store->locks().Unlock(path);
     std::move(done)(std::move(s), backend);
   }
@@ -295,12 +305,33 @@ Store::Store(StoreOptions options, int root_fd, std::unique_ptr<BufferPool> pool
       pool_(std::move(pool)),
       engine_(std::move(engine)),
       locks_(std::make_unique<PathLocks>()),
+      metadata_(std::make_unique<MetadataCache>(options_.metadata_cache_entries)),
       available_(std::move(available)),
       last_generation_(absl::ToUnixMicros(absl::Now())) {}
 
 Store::~Store() {
+  {
+    MutexLock lock(&background_mu_);
+    background_mu_.Await(absl::Condition(
+        +[](int* n) { return *n == 0; }, &background_));
+  }
   engine_.reset();  // finishes queued work while the pool still exists
   close(root_fd_);
+}
+
+void Store::BeginBackground() {
+  MutexLock lock(&background_mu_);
+  ++background_;
+}
+
+void Store::EndBackground() {
+  MutexLock lock(&background_mu_);
+  --background_;
+}
+
+void Store::CloseInBackground(FileHandle file) {
+  BeginBackground();
+  engine_->Close(file, [this](absl::Status, Backend) { EndBackground(); });
 }
 
 int64_t Store::NextGeneration() {
@@ -340,7 +371,7 @@ void Store::OpenReader(std::string path, Callback<std::unique_ptr<Reader>> done)
     return;
   }
   Engine* engine = engine_.get();
-  engine->Open(path, OpenMode::kRead, [engine, path, done = std::move(done)](
+  engine->Open(path, OpenMode::kRead, [this, engine, path, done = std::move(done)](
                                           absl::StatusOr<FileHandle> file,
                                           Backend b) mutable {
     if (!file.ok()) {
@@ -350,14 +381,14 @@ void Store::OpenReader(std::string path, Callback<std::unique_ptr<Reader>> done)
                            : file.status();
       return std::move(done)(s, b);
     }
-    engine->Stat(*file, [engine, file = *file, path = std::move(path),
+    engine->Stat(*file, [this, file = *file, path = std::move(path),
                          done = std::move(done)](absl::StatusOr<FileStat> st,
                                                  Backend b) mutable {
       if (!st.ok()) {
-        engine->Close(file, [](absl::Status, Backend) {});
+        CloseInBackground(file);
         return std::move(done)(st.status(), b);
       }
-      std::move(done)(std::make_unique<ReaderImpl>(engine, file, MakeInfo(path, *st)), b);
+      std::move(done)(std::make_unique<ReaderImpl>(this, file, MakeInfo(path, *st)), b);
     });
   });
 }
@@ -368,14 +399,39 @@ void Store::ReadSmall(std::string path, absl::Span<char> dst, Cancellation* canc
     std::move(done)(s, engine_->info().backend);
     return;
   }
-  engine_->ReadFile(path, dst, cancel, [path, done = std::move(done)](
-                                          absl::StatusOr<FileRead> r, Backend b) mutable {
-    if (!r.ok()) {
-      absl::Status s = r.status().code() == absl::StatusCode::kFailedPrecondition
-                           ? NotAFile(path)
-                           : r.status();
-      return std::move(done)(s, b);
-    }
+  if (std::optional<ObjectInfo> known = metadata_->Lookup(path)) {
+    // The data alone, checked against what we know of the file.
+    ReadFileOptions options;
+    options.metadata = false;
+    options.cancel = cancel;
+    engine_->ReadFile(path, dst, options, [this, path, dst, cancel, known = *std::move(known),
+                                           done = std::move(done)](
+                                              absl::StatusOr<FileRead> r, Backend b) mutable {
+      if (r.ok() && r->length < dst.size() &&
+          static_cast<int64_t>(r->length) == known.size &&
+          Crc32c(absl::string_view(dst.data(), r->length)) == known.crc32c) {
+        SmallRead out;
+        out.complete = true;
+        out.info = std::move(known);
+        return std::move(done)(std::move(out), b);
+      }
+      if (!r.ok()) return std::move(done)(SmallReadError(path, r.status()), b);
+      // Changed since we learnt about it (by a commit in flight, or by
+      // hand): read it again with its metadata.
+      ReadSmallWithMetadata(std::move(path), dst, cancel, std::move(done));
+    });
+    return;
+  }
+  ReadSmallWithMetadata(std::move(path), dst, cancel, std::move(done));
+}
+
+void Store::ReadSmallWithMetadata(std::string path, absl::Span<char> dst, Cancellation* cancel,
+                                  Callback<SmallRead> done) {
+  ReadFileOptions options;
+  options.cancel = cancel;
+  engine_->ReadFile(path, dst, options, [this, path, done = std::move(done)](
+                                            absl::StatusOr<FileRead> r, Backend b) mutable {
+    if (!r.ok()) return std::move(done)(SmallReadError(path, r.status()), b);
     SmallRead out;
     // Complete only if the metadata read from the same open file vouches
     // that these are all of its bytes.
@@ -387,6 +443,7 @@ void Store::ReadSmall(std::string path, absl::Span<char> dst, Cancellation* canc
       out.info.generation = m->generation;
       out.info.crc32c = m->crc32c;
       out.info.modified = m->modified;
+      metadata_->Put(out.info);
     }
     std::move(done)(std::move(out), b);
   });

@@ -46,6 +46,7 @@
 
 namespace ringstore::storage {
 
+class MetadataCache;
 class PathLocks;
 
 struct ObjectInfo {
@@ -67,6 +68,9 @@ struct StoreOptions {
   int engine_threads = 4;
   // Largest file an upload may create; 0 = no limit.
   int64_t max_file_bytes = 0;
+  // Files whose metadata the store remembers (metadata_cache.h), so that
+  // small downloads skip reading it; 0 turns that off.
+  size_t metadata_cache_entries = 65536;
   // Tests only: engine steps to fail on purpose (fault_injection.h).
   FaultInjector* faults = nullptr;
 };
@@ -149,6 +153,9 @@ class Store {
   // checks that the file system keeps user extended attributes
   // (FailedPrecondition if not) and removes temp data left by a crash.
   static absl::StatusOr<std::unique_ptr<Store>> Open(const StoreOptions& options);
+  // Every call's callback must have run, and every Reader and Writer must be
+  // gone. Waits for the background work they left (closing, removing temp
+  // data), then stops the engine.
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
@@ -185,8 +192,19 @@ class Store {
   // Internal, used by the commit and delete operations.
   int64_t NextGeneration();
   PathLocks& locks() { return *locks_; }
+  MetadataCache& metadata() { return *metadata_; }
+  // Internal: engine work nobody waits for (closing a reader's file,
+  // removing an abandoned upload's temp data) is bracketed by these;
+  // ~Store waits for all of it before it stops the engine.
+  void BeginBackground();
+  void EndBackground();
+  void CloseInBackground(FileHandle file);
 
  private:
+  // ReadSmall reading the metadata attribute with the data.
+  void ReadSmallWithMetadata(std::string path, absl::Span<char> dst, Cancellation* cancel,
+                             Callback<SmallRead> done);
+
   Store(StoreOptions options, int root_fd, std::unique_ptr<BufferPool> pool,
         std::unique_ptr<Engine> engine, std::vector<std::string> available);
 
@@ -195,8 +213,11 @@ class Store {
   std::unique_ptr<BufferPool> pool_;
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<PathLocks> locks_;
+  std::unique_ptr<MetadataCache> metadata_;
   const std::vector<std::string> available_;
   std::atomic<int64_t> last_generation_{0};
+  Mutex background_mu_;
+  int background_ ABSL_GUARDED_BY(background_mu_) = 0;
 };
 
 // What a commit records in the metadata attribute.

@@ -14,9 +14,9 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "storage/path.h"
 #include "storage/store.h"
+#include "storage/sync.h"
 
 namespace ringstore::storage {
 namespace {
@@ -34,7 +34,7 @@ class ListOp : public std::enable_shared_from_this<ListOp> {
                           ? prefix.substr(0, prefix.size() - 1)
                           : std::string(ParentDir(prefix));
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       pending_ = 1;
     }
     Walk(std::move(dir), /*is_start=*/true);
@@ -55,7 +55,7 @@ class ListOp : public std::enable_shared_from_this<ListOp> {
                               Backend backend) {
       std::vector<std::string> subdirs;
       {
-        absl::MutexLock lock(&self->mu_);
+        MutexLock lock(&self->mu_);
         self->backend_ = backend;
         if (!entries.ok()) {
           // A missing start directory just means no matches; a directory
@@ -84,7 +84,7 @@ class ListOp : public std::enable_shared_from_this<ListOp> {
 
   void DoneOne() {
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       if (--pending_ > 0) return;
     }
     if (!error_.ok()) return std::move(done_)(error_, backend_);
@@ -128,7 +128,7 @@ class ListOp : public std::enable_shared_from_this<ListOp> {
     if (page_files_.empty()) return std::move(done_)(std::move(result_), backend_);
     infos_.resize(page_files_.size());
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       pending_ = static_cast<int>(page_files_.size());
     }
     for (size_t i = 0; i < page_files_.size(); ++i) StatOne(i);
@@ -139,7 +139,7 @@ class ListOp : public std::enable_shared_from_this<ListOp> {
     engine_->StatPath(page_files_[i], [self, i](absl::StatusOr<FileStat> st, Backend) {
       bool last;
       {
-        absl::MutexLock lock(&self->mu_);
+        MutexLock lock(&self->mu_);
         if (st.ok() && st->is_regular) {
           ObjectInfo& info = self->infos_[i];
           info.path = self->page_files_[i];
@@ -169,7 +169,7 @@ class ListOp : public std::enable_shared_from_this<ListOp> {
   const ListOptions options_;
   Engine::Callback<ListResult> done_;
 
-  absl::Mutex mu_;
+  Mutex mu_;
   int pending_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Status error_;
   Backend backend_ = Backend::kUnspecified;

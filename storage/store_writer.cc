@@ -10,12 +10,13 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "storage/crc32c.h"
+#include "storage/metadata_cache.h"
 #include "storage/path.h"
 #include "storage/path_locks.h"
 #include "storage/store_internal.h"
+#include "storage/sync.h"
 
 namespace ringstore::storage {
 namespace {
@@ -44,7 +45,7 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
   bool rename_retried = false;
   Backend backend = Backend::kUnspecified;
 
-  absl::Mutex mu;
+  Mutex mu;
   bool busy ABSL_GUARDED_BY(mu) = false;
   bool abandoned ABSL_GUARDED_BY(mu) = false;
   // Committed, or failed and cleaned up: nothing left to do.
@@ -53,7 +54,7 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
   // Marks a call in flight; false (and `done` failed) if the writer is
   // already finished.
   bool Begin(absl::AnyInvocable<void(absl::Status) &&>& fail) {
-    absl::MutexLock lock(&mu);
+    MutexLock lock(&mu);
     if (finished) {
       std::move(fail)(absl::FailedPreconditionError("upload is no longer active"));
       return false;
@@ -66,7 +67,7 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
   void End() {
     bool cleanup;
     {
-      absl::MutexLock lock(&mu);
+      MutexLock lock(&mu);
       busy = false;
       cleanup = abandoned && !finished;
       if (cleanup) finished = true;
@@ -77,7 +78,11 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
   // Closes (if open) and removes the temp file, in the background.
   void Discard() {
     auto self = shared_from_this();
-    auto unlink = [self] { self->engine->Unlink(self->tmp_path, [self](absl::Status, Backend) {}); };
+    store->BeginBackground();
+    auto unlink = [self] {
+      self->engine->Unlink(self->tmp_path,
+                           [self](absl::Status, Backend) { self->store->EndBackground(); });
+    };
     if (file_open) {
       file_open = false;
       engine->Close(file, [unlink](absl::Status, Backend) { unlink(); });
@@ -90,7 +95,7 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
   template <typename Done>
   void Fail(absl::Status status, Done done) {
     {
-      absl::MutexLock lock(&mu);
+      MutexLock lock(&mu);
       finished = true;
       busy = false;
     }
@@ -132,7 +137,11 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
   using CommitDone = Engine::Callback<ObjectInfo>;
 
   void FailCommit(absl::Status s, CommitDone done, bool locked) {
-    if (locked) store->locks().Unlock(spec.path);
+    if (locked) {
+      // The file may have been renamed into place before the failure.
+      store->metadata().Erase(spec.path);
+      store->locks().Unlock(spec.path);
+    }
     Fail(std::move(s), [&done](absl::Status st, Backend b) { std::move(done)(st, b); });
   }
 
@@ -256,19 +265,25 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
   // The file is in place. A failure here (a directory fsync) is reported
   // honestly: the new file is visible but may not survive a crash.
   void Finish(absl::Status s, CommitDone done) {
-    store->locks().Unlock(spec.path);
-    {
-      absl::MutexLock lock(&mu);
-      finished = true;
-      busy = false;
-    }
-    if (!s.ok()) return std::move(done)(std::move(s), backend);
     ObjectInfo info;
     info.path = spec.path;
     info.size = size;
     info.generation = generation;
     info.modified = modified;
     info.crc32c = crc;
+    // Still under the path's lock, so the latest commit's metadata wins.
+    if (s.ok()) {
+      store->metadata().Put(info);
+    } else {
+      store->metadata().Erase(spec.path);
+    }
+    store->locks().Unlock(spec.path);
+    {
+      MutexLock lock(&mu);
+      finished = true;
+      busy = false;
+    }
+    if (!s.ok()) return std::move(done)(std::move(s), backend);
     std::move(done)(std::move(info), backend);
   }
 };
@@ -280,7 +295,7 @@ class WriterImpl final : public Writer {
   ~WriterImpl() override {
     bool cleanup;
     {
-      absl::MutexLock lock(&state_->mu);
+      MutexLock lock(&state_->mu);
       state_->abandoned = true;
       cleanup = !state_->busy && !state_->finished;
       if (cleanup) state_->finished = true;

@@ -67,10 +67,12 @@ class ThreadPoolEngine final : public Engine {
                  [this, file] { return files_.Close(static_cast<int>(file.id)); });
   }
 
-  void ReadFile(std::string path, absl::Span<char> dst, Cancellation* cancel,
+  void ReadFile(std::string path, absl::Span<char> dst, const ReadFileOptions& options,
                 Callback<FileRead> done) override {
-    Submit(std::move(done), cancel,
-           [this, path = std::move(path), dst] { return files_.ReadFile(path, dst); });
+    Submit(std::move(done), options.cancel,
+           [this, path = std::move(path), dst, metadata = options.metadata] {
+             return files_.ReadFile(path, dst, metadata);
+           });
   }
 
   void Stat(FileHandle file, Callback<FileStat> done) override {

@@ -18,14 +18,14 @@ WorkerPool::WorkerPool(int threads, const std::string& name) {
 
 WorkerPool::~WorkerPool() {
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
   }
   for (std::thread& t : threads_) t.join();
 }
 
 void WorkerPool::Run(absl::AnyInvocable<void() &&> work) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   queue_.push_back(std::move(work));
 }
 
@@ -33,7 +33,7 @@ void WorkerPool::Loop() {
   for (;;) {
     absl::AnyInvocable<void() &&> work;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
           +[](WorkerPool* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) {
             return p->stopping_ || !p->queue_.empty();

@@ -12,7 +12,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
-#include "absl/synchronization/mutex.h"
+#include "storage/sync.h"
 
 namespace ringstore::storage {
 
@@ -30,7 +30,7 @@ class WorkerPool {
  private:
   void Loop();
 
-  absl::Mutex mu_;
+  Mutex mu_;
   std::deque<absl::AnyInvocable<void() &&>> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;
