@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "server/convert.h"
+#include "server/download_message.h"
 #include "storage/buffer_pool.h"
 #include "storage/cancellation.h"
 #include "storage/crc32c.h"
@@ -22,14 +23,20 @@ namespace {
 using storage::Backend;
 using storage::PooledBuffer;
 
-class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadResponse> {
+class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   DownloadReactor(grpc::CallbackServerContext* context, storage::Store* store,
-                  const v1::DownloadRequest* request)
-      : context_(context), store_(store), path_(request->path()), offset_(request->offset()) {
-    if (request->offset() < 0 || request->limit() < 0) {
-      Complete(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                            "offset and limit must not be negative"));
+                  absl::StatusOr<v1::DownloadRequest> request)
+      : context_(context),
+        store_(store),
+        path_(request.ok() ? request->path() : ""),
+        offset_(request.ok() ? request->offset() : 0) {
+    absl::Status invalid = request.status();
+    if (invalid.ok() && (request->offset() < 0 || request->limit() < 0)) {
+      invalid = absl::InvalidArgumentError("offset and limit must not be negative");
+    }
+    if (!invalid.ok()) {
+      Complete(ToGrpcStatus(invalid));
       // From the constructor, Finish only records the status in this
       // object; gRPC acts on it once the handler has returned, so the
       // object is alive here and its writes must be ordered too.
@@ -108,14 +115,16 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadRespon
       } else {
         info_ = std::move(r->info);
         const int64_t n = limit == 0 ? info_.size : std::min(limit, info_.size);
-        response_.Clear();
+        header_.Clear();
         FillHeader();
-        response_.set_offset(0);
-        response_.set_data(data, static_cast<size_t>(n));
-        response_.set_crc32c(storage::Crc32c(response_.data()));
-        buffer = PooledBuffer();
+        header_.set_offset(0);
+        header_.set_crc32c(storage::Crc32c(absl::string_view(data, static_cast<size_t>(n))));
         // OnWriteDone finishes: everything is sent.
-        if (StartWriteUnlessStopping(n)) Write();
+        if (StartWriteUnlessStopping(n)) {
+          message_ = EncodeDownloadResponse(header_, std::move(buffer), static_cast<size_t>(n));
+          Write();
+        }
+        buffer = PooledBuffer();  // if stopping
       }
       Unhold();
     });
@@ -152,8 +161,11 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadRespon
     if (end_ == offset_) {
       // Nothing to read: one message with the file's info.
       FillHeader();
-      response_.set_offset(offset_);
-      if (StartWriteUnlessStopping(offset_)) Write();
+      header_.set_offset(offset_);
+      if (StartWriteUnlessStopping(offset_)) {
+        message_ = EncodeDownloadResponse(header_, PooledBuffer(), 0);
+        Write();
+      }
       return;
     }
     Pump();
@@ -222,32 +234,32 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadRespon
   }
 
   // Sends the next chunk if it has been read and no write is in flight.
+  // Its buffer goes to gRPC with the message and back to the pool when the
+  // bytes are on the socket (download_message.h).
   void TryWrite() {
-    PooledBuffer spent;
+    Chunk chunk;
     {
       MutexLock lock(&mu_);
       if (writing_ || stopping_) return;
       auto it = ready_.find(next_write_);
       if (it == ready_.end()) return;
-      const Chunk& chunk = it->second;
-      response_.Clear();
-      if (next_write_ == offset_) FillHeader();
-      response_.set_offset(next_write_);
-      response_.set_data(chunk.buffer.data(), chunk.length);
-      response_.set_crc32c(storage::Crc32c(response_.data()));
-      next_write_ += static_cast<int64_t>(chunk.length);
-      spent = std::move(it->second.buffer);
+      chunk = std::move(it->second);
       ready_.erase(it);
+      header_.Clear();
+      if (next_write_ == offset_) FillHeader();
+      header_.set_offset(next_write_);
+      next_write_ += static_cast<int64_t>(chunk.length);
       writing_ = true;
     }
-    // The data is in the message: the buffer goes back now (outside mu_).
-    spent = PooledBuffer();
+    header_.set_crc32c(
+        storage::Crc32c(absl::string_view(chunk.buffer.data(), chunk.length)));
+    message_ = EncodeDownloadResponse(header_, std::move(chunk.buffer), chunk.length);
     Write();
   }
 
   void FillHeader() {
-    ToProto(info_, response_.mutable_info());
-    response_.set_backend(ToProto(backend_));
+    ToProto(info_, header_.mutable_info());
+    header_.set_backend(ToProto(backend_));
   }
 
   // For the one-message downloads: marks everything up to `end` as sent and
@@ -299,11 +311,11 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadRespon
     Finish(status);
   }
 
-  // Sends response_. The reaction may run on another thread, which gRPC
+  // Sends message_. The reaction may run on another thread, which gRPC
   // orders after this call.
   void Write() {
     RS_HAPPENS_BEFORE(this);
-    StartWrite(&response_);
+    StartWrite(&message_);
   }
 
   // Hold/Unhold count callbacks that will still touch this reactor; it is
@@ -332,7 +344,10 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadRespon
   // The file being sent, from the reader or the small-file read.
   storage::ObjectInfo info_;
   Backend backend_ = Backend::kUnspecified;
-  v1::DownloadResponse response_;
+  // The message being sent (while writing_): its fields, and what gRPC
+  // sends, the data still in its pool buffer.
+  v1::DownloadResponse header_;
+  grpc::ByteBuffer message_;
 
   Mutex mu_;
   int64_t end_ ABSL_GUARDED_BY(mu_) = 0;
@@ -350,10 +365,10 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadRespon
 
 }  // namespace
 
-grpc::ServerWriteReactor<v1::DownloadResponse>* NewDownloadReactor(
+grpc::ServerWriteReactor<grpc::ByteBuffer>* NewDownloadReactor(
     grpc::CallbackServerContext* context, storage::Store* store,
-    const v1::DownloadRequest* request) {
-  return new DownloadReactor(context, store, request);
+    const grpc::ByteBuffer* request) {
+  return new DownloadReactor(context, store, DecodeDownloadRequest(*request));
 }
 
 }  // namespace ringstore::server

@@ -9,9 +9,10 @@
 // two versions into one stream.
 //
 // Memory: a download holds at most kReadAhead pool buffers (reads in flight
-// or waiting for the writer) plus the one message gRPC is sending, however
-// slow the client. Reads run ahead only while there is room, so the gRPC
-// writer paces the disk. Disk work never runs in a reaction.
+// or waiting for the writer) plus the one gRPC is sending, however slow the
+// client: the data goes out of its pool buffer without a copy
+// (download_message.h). Reads run ahead only while there is room, so the
+// gRPC writer paces the disk. Disk work never runs in a reaction.
 #ifndef RINGSTORE_SERVER_DOWNLOAD_REACTOR_H_
 #define RINGSTORE_SERVER_DOWNLOAD_REACTOR_H_
 
@@ -25,10 +26,11 @@ namespace ringstore::server {
 // Pool buffers one download may hold at once.
 inline constexpr int kReadAhead = 2;
 
-// Starts a Download; the reactor deletes itself when the RPC is done.
-grpc::ServerWriteReactor<v1::DownloadResponse>* NewDownloadReactor(
+// Starts a Download for the raw (serialised) DownloadRequest `request`; the
+// reactor deletes itself when the RPC is done.
+grpc::ServerWriteReactor<grpc::ByteBuffer>* NewDownloadReactor(
     grpc::CallbackServerContext* context, storage::Store* store,
-    const v1::DownloadRequest* request);
+    const grpc::ByteBuffer* request);
 
 }  // namespace ringstore::server
 

@@ -20,8 +20,8 @@ grpc::ServerReadReactor<v1::UploadRequest>* FileStoreService::Upload(
   return NewUploadReactor(context, store_, response, options_.max_chunk_bytes);
 }
 
-grpc::ServerWriteReactor<v1::DownloadResponse>* FileStoreService::Download(
-    grpc::CallbackServerContext* context, const v1::DownloadRequest* request) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* FileStoreService::Download(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
   return NewDownloadReactor(context, store_, request);
 }
 

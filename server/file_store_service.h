@@ -22,15 +22,18 @@ struct ServiceOptions {
   std::string version;
 };
 
-class FileStoreService final : public v1::FileStore::CallbackService {
+// Download is a raw method: its responses are built by hand so that file
+// data is not copied (download_message.h).
+class FileStoreService final
+    : public v1::FileStore::WithRawCallbackMethod_Download<v1::FileStore::CallbackService> {
  public:
   // `store` must outlive the service.
   FileStoreService(storage::Store* store, ServiceOptions options);
 
   grpc::ServerReadReactor<v1::UploadRequest>* Upload(
       grpc::CallbackServerContext* context, v1::UploadResponse* response) override;
-  grpc::ServerWriteReactor<v1::DownloadResponse>* Download(
-      grpc::CallbackServerContext* context, const v1::DownloadRequest* request) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Download(
+      grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) override;
   grpc::ServerUnaryReactor* Stat(grpc::CallbackServerContext* context,
                                  const v1::StatRequest* request,
                                  v1::FileInfo* response) override;

@@ -1,0 +1,60 @@
+#include "server/download_message.h"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace ringstore::server {
+namespace {
+
+// Field 4 (data), wire type 2 (length-delimited): (4 << 3) | 2.
+constexpr char kDataTag = 0x22;
+
+void AppendVarint(uint64_t v, std::string* out) {
+  while (v >= 0x80) {
+    out->push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out->push_back(static_cast<char>(v));
+}
+
+void ReturnToPool(void* buffer) { delete static_cast<storage::PooledBuffer*>(buffer); }
+
+}  // namespace
+
+grpc::ByteBuffer EncodeDownloadResponse(const v1::DownloadResponse& header,
+                                        storage::PooledBuffer buffer, size_t length) {
+  std::string head;
+  header.SerializeToString(&head);
+  if (length == 0) {
+    grpc::Slice slice(head);
+    return grpc::ByteBuffer(&slice, 1);
+  }
+  head.push_back(kDataTag);
+  AppendVarint(length, &head);
+  char* data = buffer.data();
+  grpc::Slice slices[2] = {
+      grpc::Slice(head),
+      grpc::Slice(data, length, &ReturnToPool, new storage::PooledBuffer(std::move(buffer))),
+  };
+  return grpc::ByteBuffer(slices, 2);
+}
+
+absl::StatusOr<v1::DownloadRequest> DecodeDownloadRequest(const grpc::ByteBuffer& raw) {
+  std::vector<grpc::Slice> slices;
+  std::string bytes;
+  if (raw.Dump(&slices).ok()) {
+    for (const grpc::Slice& s : slices) {
+      bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+    }
+  }
+  v1::DownloadRequest request;
+  if (!request.ParseFromString(bytes)) {
+    return absl::InvalidArgumentError("the request is not a DownloadRequest");
+  }
+  return request;
+}
+
+}  // namespace ringstore::server

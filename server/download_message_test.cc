@@ -1,0 +1,83 @@
+#include "server/download_message.h"
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "storage/buffer_pool.h"
+
+namespace ringstore::server {
+namespace {
+
+std::string Bytes(const grpc::ByteBuffer& message) {
+  std::vector<grpc::Slice> slices;
+  EXPECT_TRUE(message.Dump(&slices).ok());
+  std::string out;
+  for (const grpc::Slice& s : slices) out.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  return out;
+}
+
+v1::DownloadResponse Header() {
+  v1::DownloadResponse header;
+  header.mutable_info()->set_path("a/b");
+  header.mutable_info()->set_size(300000);
+  header.set_backend(v1::BACKEND_IO_URING);
+  header.set_offset(4096);
+  header.set_crc32c(1234);
+  return header;
+}
+
+// What a client parses is the message protobuf itself would have built, and
+// the data never left its pool buffer until gRPC let go of the message.
+TEST(DownloadMessage, ParsesAsTheSameResponseAndGivesTheBufferBack) {
+  auto pool = storage::BufferPool::Create(1, 1 << 20);
+  ASSERT_TRUE(pool.ok());
+  for (size_t length : {size_t{1}, size_t{127}, size_t{128}, size_t{300000}, size_t{1} << 20}) {
+    SCOPED_TRACE(length);
+    storage::PooledBuffer buffer = (*pool)->TryAcquire();
+    ASSERT_TRUE(buffer.valid());
+    for (size_t i = 0; i < length; ++i) buffer.data()[i] = static_cast<char>(i * 7);
+    const std::string data(buffer.data(), length);
+    const char* where = buffer.data();
+    {
+      grpc::ByteBuffer message = EncodeDownloadResponse(Header(), std::move(buffer), length);
+      EXPECT_EQ((*pool)->free_count(), 0u);  // gRPC holds it
+      std::vector<grpc::Slice> slices;
+      ASSERT_TRUE(message.Dump(&slices).ok());
+      ASSERT_EQ(slices.size(), 2u);
+      EXPECT_EQ(reinterpret_cast<const char*>(slices[1].begin()), where);  // not a copy
+      v1::DownloadResponse parsed;
+      ASSERT_TRUE(parsed.ParseFromString(Bytes(message)));
+      v1::DownloadResponse expected = Header();
+      expected.set_data(data);
+      EXPECT_EQ(parsed.SerializeAsString(), expected.SerializeAsString());
+    }
+    EXPECT_EQ((*pool)->free_count(), 1u);
+  }
+}
+
+TEST(DownloadMessage, NoData) {
+  grpc::ByteBuffer message = EncodeDownloadResponse(Header(), storage::PooledBuffer(), 0);
+  v1::DownloadResponse parsed;
+  ASSERT_TRUE(parsed.ParseFromString(Bytes(message)));
+  EXPECT_EQ(parsed.SerializeAsString(), Header().SerializeAsString());
+}
+
+TEST(DownloadMessage, DecodesRequestsAndRefusesGarbage) {
+  v1::DownloadRequest request;
+  request.set_path("x/y");
+  request.set_offset(7);
+  request.set_limit(9);
+  const std::string bytes = request.SerializeAsString();
+  grpc::Slice slice(bytes);
+  auto decoded = DecodeDownloadRequest(grpc::ByteBuffer(&slice, 1));
+  ASSERT_TRUE(decoded.ok());
+  EXPECT_EQ(decoded->SerializeAsString(), bytes);
+  grpc::Slice garbage(std::string("\xff\xff\xff"));
+  EXPECT_EQ(DecodeDownloadRequest(grpc::ByteBuffer(&garbage, 1)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace ringstore::server
