@@ -101,10 +101,13 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
   // one message; a file that does not fit goes on to OpenLarge. Runs with a
   // hold, which it releases.
   void TrySmall(PooledBuffer buffer, int64_t limit) {
-    char* data = buffer.data();
-    store_->ReadSmall(path_, buffer.span(), &cancel_, [this, buffer = std::move(buffer), data, limit](
-                                                absl::StatusOr<storage::Store::SmallRead> r,
-                                                Backend backend) mutable {
+    // Taken before the call: the callback's capture moves `buffer`, and the
+    // order in which a call's arguments are evaluated is unspecified.
+    const absl::Span<char> span = buffer.span();
+    char* data = span.data();
+    store_->ReadSmall(path_, span, &cancel_, [this, buffer = std::move(buffer), data, limit](
+                                                 absl::StatusOr<storage::Store::SmallRead> r,
+                                                 Backend backend) mutable {
       backend_ = backend;
       if (!r.ok()) {
         buffer = PooledBuffer();
