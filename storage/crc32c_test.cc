@@ -2,6 +2,7 @@
 
 #include <random>
 #include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -50,6 +51,27 @@ TEST(Crc32c, HardwareAndPortableAgree) {
     const uint32_t seed = rng();
     ASSERT_EQ(Crc32cExtend(seed, v), internal::Crc32cExtendPortable(seed, v))
         << "start " << start << " len " << len;
+  }
+}
+
+// Long inputs run as three interleaved streams joined by shift tables (3 x
+// 256 and 3 x 8192 byte blocks): every length around those boundaries, and
+// a few megabytes, at unaligned starts.
+TEST(Crc32c, ThreeStreamLengthsAgreeWithPortable) {
+  const std::string data = RandomBytes((3 << 20) + 64, 4);
+  std::vector<size_t> lengths = {data.size() - 64, (1 << 20) + 13};
+  for (size_t edge : {size_t{3 * 256}, size_t{3 * 8192}, size_t{2 * 3 * 8192}}) {
+    for (size_t d = 0; d < 20; ++d) {
+      lengths.push_back(edge - 10 + d);
+      lengths.push_back(edge + 3 * 256 - 10 + d);
+    }
+  }
+  for (size_t len : lengths) {
+    for (size_t start : {size_t{0}, size_t{1}, size_t{7}}) {
+      const absl::string_view v = absl::string_view(data).substr(start, len);
+      ASSERT_EQ(Crc32cExtend(0x12345678, v), internal::Crc32cExtendPortable(0x12345678, v))
+          << "start " << start << " len " << len;
+    }
   }
 }
 
