@@ -113,7 +113,9 @@ TEST(ValidatePath, LengthLimitsAreExact) {
   EXPECT_EQ(kMaxPathBytes, 1024u);
   EXPECT_EQ(kMaxComponentBytes, 255u);
   for (const Case& c : Accepted()) {
-    if (c.name == "path exactly 1024") EXPECT_EQ(c.path.size(), 1024u);
+    if (c.name == "path exactly 1024") {
+      EXPECT_EQ(c.path.size(), 1024u);
+    }
   }
   for (const Case& c : Rejected()) {
     if (c.name == "path 1025 bytes") {
