@@ -70,6 +70,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "client/client.h"
 #include "ringstore/v1/ringstore.grpc.pb.h"
 #include "storage/crc32c.h"
 #include "storage/sync.h"
@@ -163,17 +164,10 @@ UploadPlan MakeUploadPlan(int64_t size, int64_t chunk_bytes, uint64_t seed) {
   return plan;
 }
 
-std::string BackendName(int backend) {
-  switch (backend) {
-    case v1::BACKEND_IO_URING:
-      return "io_uring";
-    case v1::BACKEND_POSIX_AIO:
-      return "posix_aio";
-    case v1::BACKEND_THREAD_POOL:
-      return "thread_pool";
-    default:
-      return "unspecified";
-  }
+// The backend's name for slot `b` of the counts ("unspecified" for 0).
+std::string BackendName(int b) {
+  const std::string name = client::BackendName(static_cast<v1::Backend>(b));
+  return name.empty() ? "unspecified" : name;
 }
 
 // The backend a response named, else the one in the ringstore-backend
