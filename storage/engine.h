@@ -53,8 +53,16 @@ struct FileHandle {
 enum class OpenMode {
   kRead,          // existing regular file, read-only
   kCreateWrite,   // new file (must not exist), write-only, mode 0644
+  kCreateDirect,  // as kCreateWrite, for writes that bypass the page cache
+                  // (O_DIRECT) where the file system allows it, else
+                  // buffered like kCreateWrite; see kDirectAlignment
   kDirectory,     // existing directory, for Sync
 };
+
+// A file opened kCreateDirect takes only writes whose offset, length and
+// memory are multiples of this (pool buffers and their size are). A file
+// that needs another length is written padded and then Truncated.
+inline constexpr size_t kDirectAlignment = 4096;
 
 struct FileStat {
   int64_t size = 0;
@@ -145,6 +153,10 @@ class Engine {
   // continued internally. ResourceExhausted when the disk is full.
   virtual void Write(FileHandle file, int64_t offset, absl::Span<const char> src,
                      DoneCallback done) = 0;
+
+  // Sets the length of `file` (open for writing) to `size`, cutting it or
+  // extending it with zeros.
+  virtual void Truncate(FileHandle file, int64_t size, DoneCallback done) = 0;
 
   // fsync (data_only=false) or fdatasync (data_only=true).
   virtual void Sync(FileHandle file, bool data_only, DoneCallback done) = 0;

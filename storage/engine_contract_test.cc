@@ -282,6 +282,37 @@ TEST_P(EngineContractTest, ReadFileWholeFilesAndErrors) {
   EXPECT_EQ(engine_->info().direct_slots_in_use, 0);
 }
 
+// kCreateDirect: O_DIRECT where the file system has it (this test's does
+// when a plain open with O_DIRECT works there), aligned writes from pool
+// buffers, and Truncate to the real length, cutting and extending.
+TEST_P(EngineContractTest, DirectWritesAndTruncate) {
+  const int probe = open((root_ + "/probe").c_str(), O_WRONLY | O_CREAT | O_DIRECT, 0644);
+  const bool fs_has_direct = probe >= 0;
+  if (probe >= 0) close(probe);
+  auto f = Open("direct", OpenMode::kCreateDirect);
+  ASSERT_TRUE(f.ok()) << f.status();
+  const int flags = fcntl(static_cast<int>(f->id), F_GETFL);
+  EXPECT_EQ((flags & O_DIRECT) != 0, fs_has_direct);
+  EXPECT_EQ(Open("direct", OpenMode::kCreateDirect).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  std::string want(2 * kDirectAlignment, '\0');
+  for (size_t i = 0; i < want.size(); ++i) want[i] = static_cast<char>('a' + i % 23);
+  ASSERT_TRUE(Write(*f, 0, want.substr(0, kDirectAlignment)).ok());
+  ASSERT_TRUE(Write(*f, kDirectAlignment, want.substr(kDirectAlignment)).ok());
+  ASSERT_TRUE(Truncate(*f, 5000).ok());
+  EXPECT_EQ(ReadLocal(root_ + "/direct"), want.substr(0, 5000));
+  ASSERT_TRUE(Truncate(*f, 6000).ok());
+  EXPECT_EQ(ReadLocal(root_ + "/direct"), want.substr(0, 5000) + std::string(1000, '\0'));
+  ASSERT_TRUE(Sync(*f, false).ok());
+  ASSERT_TRUE(Close(*f).ok());
+  // Truncate of a descriptor open for reading only is refused.
+  auto r = Open("direct", OpenMode::kRead);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(Truncate(*r, 0).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Close(*r).ok());
+  EXPECT_EQ(ReadLocal(root_ + "/direct").size(), 6000u);
+}
+
 TEST_P(EngineContractTest, InfoNamesTheBackend) {
   const EngineInfo info = engine_->info();
   EXPECT_EQ(BackendName(info.backend), GetParam());

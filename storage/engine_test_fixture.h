@@ -175,6 +175,11 @@ class EngineTest : public testing::TestWithParam<const char*> {
     if (!r.ok()) return r.status();
     return std::string(b.data(), *r);
   }
+  absl::Status Truncate(FileHandle f, int64_t size) {
+    StatusWaiter w;
+    engine_->Truncate(f, size, w.callback());
+    return w.Wait();
+  }
   absl::Status Sync(FileHandle f, bool data_only) {
     StatusWaiter w;
     engine_->Sync(f, data_only, w.callback());

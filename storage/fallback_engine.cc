@@ -51,6 +51,11 @@ class FallbackEngine final : public Engine {
                       fallback_->Write(file, offset, src, std::move(done));
                     }));
   }
+  void Truncate(FileHandle file, int64_t size, DoneCallback done) override {
+    primary_->Truncate(file, size, Retry(std::move(done), [this, file, size](auto done) {
+                         fallback_->Truncate(file, size, std::move(done));
+                       }));
+  }
   void Sync(FileHandle file, bool data_only, DoneCallback done) override {
     primary_->Sync(file, data_only, Retry(std::move(done), [this, file, data_only](auto done) {
                      fallback_->Sync(file, data_only, std::move(done));

@@ -28,6 +28,8 @@ absl::string_view StepName(Step step) {
       return "mkdir";
     case Step::kRmdir:
       return "rmdir";
+    case Step::kTruncate:
+      return "truncate";
     case Step::kCount:
       break;
   }

@@ -40,6 +40,7 @@ enum class Step {
   kUnlink,    // unlinkat of a file
   kMkdir,     // mkdirat
   kRmdir,     // unlinkat of a directory
+  kTruncate,  // ftruncate
   kCount,
 };
 

@@ -111,6 +111,12 @@ class RingFiles {
           return OpenRegular(path, std::move(report));
         case OpenMode::kCreateWrite:
           return OpenBeneath(path, O_WRONLY | O_CREAT | O_EXCL, 0644, std::move(report));
+        case OpenMode::kCreateDirect:
+          return OpenBeneath(path, O_WRONLY | O_CREAT | O_EXCL, 0644,
+                             [report = std::move(report)](absl::StatusOr<int> fd) mutable {
+                               if (fd.ok()) TryDirect(*fd);  // a fcntl, inline
+                               std::move(report)(std::move(fd));
+                             });
         case OpenMode::kDirectory:
           return OpenBeneath(path, O_RDONLY | O_DIRECTORY, 0, std::move(report));
       }
@@ -135,6 +141,25 @@ class RingFiles {
     ring_.Post([this, fd = static_cast<int>(file.id), offset, src,
                 done = std::move(done)]() mutable {
       WriteTo(fd, offset, src, 0, std::move(done));
+    });
+  }
+
+  void Truncate(FileHandle file, int64_t size, DoneCallback done) {
+    if (!ring_.has_ftruncate()) {
+      helper_.Run([this, file, size, done = std::move(done)]() mutable {
+        std::move(done)(dir_reader_.Truncate(static_cast<int>(file.id), size), kBackend);
+      });
+      return;
+    }
+    ring_.Post([this, fd = static_cast<int>(file.id), size, done = std::move(done)]() mutable {
+      ring_.Submit(
+          Step::kTruncate,
+          [&](io_uring_sqe* sqe) {
+            io_uring_prep_rw(kOpFtruncate, sqe, fd, nullptr, 0, static_cast<uint64_t>(size));
+          },
+          [done = std::move(done)](int res) mutable {
+            std::move(done)(res < 0 ? ResError(res, "ftruncate") : absl::OkStatus(), kBackend);
+          });
     });
   }
 
@@ -727,7 +752,8 @@ class RingFiles {
   }
 
   Ring& ring_;
-  // ReadDir's blocking calls, on helper_.
+  // ReadDir's (and, before kernel 6.9, Truncate's) blocking calls, on
+  // helper_.
   const PosixFiles dir_reader_;
   WorkerPool helper_;
 };
@@ -772,6 +798,9 @@ class IoUringEngine final : public Engine {
   void Write(FileHandle file, int64_t offset, absl::Span<const char> src,
              DoneCallback done) override {
     Next().Write(file, offset, src, std::move(done));
+  }
+  void Truncate(FileHandle file, int64_t size, DoneCallback done) override {
+    Next().Truncate(file, size, std::move(done));
   }
   void Sync(FileHandle file, bool data_only, DoneCallback done) override {
     Next().Sync(file, data_only, std::move(done));

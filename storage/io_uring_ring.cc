@@ -120,7 +120,9 @@ absl::Status Ring::Setup() {
   for (const NeededOp& op : kNeededOps) {
     if (!io_uring_opcode_supported(probe, op.op)) missing.push_back(op.name);
   }
+  has_ftruncate_ = io_uring_opcode_supported(probe, kOpFtruncate);
   io_uring_free_probe(probe);
+  if (has_ftruncate_) features_.push_back("ftruncate");
   if (!missing.empty()) {
     return absl::UnimplementedError(
         absl::StrCat("io_uring lacks opcodes: ", absl::StrJoin(missing, ", ")));

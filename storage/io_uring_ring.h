@@ -51,6 +51,11 @@
 
 namespace ringstore::storage {
 
+// IORING_OP_FTRUNCATE (kernel 6.9+, include/uapi/linux/io_uring.h); liburing
+// 2.3 predates it: prepare it with io_uring_prep_rw(kOpFtruncate, sqe, fd,
+// nullptr, 0, length).
+inline constexpr int kOpFtruncate = 55;
+
 class Ring {
  public:
   // Continuation of one SQE: gets the CQE's res.
@@ -89,6 +94,9 @@ class Ring {
   // Any thread; fixed after Start().
   const std::vector<std::string>& features() const { return features_; }
   bool buffers_registered() const { return buffers_registered_; }
+  // IORING_OP_FTRUNCATE (kernel 6.9+) is there; without it the engine
+  // truncates on a helper thread.
+  bool has_ftruncate() const { return has_ftruncate_; }
   int direct_slots() const { return direct_slots_; }
   int direct_slots_in_use() const { return slots_in_use_.load(std::memory_order_relaxed); }
   int root() const { return root_; }
@@ -151,6 +159,7 @@ class Ring {
 
   io_uring ring_;
   bool ring_ready_ = false;
+  bool has_ftruncate_ = false;
   std::vector<std::string> features_;
   bool buffers_registered_ = false;
   char* pool_base_ = nullptr;

@@ -159,6 +159,12 @@ class PosixAioEngine final : public Engine {
     });
   }
 
+  // POSIX AIO has no truncate: on a helper.
+  void Truncate(FileHandle file, int64_t size, DoneCallback done) override {
+    OnHelper(std::move(done),
+             [this, file, size] { return files_.Truncate(static_cast<int>(file.id), size); });
+  }
+
   void Sync(FileHandle file, bool data_only, DoneCallback done) override {
     Post([this, fd = static_cast<int>(file.id), data_only, done = std::move(done)]() mutable {
       FsyncAio(fd, data_only, [done = std::move(done)](absl::Status s) mutable {

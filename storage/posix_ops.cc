@@ -49,6 +49,11 @@ auto Sys(FaultInjector* faults, Step step, Call call) -> decltype(call()) {
 
 }  // namespace
 
+void TryDirect(int fd) {
+  const int flags = fcntl(fd, F_GETFL);
+  if (flags >= 0) fcntl(fd, F_SETFL, flags | O_DIRECT);
+}
+
 absl::StatusOr<int> PosixFiles::OpenBeneath(absl::string_view path, int flags, int mode) const {
   open_how how = {};
   how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
@@ -92,6 +97,11 @@ absl::StatusOr<int> PosixFiles::Open(absl::string_view path, OpenMode mode) cons
     }
     case OpenMode::kCreateWrite:
       return OpenBeneath(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    case OpenMode::kCreateDirect: {
+      RS_ASSIGN_OR_RETURN(int fd, OpenBeneath(path, O_WRONLY | O_CREAT | O_EXCL, 0644));
+      TryDirect(fd);
+      return fd;
+    }
     case OpenMode::kDirectory:
       return OpenBeneath(path, O_RDONLY | O_DIRECTORY);
   }
@@ -126,6 +136,14 @@ absl::Status PosixFiles::WriteFull(int fd, int64_t offset, absl::Span<const char
     }
     if (n == 0) return absl::ResourceExhaustedError("write: no progress");
     done += static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PosixFiles::Truncate(int fd, int64_t size) const {
+  if (Sys(faults_, Step::kTruncate, [&] { return ftruncate(fd, static_cast<off_t>(size)); }) !=
+      0) {
+    return ErrnoToStatus(errno, "ftruncate");
   }
   return absl::OkStatus();
 }

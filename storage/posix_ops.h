@@ -26,6 +26,12 @@
 
 namespace ringstore::storage {
 
+// Turns on O_DIRECT for `fd` if its file system allows it (OpenMode::
+// kCreateDirect); otherwise the file stays buffered. A non-blocking fcntl.
+// Setting the flag after the open, not in it: an open with O_CREAT |
+// O_DIRECT on a file system without it would create the file and then fail.
+void TryDirect(int fd);
+
 class PosixFiles {
  public:
   // `root` is borrowed and must stay open while this object is used. `attr`
@@ -44,6 +50,7 @@ class PosixFiles {
   absl::StatusOr<size_t> ReadFull(int fd, int64_t offset, absl::Span<char> dst) const;
   // pwrite until all of `src` is written.
   absl::Status WriteFull(int fd, int64_t offset, absl::Span<const char> src) const;
+  absl::Status Truncate(int fd, int64_t size) const;
   absl::Status Sync(int fd, bool data_only) const;
   absl::Status Close(int fd) const;
 

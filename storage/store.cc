@@ -467,11 +467,15 @@ void Store::CreateWriter(WriteSpec spec, Callback<std::unique_ptr<Writer>> done)
                            backend);
   }
   std::string tmp = absl::StrCat(kTmpDir, "/", RandomName());
-  engine_->Open(tmp, OpenMode::kCreateWrite,
-                [this, spec = std::move(spec), tmp, done = std::move(done)](
+  // Past the page cache unless it is declared smaller than one buffer
+  // (store_writer.cc says why).
+  const bool direct = spec.size == 0 || spec.size >= static_cast<int64_t>(pool_->buffer_size());
+  engine_->Open(tmp, direct ? OpenMode::kCreateDirect : OpenMode::kCreateWrite,
+                [this, spec = std::move(spec), tmp, direct, done = std::move(done)](
                     absl::StatusOr<FileHandle> file, Backend b) mutable {
                   if (!file.ok()) return std::move(done)(file.status(), b);
-                  std::move(done)(NewWriter(this, std::move(spec), std::move(tmp), *file, b), b);
+                  std::move(done)(
+                      NewWriter(this, std::move(spec), std::move(tmp), *file, direct, b), b);
                 });
 }
 

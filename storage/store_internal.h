@@ -19,9 +19,10 @@ ObjectInfo MakeInfo(std::string path, const FileStat& stat);
 // durable, then calls `done` with the first error.
 void SyncDirectories(Engine* engine, std::vector<std::string> dirs, Engine::DoneCallback done);
 
-// The Writer of an upload whose temp file `tmp_path` is open as `file`.
+// The Writer of an upload whose temp file `tmp_path` is open as `file`,
+// opened OpenMode::kCreateDirect if `direct`.
 std::unique_ptr<Writer> NewWriter(Store* store, WriteSpec spec, std::string tmp_path,
-                                  FileHandle file, Backend backend);
+                                  FileHandle file, bool direct, Backend backend);
 
 }  // namespace ringstore::storage
 

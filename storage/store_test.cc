@@ -392,6 +392,58 @@ TEST_P(StoreTest, AFailedStepLeavesTheOldFile) {
   EXPECT_EQ(ReadLocal(root_ + "/dir/f"), "new");
 }
 
+// Every size around the direct-write alignment and the buffer size, sent
+// in pieces smaller than, equal to and larger than both, with the size
+// declared (small ones stay buffered) or not (written past the page cache
+// with a padded, truncated tail): the committed file is exactly the data.
+TEST_P(StoreTest, UploadsOfEverySizeAndPieceRoundTrip) {
+  const size_t a = kDirectAlignment;
+  const size_t sizes[] = {0, 1, a - 1, a, a + 1, kBuffer - 1, kBuffer, kBuffer + 1,
+                          3 * kBuffer + a + 3};
+  const size_t pieces[] = {1000, a, kBuffer, 3 * kBuffer};
+  int n = 0;
+  for (size_t size : sizes) {
+    for (size_t piece : pieces) {
+      for (bool declared : {false, true}) {
+        SCOPED_TRACE(absl::StrCat("size ", size, " piece ", piece, " declared ", declared));
+        const std::string data = RandomBytes(size, static_cast<uint32_t>(++n));
+        WriteSpec spec;
+        spec.path = absl::StrCat("sizes/", n);
+        if (declared) spec.size = static_cast<int64_t>(size);
+        auto info = Put(spec, data, piece);
+        ASSERT_TRUE(info.ok()) << info.status();
+        EXPECT_EQ(info->size, static_cast<int64_t>(size));
+        EXPECT_EQ(info->crc32c, Crc32c(data));
+        EXPECT_EQ(ReadLocal(root_ + "/" + spec.path), data);
+      }
+    }
+  }
+  EXPECT_TRUE(TempEmpties());
+}
+
+// The tail of an upload of unknown size (a padded write, then a truncate)
+// fails: nothing is committed, the old file stays, the temp data goes.
+TEST_P(StoreTest, AFailedTailLeavesTheOldFile) {
+  OpenStore(0, &faults_);
+  const std::string old_data = RandomBytes(100, 1);
+  auto old = Put("f", old_data);
+  ASSERT_TRUE(old.ok()) << old.status();
+  for (Step step : {Step::kTruncate, Step::kWrite}) {
+    SCOPED_TRACE(StepName(step));
+    faults_.Clear();
+    // The 3rd write is the tail's: two full buffers come first.
+    faults_.Fail(step, EIO, step == Step::kWrite ? 3 : 1, 1);
+    WriteSpec spec;
+    spec.path = "f";
+    auto put = Put(spec, RandomBytes(2 * kBuffer + 10, 2), kBuffer);
+    EXPECT_EQ(put.status().code(), absl::StatusCode::kInternal) << put.status();
+    EXPECT_EQ(faults_.injected(step), 1);
+    faults_.Clear();
+    EXPECT_EQ(ReadLocal(root_ + "/f"), old_data);
+    EXPECT_TRUE(TempEmpties());
+  }
+}
+
 TEST_P(StoreTest, NestedDirectoriesAndConflicts) {
   ASSERT_TRUE(Put("a/b/c/file", "deep").ok());
   EXPECT_EQ(ReadLocal(root_ + "/a/b/c/file"), "deep");

@@ -1,7 +1,18 @@
 // Store's Writer: appends through pool buffers, then the commit sequence
-// lock → check → directories → [metadata → fsync → rename → fsync directory]
-// → close → fsync created directories → unlock, the bracket being one
-// Engine::CommitFile (store.h describes the guarantees).
+// tail → lock → check → directories → [metadata → fsync → rename → fsync
+// directory] → close → fsync created directories → unlock, the bracket
+// being one Engine::CommitFile (store.h describes the guarantees).
+//
+// Large uploads bypass the page cache (OpenMode::kCreateDirect): the data
+// goes from the pool buffer to the disk without the kernel's copy, which
+// the fsync before the commit would wait for anyway, and a stream of
+// uploads does not evict the files being read. Such a file takes only
+// writes aligned to kDirectAlignment, so the writer writes the aligned
+// part of what it has and carries the rest (under kDirectAlignment bytes,
+// in the writer itself, not in a pool buffer: an idle upload holds no
+// buffer) into the next append; the commit writes the last carry padded
+// with zeros and truncates the file to its real size. Small uploads (a
+// declared size under one buffer) stay buffered and are written exactly.
 #include <algorithm>
 #include <cstring>
 #include <memory>
@@ -24,18 +35,24 @@ namespace {
 using DoneCallback = Engine::DoneCallback;
 
 struct WriterState : std::enable_shared_from_this<WriterState> {
-  WriterState(Store* s, WriteSpec sp, std::string tmp, FileHandle f)
+  WriterState(Store* s, WriteSpec sp, std::string tmp, FileHandle f, bool d)
       : store(s), engine(&s->engine()), spec(std::move(sp)),
-        tmp_path(std::move(tmp)), file(f) {}
+        tmp_path(std::move(tmp)), file(f), direct(d) {}
 
   Store* const store;
   Engine* const engine;
   const WriteSpec spec;
   const std::string tmp_path;
   const FileHandle file;
+  // Opened kCreateDirect: aligned writes only.
+  const bool direct;
 
   // Touched only by the one call in flight.
+  // Bytes appended; the first `size - carry.size()` are in the file.
   int64_t size = 0;
+  // Direct files: appended bytes not yet written, fewer than
+  // kDirectAlignment.
+  std::string carry;
   uint32_t crc = 0;
   bool file_open = true;
   // Commit state.
@@ -105,29 +122,73 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
 
   // --- Append -------------------------------------------------------------
 
+  // Writes carry + rest, a pool buffer at a time, at the end of the file;
+  // a direct file keeps the unaligned end in `carry`. `size` already counts
+  // `rest`.
   void WriteChunks(absl::string_view rest, DoneCallback done) {
-    if (rest.empty()) {
+    if (rest.empty() || (direct && carry.size() + rest.size() < kDirectAlignment)) {
+      carry.append(rest.data(), rest.size());
       End();  // before `done`, which may start the next call
       std::move(done)(absl::OkStatus(), backend);
       return;
     }
     auto self = shared_from_this();
     store->pool().Acquire([self, rest, done = std::move(done)](PooledBuffer buf) mutable {
-      const size_t n = std::min(rest.size(), buf.capacity());
-      std::memcpy(buf.data(), rest.data(), n);
+      // The buffer: carry, then as much of rest as fits.
+      const size_t from_carry = self->carry.size();
+      std::memcpy(buf.data(), self->carry.data(), from_carry);
+      self->carry.clear();
+      const size_t taken = std::min(rest.size(), buf.capacity() - from_carry);
+      std::memcpy(buf.data() + from_carry, rest.data(), taken);
+      size_t n = from_carry + taken;
+      rest.remove_prefix(taken);
+      if (self->direct && rest.empty()) {
+        // The last piece of this append: keep its unaligned end.
+        const size_t aligned = n - n % kDirectAlignment;
+        self->carry.assign(buf.data() + aligned, n - aligned);
+        n = aligned;
+      }
+      const int64_t offset = self->size - static_cast<int64_t>(rest.size()) -
+                             static_cast<int64_t>(self->carry.size()) -
+                             static_cast<int64_t>(n);
       const absl::Span<const char> src(buf.data(), n);
       self->engine->Write(
-          self->file, self->size, src,
-          [self, buf = std::move(buf), rest = rest.substr(n), n,
-           done = std::move(done)](absl::Status s, Backend backend) mutable {
+          self->file, offset, src,
+          [self, buf = std::move(buf), rest, done = std::move(done)](absl::Status s,
+                                                                     Backend backend) mutable {
             buf = PooledBuffer();  // back to the pool before anything else
             self->backend = backend;
             if (!s.ok()) {
               self->Fail(std::move(s), std::move(done));
               return;
             }
-            self->size += static_cast<int64_t>(n);
             self->WriteChunks(rest, std::move(done));
+          });
+    });
+  }
+
+  // A direct file's carry, padded to kDirectAlignment with zeros, then the
+  // file truncated to `size`; then `next`.
+  void WriteTail(absl::AnyInvocable<void(absl::Status) &&> next) {
+    if (carry.empty()) return std::move(next)(absl::OkStatus());
+    auto self = shared_from_this();
+    store->pool().Acquire([self, next = std::move(next)](PooledBuffer buf) mutable {
+      const size_t n = self->carry.size();
+      std::memcpy(buf.data(), self->carry.data(), n);
+      std::memset(buf.data() + n, 0, kDirectAlignment - n);
+      const absl::Span<const char> src(buf.data(), kDirectAlignment);
+      self->engine->Write(
+          self->file, self->size - static_cast<int64_t>(n), src,
+          [self, buf = std::move(buf), next = std::move(next)](absl::Status s,
+                                                               Backend backend) mutable {
+            buf = PooledBuffer();
+            self->backend = backend;
+            if (!s.ok()) return std::move(next)(std::move(s));
+            self->carry.clear();
+            self->engine->Truncate(self->file, self->size,
+                                   [next = std::move(next)](absl::Status s, Backend) mutable {
+                                     std::move(next)(std::move(s));
+                                   });
           });
     });
   }
@@ -324,6 +385,7 @@ class WriterImpl final : public Writer {
                     std::move(done));
     }
     w.crc = Crc32cExtend(w.crc, data);
+    w.size = new_size;
     w.WriteChunks(data, std::move(done));
   }
 
@@ -342,8 +404,12 @@ class WriterImpl final : public Writer {
       return fail_commit(absl::DataLossError(absl::StrCat(
           "crc32c of the uploaded data is ", w.crc, ", the client said ", *w.spec.crc32c)));
     }
-    w.store->locks().Lock(w.spec.path, [state = state_, done = std::move(done)]() mutable {
-      state->CommitLocked(std::move(done));
+    w.WriteTail([state = state_, done = std::move(done)](absl::Status s) mutable {
+      if (!s.ok()) return state->FailCommit(std::move(s), std::move(done), false);
+      state->store->locks().Lock(state->spec.path,
+                                 [state, done = std::move(done)]() mutable {
+                                   state->CommitLocked(std::move(done));
+                                 });
     });
   }
 
@@ -354,8 +420,9 @@ class WriterImpl final : public Writer {
 }  // namespace
 
 std::unique_ptr<Writer> NewWriter(Store* store, WriteSpec spec, std::string tmp_path,
-                                  FileHandle file, Backend backend) {
-  auto state = std::make_shared<WriterState>(store, std::move(spec), std::move(tmp_path), file);
+                                  FileHandle file, bool direct, Backend backend) {
+  auto state = std::make_shared<WriterState>(store, std::move(spec), std::move(tmp_path), file,
+                                             direct);
   state->backend = backend;
   return std::make_unique<WriterImpl>(std::move(state));
 }

@@ -56,6 +56,12 @@ class ThreadPoolEngine final : public Engine {
     });
   }
 
+  void Truncate(FileHandle file, int64_t size, DoneCallback done) override {
+    SubmitStatus(std::move(done), [this, file, size] {
+      return files_.Truncate(static_cast<int>(file.id), size);
+    });
+  }
+
   void Sync(FileHandle file, bool data_only, DoneCallback done) override {
     SubmitStatus(std::move(done), [this, file, data_only] {
       return files_.Sync(static_cast<int>(file.id), data_only);
