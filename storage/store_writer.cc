@@ -48,7 +48,8 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
   const bool direct;
 
   // Touched only by the one call in flight.
-  // Bytes appended; the first `size - carry.size()` are in the file.
+  // Bytes appended; the first `size - carry.size()` are in the file or
+  // being written.
   int64_t size = 0;
   // Direct files: appended bytes not yet written, fewer than
   // kDirectAlignment.
@@ -63,10 +64,23 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
   Backend backend = Backend::kUnspecified;
 
   Mutex mu;
+  // A call (Append or Commit) is running.
   bool busy ABSL_GUARDED_BY(mu) = false;
   bool abandoned ABSL_GUARDED_BY(mu) = false;
   // Committed, or failed and cleaned up: nothing left to do.
   bool finished ABSL_GUARDED_BY(mu) = false;
+  // Write-behind: an append returns once its last write is submitted, so
+  // that the next message arrives while the disk works. At most
+  // kWritesInFlight writes (each holding a pool buffer) are in flight; the
+  // first failure among them fails the next call.
+  int writes ABSL_GUARDED_BY(mu) = 0;
+  absl::Status write_status ABSL_GUARDED_BY(mu);
+  Backend write_backend ABSL_GUARDED_BY(mu) = Backend::kUnspecified;
+  // The call waiting for fewer than `waiter_limit` writes in flight.
+  absl::AnyInvocable<void() &&> waiter ABSL_GUARDED_BY(mu);
+  int waiter_limit ABSL_GUARDED_BY(mu) = 0;
+
+  static constexpr int kWritesInFlight = 2;
 
   // Marks a call in flight; false (and `done` failed) if the writer is
   // already finished.
@@ -80,16 +94,45 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
     return true;
   }
 
+  // Whether the owner has gone with nothing in flight: then the temp data
+  // must go, once (marks the writer finished).
+  bool TakeCleanup() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    const bool cleanup = abandoned && !busy && writes == 0 && !finished;
+    if (cleanup) finished = true;
+    return cleanup;
+  }
+
   // Ends the call in flight; cleans up if the owner has gone meanwhile.
   void End() {
     bool cleanup;
     {
       MutexLock lock(&mu);
       busy = false;
-      cleanup = abandoned && !finished;
-      if (cleanup) finished = true;
+      cleanup = TakeCleanup();
     }
     if (cleanup) Discard();
+  }
+
+  // Runs `then` (on this thread or a write's completion) once fewer than
+  // `limit` writes are in flight; limit 1 waits for all of them.
+  void WhenWritesBelow(int limit, absl::AnyInvocable<void() &&> then) {
+    {
+      MutexLock lock(&mu);
+      if (writes >= limit) {
+        waiter = std::move(then);
+        waiter_limit = limit;
+        return;
+      }
+    }
+    std::move(then)();
+  }
+
+  // The first failure of the writes so far (OK if none); takes their
+  // backend.
+  absl::Status WriteStatus() {
+    MutexLock lock(&mu);
+    if (write_backend != Backend::kUnspecified) backend = write_backend;
+    return write_status;
   }
 
   // Closes (if open) and removes the temp file, in the background.
@@ -108,67 +151,97 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
     }
   }
 
-  // Fails the writer for good: temp data removed, then `done(status)`.
+  // Fails the writer for good: once no write is in flight, temp data
+  // removed, then `done(status)`.
   template <typename Done>
   void Fail(absl::Status status, Done done) {
-    {
-      MutexLock lock(&mu);
-      finished = true;
-      busy = false;
-    }
-    Discard();
-    std::move(done)(std::move(status), backend);
+    auto self = shared_from_this();
+    WhenWritesBelow(1, [self, status = std::move(status), done = std::move(done)]() mutable {
+      {
+        MutexLock lock(&self->mu);
+        self->finished = true;
+        self->busy = false;
+      }
+      self->Discard();
+      std::move(done)(std::move(status), self->backend);
+    });
   }
 
   // --- Append -------------------------------------------------------------
 
-  // Writes carry + rest, a pool buffer at a time, at the end of the file;
-  // a direct file keeps the unaligned end in `carry`. `size` already counts
-  // `rest`.
+  // Writes carry + rest, a pool buffer at a time, at the end of the file,
+  // with at most kWritesInFlight writes in flight; a direct file keeps the
+  // unaligned end in `carry`. `size` already counts `rest`. `done` runs
+  // once the last write is submitted, with the first failure of the
+  // upload's writes so far.
   void WriteChunks(absl::string_view rest, DoneCallback done) {
     if (rest.empty() || (direct && carry.size() + rest.size() < kDirectAlignment)) {
       carry.append(rest.data(), rest.size());
+      absl::Status s = WriteStatus();
+      if (!s.ok()) return Fail(std::move(s), std::move(done));
       End();  // before `done`, which may start the next call
       std::move(done)(absl::OkStatus(), backend);
       return;
     }
     auto self = shared_from_this();
-    store->pool().Acquire([self, rest, done = std::move(done)](PooledBuffer buf) mutable {
-      // The buffer: carry, then as much of rest as fits.
-      const size_t from_carry = self->carry.size();
-      std::memcpy(buf.data(), self->carry.data(), from_carry);
-      self->carry.clear();
-      const size_t taken = std::min(rest.size(), buf.capacity() - from_carry);
-      std::memcpy(buf.data() + from_carry, rest.data(), taken);
-      size_t n = from_carry + taken;
-      rest.remove_prefix(taken);
-      if (self->direct && rest.empty()) {
-        // The last piece of this append: keep its unaligned end.
-        const size_t aligned = n - n % kDirectAlignment;
-        self->carry.assign(buf.data() + aligned, n - aligned);
-        n = aligned;
-      }
-      const int64_t offset = self->size - static_cast<int64_t>(rest.size()) -
-                             static_cast<int64_t>(self->carry.size()) -
-                             static_cast<int64_t>(n);
-      const absl::Span<const char> src(buf.data(), n);
-      self->engine->Write(
-          self->file, offset, src,
-          [self, buf = std::move(buf), rest, done = std::move(done)](absl::Status s,
-                                                                     Backend backend) mutable {
-            buf = PooledBuffer();  // back to the pool before anything else
-            self->backend = backend;
-            if (!s.ok()) {
-              self->Fail(std::move(s), std::move(done));
-              return;
-            }
-            self->WriteChunks(rest, std::move(done));
-          });
+    WhenWritesBelow(kWritesInFlight, [self, rest, done = std::move(done)]() mutable {
+      absl::Status s = self->WriteStatus();
+      if (!s.ok()) return self->Fail(std::move(s), std::move(done));
+      self->store->pool().Acquire([self, rest, done = std::move(done)](PooledBuffer buf) mutable {
+        self->WriteOne(std::move(buf), rest, std::move(done));
+      });
     });
   }
 
+  // Fills `buf` with the carry and the start of `rest`, submits its write,
+  // and goes on with the remainder.
+  void WriteOne(PooledBuffer buf, absl::string_view rest, DoneCallback done) {
+    const size_t from_carry = carry.size();
+    std::memcpy(buf.data(), carry.data(), from_carry);
+    carry.clear();
+    const size_t taken = std::min(rest.size(), buf.capacity() - from_carry);
+    std::memcpy(buf.data() + from_carry, rest.data(), taken);
+    size_t n = from_carry + taken;
+    rest.remove_prefix(taken);
+    if (direct && rest.empty()) {
+      // The last piece of this append: keep its unaligned end.
+      const size_t aligned = n - n % kDirectAlignment;
+      carry.assign(buf.data() + aligned, n - aligned);
+      n = aligned;
+    }
+    const int64_t offset = size - static_cast<int64_t>(rest.size()) -
+                           static_cast<int64_t>(carry.size()) - static_cast<int64_t>(n);
+    {
+      MutexLock lock(&mu);
+      ++writes;
+    }
+    const absl::Span<const char> src(buf.data(), n);
+    auto self = shared_from_this();
+    engine->Write(file, offset, src,
+                  [self, buf = std::move(buf)](absl::Status s, Backend backend) mutable {
+                    buf = PooledBuffer();  // back to the pool before anything else
+                    self->WriteDone(std::move(s), backend);
+                  });
+    WriteChunks(rest, std::move(done));
+  }
+
+  void WriteDone(absl::Status s, Backend backend) {
+    absl::AnyInvocable<void() &&> wake;
+    bool cleanup;
+    {
+      MutexLock lock(&mu);
+      --writes;
+      write_backend = backend;
+      if (!s.ok() && write_status.ok()) write_status = std::move(s);
+      if (waiter && writes < waiter_limit) wake = std::move(waiter);
+      cleanup = TakeCleanup();
+    }
+    if (wake) std::move(wake)();
+    if (cleanup) Discard();
+  }
+
   // A direct file's carry, padded to kDirectAlignment with zeros, then the
-  // file truncated to `size`; then `next`.
+  // file truncated to `size`; then `next`. No other write is in flight.
   void WriteTail(absl::AnyInvocable<void(absl::Status) &&> next) {
     if (carry.empty()) return std::move(next)(absl::OkStatus());
     auto self = shared_from_this();
@@ -203,7 +276,9 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
       store->metadata().Erase(spec.path);
       store->locks().Unlock(spec.path);
     }
-    Fail(std::move(s), [&done](absl::Status st, Backend b) { std::move(done)(st, b); });
+    Fail(std::move(s), [done = std::move(done)](absl::Status st, Backend b) mutable {
+      std::move(done)(std::move(st), b);
+    });
   }
 
   void CommitLocked(CommitDone done) {
@@ -358,8 +433,7 @@ class WriterImpl final : public Writer {
     {
       MutexLock lock(&state_->mu);
       state_->abandoned = true;
-      cleanup = !state_->busy && !state_->finished;
-      if (cleanup) state_->finished = true;
+      cleanup = state_->TakeCleanup();
     }
     if (cleanup) state_->Discard();
   }
@@ -404,12 +478,17 @@ class WriterImpl final : public Writer {
       return fail_commit(absl::DataLossError(absl::StrCat(
           "crc32c of the uploaded data is ", w.crc, ", the client said ", *w.spec.crc32c)));
     }
-    w.WriteTail([state = state_, done = std::move(done)](absl::Status s) mutable {
+    // Every write done, then the tail, then the commit proper.
+    w.WhenWritesBelow(1, [state = state_, done = std::move(done)]() mutable {
+      absl::Status s = state->WriteStatus();
       if (!s.ok()) return state->FailCommit(std::move(s), std::move(done), false);
-      state->store->locks().Lock(state->spec.path,
-                                 [state, done = std::move(done)]() mutable {
-                                   state->CommitLocked(std::move(done));
-                                 });
+      state->WriteTail([state, done = std::move(done)](absl::Status s) mutable {
+        if (!s.ok()) return state->FailCommit(std::move(s), std::move(done), false);
+        state->store->locks().Lock(state->spec.path,
+                                   [state, done = std::move(done)]() mutable {
+                                     state->CommitLocked(std::move(done));
+                                   });
+      });
     });
   }
 
