@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite (the README's test command; .ci/run calls it):
-# installs what is missing, runs the storage and end-to-end tests under
+# installs what is missing, runs the storage, server and end-to-end tests under
 # AddressSanitizer (which also finds leaks), then every Bazel test, and ends
 # with exactly one line "N passed, N failed". N counts test cases (not
 # targets) of the plain run, read from each target's test.xml; any failure
@@ -40,7 +40,7 @@ run_and_count() {
     "$query_rc" "$bazel_rc" >"$work/$name.counts" || echo "0 1" >"$work/$name.counts"
 }
 
-run_and_count asan '//storage/... //tests/...' --config=asan "$@"
+run_and_count asan '//storage/... //server/... //tests/...' --config=asan "$@"
 read -r asan_passed asan_failed <"$work/asan.counts"
 asan_rc=$(cat "$work/asan.rc")
 # Not the "N passed, N failed" form: that is the last line's alone.
