@@ -215,6 +215,8 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
       MutexLock lock(&mu);
       ++writes;
     }
+    // The Store must outlive the write even if the upload ends first.
+    store->BeginBackground();
     const absl::Span<const char> src(buf.data(), n);
     auto self = shared_from_this();
     engine->Write(file, offset, src,
@@ -238,6 +240,7 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
     }
     if (wake) std::move(wake)();
     if (cleanup) Discard();
+    store->EndBackground();
   }
 
   // A direct file's carry, padded to kDirectAlignment with zeros, then the
