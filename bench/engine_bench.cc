@@ -15,6 +15,8 @@
 //                 download's read-ahead does).
 //   RandRead      20,000 random 4 KiB reads of that file, 32 in flight.
 //   WriteFsync    256 MiB written in 1 MiB blocks, 4 in flight, then fsync.
+//   WriteFsyncDirect  the same into a file opened OpenMode::kCreateDirect
+//                 (O_DIRECT), as uploads are written.
 //   SmallFilesReadDataCold, RandReadCold
 //                 the same with the files' pages dropped from the page cache
 //                 before each iteration (posix_fadvise DONTNEED; directory
@@ -372,7 +374,7 @@ void RandRead(benchmark::State& state, const char* engine_name, bool cold) {
   ReadBig(state, engine_name, count, 32, 4096, [&](int i) { return offsets[i]; }, cold);
 }
 
-void WriteFsync(benchmark::State& state, const char* engine_name) {
+void WriteFsync(benchmark::State& state, const char* engine_name, OpenMode mode) {
   Fixture f(engine_name);
   if (!f.engine) return state.SkipWithError("engine unavailable");
   Engine* e = f.engine.get();
@@ -392,7 +394,7 @@ void WriteFsync(benchmark::State& state, const char* engine_name) {
     cpu.Start();
     FileHandle file;
     Notification opened;
-    e->Open(name, OpenMode::kCreateWrite, [&](absl::StatusOr<FileHandle> h, Backend) {
+    e->Open(name, mode, [&](absl::StatusOr<FileHandle> h, Backend) {
       if (h.ok()) file = *h;
       opened.Notify();
     });
@@ -445,7 +447,10 @@ int main(int argc, char** argv) {
       {"SeqRead", SeqRead},
       {"RandRead", [](benchmark::State& s, const char* e) { RandRead(s, e, false); }},
       {"RandReadCold", [](benchmark::State& s, const char* e) { RandRead(s, e, true); }},
-      {"WriteFsync", WriteFsync},
+      {"WriteFsync",
+       [](benchmark::State& s, const char* e) { WriteFsync(s, e, OpenMode::kCreateWrite); }},
+      {"WriteFsyncDirect",
+       [](benchmark::State& s, const char* e) { WriteFsync(s, e, OpenMode::kCreateDirect); }},
   };
   for (const auto& [name, fn] : cases) {
     for (const char* engine : {"thread_pool", "posix_aio", "io_uring"}) {
