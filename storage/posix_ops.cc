@@ -50,6 +50,15 @@ auto Sys(FaultInjector* faults, Step step, Call call) -> decltype(call()) {
 }  // namespace
 
 void TryDirect(int fd) {
+  // A file system that reports its direct-I/O alignment (Linux 6.1+) and
+  // needs more than the writer gives stays buffered (0: no direct I/O).
+  struct statx stx;
+  if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 &&
+      (stx.stx_mask & STATX_DIOALIGN) != 0 &&
+      (stx.stx_dio_offset_align == 0 || stx.stx_dio_offset_align > kDirectAlignment ||
+       stx.stx_dio_mem_align > kDirectAlignment)) {
+    return;
+  }
   const int flags = fcntl(fd, F_GETFL);
   if (flags >= 0) fcntl(fd, F_SETFL, flags | O_DIRECT);
 }

@@ -26,8 +26,9 @@
 
 namespace ringstore::storage {
 
-// Turns on O_DIRECT for `fd` if its file system allows it (OpenMode::
-// kCreateDirect); otherwise the file stays buffered. A non-blocking fcntl.
+// Turns on O_DIRECT for `fd` if its file system allows it with writes
+// aligned to kDirectAlignment (OpenMode::kCreateDirect); otherwise the file
+// stays buffered. A statx and a fcntl of the open file: never blocks.
 // Setting the flag after the open, not in it: an open with O_CREAT |
 // O_DIRECT on a file system without it would create the file and then fail.
 void TryDirect(int fd);
