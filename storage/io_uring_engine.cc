@@ -97,7 +97,7 @@ class RingFiles {
  public:
   RingFiles(Ring* ring, FaultInjector* faults)
       : ring_(*ring),
-        dir_reader_(ring->root(), ring->attr(), faults),
+        blocking_files_(ring->root(), ring->attr(), faults),
         helper_(1, "rs-uring-help") {}
 
   void Open(std::string path, OpenMode mode, Callback<FileHandle> done) {
@@ -147,7 +147,7 @@ class RingFiles {
   void Truncate(FileHandle file, int64_t size, DoneCallback done) {
     if (!ring_.has_ftruncate()) {
       helper_.Run([this, file, size, done = std::move(done)]() mutable {
-        std::move(done)(dir_reader_.Truncate(static_cast<int>(file.id), size), kBackend);
+        std::move(done)(blocking_files_.Truncate(static_cast<int>(file.id), size), kBackend);
       });
       return;
     }
@@ -325,7 +325,7 @@ class RingFiles {
   void ReadDir(std::string path, Callback<std::vector<DirEntry>> done) {
     // No io_uring opcode reads a directory.
     helper_.Run([this, path = std::move(path), done = std::move(done)]() mutable {
-      std::move(done)(dir_reader_.ReadDir(path), kBackend);
+      std::move(done)(blocking_files_.ReadDir(path), kBackend);
     });
   }
 
@@ -754,7 +754,7 @@ class RingFiles {
   Ring& ring_;
   // ReadDir's (and, before kernel 6.9, Truncate's) blocking calls, on
   // helper_.
-  const PosixFiles dir_reader_;
+  const PosixFiles blocking_files_;
   WorkerPool helper_;
 };
 
