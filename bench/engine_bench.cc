@@ -46,10 +46,10 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "benchmark/benchmark.h"
-#include "storage/buffer_pool.h"
-#include "storage/engine.h"
-#include "storage/engine_selector.h"
-#include "storage/sync.h"
+#include "storage/engine/buffer_pool.h"
+#include "storage/engine/engine.h"
+#include "storage/engine/engine_selector.h"
+#include "storage/engine/sync.h"
 
 namespace ringstore::storage {
 namespace {

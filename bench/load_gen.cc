@@ -73,7 +73,7 @@
 #include "client/client.h"
 #include "ringstore/v1/ringstore.grpc.pb.h"
 #include "storage/crc32c.h"
-#include "storage/sync.h"
+#include "storage/engine/sync.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "Server address, HOST:PORT.");
 ABSL_FLAG(std::string, mode, "download", "download, upload or populate.");

@@ -8,7 +8,7 @@
 
 #include "absl/status/status.h"
 #include "ringstore/v1/ringstore.pb.h"
-#include "storage/engine.h"
+#include "storage/engine/engine.h"
 #include "storage/store.h"
 
 namespace ringstore::server {

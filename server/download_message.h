@@ -17,7 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "ringstore/v1/ringstore.pb.h"
-#include "storage/buffer_pool.h"
+#include "storage/engine/buffer_pool.h"
 
 namespace ringstore::server {
 

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "storage/buffer_pool.h"
+#include "storage/engine/buffer_pool.h"
 
 namespace ringstore::server {
 namespace {

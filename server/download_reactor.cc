@@ -12,10 +12,10 @@
 #include "absl/strings/str_cat.h"
 #include "server/convert.h"
 #include "server/download_message.h"
-#include "storage/buffer_pool.h"
-#include "storage/cancellation.h"
+#include "storage/engine/buffer_pool.h"
+#include "storage/engine/cancellation.h"
 #include "storage/crc32c.h"
-#include "storage/sync.h"
+#include "storage/engine/sync.h"
 
 namespace ringstore::server {
 namespace {

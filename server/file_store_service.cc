@@ -6,7 +6,7 @@
 #include "server/convert.h"
 #include "server/download_reactor.h"
 #include "server/upload_reactor.h"
-#include "storage/sync.h"
+#include "storage/engine/sync.h"
 
 namespace ringstore::server {
 

@@ -22,9 +22,9 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "server/file_store_service.h"
-#include "storage/engine_selector.h"
+#include "storage/engine/engine_selector.h"
 #include "storage/store.h"
-#include "storage/sync.h"
+#include "storage/engine/sync.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "Address to listen on, HOST:PORT; port 0 picks a free port.");

@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/convert.h"
 #include "storage/crc32c.h"
-#include "storage/sync.h"
+#include "storage/engine/sync.h"
 
 namespace ringstore::server {
 namespace {

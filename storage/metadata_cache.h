@@ -26,7 +26,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
 #include "storage/store.h"
-#include "storage/sync.h"
+#include "storage/engine/sync.h"
 
 namespace ringstore::storage {
 

@@ -133,15 +133,4 @@ absl::Status ValidatePrefix(absl::string_view prefix) {
   return absl::OkStatus();
 }
 
-absl::string_view ParentDir(absl::string_view path) {
-  const size_t slash = path.rfind('/');
-  return slash == absl::string_view::npos ? absl::string_view()
-                                          : path.substr(0, slash);
-}
-
-absl::string_view BaseName(absl::string_view path) {
-  const size_t slash = path.rfind('/');
-  return slash == absl::string_view::npos ? path : path.substr(slash + 1);
-}
-
 }  // namespace ringstore::storage

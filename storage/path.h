@@ -30,12 +30,6 @@ absl::Status ValidatePath(absl::string_view path);
 // component (e.g. "dir/fi"). Same characters rules as ValidatePath.
 absl::Status ValidatePrefix(absl::string_view prefix);
 
-// "a/b/c" → "a/b"; "c" → "".
-absl::string_view ParentDir(absl::string_view path);
-
-// "a/b/c" → "c".
-absl::string_view BaseName(absl::string_view path);
-
 }  // namespace ringstore::storage
 
 #endif  // RINGSTORE_STORAGE_PATH_H_

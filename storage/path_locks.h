@@ -12,7 +12,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
-#include "storage/sync.h"
+#include "storage/engine/sync.h"
 
 namespace ringstore::storage {
 

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "storage/engine/engine.h"  // ParentDir, BaseName
 
 namespace ringstore::storage {
 namespace {

@@ -13,14 +13,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "storage/crc32c.h"
-#include "storage/engine_selector.h"
+#include "storage/engine/engine_selector.h"
 #include "storage/metadata_cache.h"
 #include "storage/path.h"
 #include "storage/path_locks.h"
-#include "storage/posix_ops.h"
-#include "storage/status_util.h"
+#include "storage/engine/posix_ops.h"
+#include "storage/engine/status_util.h"
 #include "storage/store_internal.h"
-#include "storage/sync.h"
+#include "storage/engine/sync.h"
 
 namespace ringstore::storage {
 namespace {

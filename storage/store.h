@@ -41,8 +41,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "storage/buffer_pool.h"
-#include "storage/engine.h"
+#include "storage/engine/buffer_pool.h"
+#include "storage/engine/engine.h"
 
 namespace ringstore::storage {
 

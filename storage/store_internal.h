@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "storage/engine.h"
+#include "storage/engine/engine.h"
 #include "storage/store.h"
 
 namespace ringstore::storage {

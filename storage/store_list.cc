@@ -16,7 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "storage/path.h"
 #include "storage/store.h"
-#include "storage/sync.h"
+#include "storage/engine/sync.h"
 
 namespace ringstore::storage {
 namespace {

@@ -20,9 +20,9 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "storage/crc32c.h"
-#include "storage/fault_injection.h"
+#include "storage/engine/fault_injection.h"
 #include "storage/metadata_cache.h"
-#include "storage/sync.h"
+#include "storage/engine/sync.h"
 
 namespace ringstore::storage {
 namespace {

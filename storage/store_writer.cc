@@ -27,7 +27,7 @@
 #include "storage/path.h"
 #include "storage/path_locks.h"
 #include "storage/store_internal.h"
-#include "storage/sync.h"
+#include "storage/engine/sync.h"
 
 namespace ringstore::storage {
 namespace {

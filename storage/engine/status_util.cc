@@ -1,4 +1,4 @@
-#include "storage/status_util.h"
+#include "storage/engine/status_util.h"
 
 #include <cerrno>
 #include <cstring>

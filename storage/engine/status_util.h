@@ -3,8 +3,8 @@
 // errno values become absl::Status in exactly one place (ErrnoToStatus) with
 // the most specific code, and two small macros replace the status macros this
 // Abseil release does not ship.
-#ifndef RINGSTORE_STORAGE_STATUS_UTIL_H_
-#define RINGSTORE_STORAGE_STATUS_UTIL_H_
+#ifndef RINGSTORE_STORAGE_ENGINE_STATUS_UTIL_H_
+#define RINGSTORE_STORAGE_ENGINE_STATUS_UTIL_H_
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -48,4 +48,4 @@ bool IsRefusal(const absl::Status& status);
   if (!tmp.ok()) return tmp.status();             \
   lhs = std::move(tmp).value()
 
-#endif  // RINGSTORE_STORAGE_STATUS_UTIL_H_
+#endif  // RINGSTORE_STORAGE_ENGINE_STATUS_UTIL_H_

@@ -14,8 +14,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "storage/engine_test_fixture.h"
-#include "storage/sync.h"
+#include "storage/engine/engine_test_fixture.h"
+#include "storage/engine/sync.h"
 
 namespace ringstore::storage {
 namespace {

@@ -8,8 +8,8 @@
 // pthread calls TSan intercepts) with the subset of absl::Mutex's interface
 // this project uses; otherwise they are Abseil's own types. Clang's thread
 // safety annotations (ABSL_GUARDED_BY and friends) hold for both.
-#ifndef RINGSTORE_STORAGE_SYNC_H_
-#define RINGSTORE_STORAGE_SYNC_H_
+#ifndef RINGSTORE_STORAGE_ENGINE_SYNC_H_
+#define RINGSTORE_STORAGE_ENGINE_SYNC_H_
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -106,4 +106,4 @@ extern "C" void AnnotateHappensAfter(const char* file, int line, const volatile 
 #define RS_HAPPENS_AFTER(addr) static_cast<void>(0)
 #endif
 
-#endif  // RINGSTORE_STORAGE_SYNC_H_
+#endif  // RINGSTORE_STORAGE_ENGINE_SYNC_H_

@@ -10,8 +10,8 @@
 // the fault injector, if any, may fail it (fault_injection.h).
 //
 // Every method may block; all are thread-safe.
-#ifndef RINGSTORE_STORAGE_POSIX_OPS_H_
-#define RINGSTORE_STORAGE_POSIX_OPS_H_
+#ifndef RINGSTORE_STORAGE_ENGINE_POSIX_OPS_H_
+#define RINGSTORE_STORAGE_ENGINE_POSIX_OPS_H_
 
 #include <cstdint>
 #include <string>
@@ -21,8 +21,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
-#include "storage/engine.h"
-#include "storage/fault_injection.h"
+#include "storage/engine/engine.h"
+#include "storage/engine/fault_injection.h"
 
 namespace ringstore::storage {
 
@@ -92,4 +92,4 @@ class PosixFiles {
 
 }  // namespace ringstore::storage
 
-#endif  // RINGSTORE_STORAGE_POSIX_OPS_H_
+#endif  // RINGSTORE_STORAGE_ENGINE_POSIX_OPS_H_

@@ -2,8 +2,8 @@
 //
 // Used by engines for work that blocks in the kernel. Thread-safe. The
 // destructor finishes every closure already queued, then joins the threads.
-#ifndef RINGSTORE_STORAGE_WORKER_POOL_H_
-#define RINGSTORE_STORAGE_WORKER_POOL_H_
+#ifndef RINGSTORE_STORAGE_ENGINE_WORKER_POOL_H_
+#define RINGSTORE_STORAGE_ENGINE_WORKER_POOL_H_
 
 #include <deque>
 #include <string>
@@ -12,7 +12,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
-#include "storage/sync.h"
+#include "storage/engine/sync.h"
 
 namespace ringstore::storage {
 
@@ -38,4 +38,4 @@ class WorkerPool {
 
 }  // namespace ringstore::storage
 
-#endif  // RINGSTORE_STORAGE_WORKER_POOL_H_
+#endif  // RINGSTORE_STORAGE_ENGINE_WORKER_POOL_H_

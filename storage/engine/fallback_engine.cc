@@ -1,10 +1,10 @@
-#include "storage/fallback_engine.h"
+#include "storage/engine/fallback_engine.h"
 
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "storage/status_util.h"
+#include "storage/engine/status_util.h"
 
 namespace ringstore::storage {
 namespace {

@@ -1,4 +1,4 @@
-#include "storage/buffer_pool.h"
+#include "storage/engine/buffer_pool.h"
 
 #include <sys/mman.h>
 

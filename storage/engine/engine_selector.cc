@@ -1,11 +1,11 @@
-#include "storage/engine_selector.h"
+#include "storage/engine/engine_selector.h"
 
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "storage/fallback_engine.h"
-#include "storage/status_util.h"
+#include "storage/engine/fallback_engine.h"
+#include "storage/engine/status_util.h"
 
 namespace ringstore::storage {
 namespace {

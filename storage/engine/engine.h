@@ -16,9 +16,10 @@
 // which the caller keeps alive until the callback has run.
 //
 // Errors are absl::Status with the codes of ErrnoToStatus.
-#ifndef RINGSTORE_STORAGE_ENGINE_H_
-#define RINGSTORE_STORAGE_ENGINE_H_
+#ifndef RINGSTORE_STORAGE_ENGINE_ENGINE_H_
+#define RINGSTORE_STORAGE_ENGINE_ENGINE_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -30,11 +31,21 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "storage/buffer_pool.h"
-#include "storage/cancellation.h"
-#include "storage/fault_injection.h"
+#include "storage/engine/buffer_pool.h"
+#include "storage/engine/cancellation.h"
+#include "storage/engine/fault_injection.h"
 
 namespace ringstore::storage {
+
+// Splits an engine path: "a/b/c" → "a/b" and "c"; "c" → "" and "c".
+inline absl::string_view ParentDir(absl::string_view path) {
+  const size_t slash = path.rfind('/');
+  return slash == absl::string_view::npos ? absl::string_view() : path.substr(0, slash);
+}
+inline absl::string_view BaseName(absl::string_view path) {
+  const size_t slash = path.rfind('/');
+  return slash == absl::string_view::npos ? path : path.substr(slash + 1);
+}
 
 // Which engine did an operation. Values match the proto's Backend enum.
 enum class Backend { kUnspecified = 0, kIoUring = 1, kPosixAio = 2, kThreadPool = 3 };
@@ -225,4 +236,4 @@ absl::StatusOr<std::unique_ptr<Engine>> NewPosixAioEngine(const EngineOptions& o
 
 }  // namespace ringstore::storage
 
-#endif  // RINGSTORE_STORAGE_ENGINE_H_
+#endif  // RINGSTORE_STORAGE_ENGINE_ENGINE_H_

@@ -2,8 +2,8 @@
 // engine_fault_test.cc): a fresh root with a sibling directory outside it,
 // a small buffer pool, the engine named by the test parameter, and one
 // blocking helper per engine operation. Test-only; header-only.
-#ifndef RINGSTORE_STORAGE_ENGINE_TEST_FIXTURE_H_
-#define RINGSTORE_STORAGE_ENGINE_TEST_FIXTURE_H_
+#ifndef RINGSTORE_STORAGE_ENGINE_ENGINE_TEST_FIXTURE_H_
+#define RINGSTORE_STORAGE_ENGINE_ENGINE_TEST_FIXTURE_H_
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -24,11 +24,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "storage/buffer_pool.h"
-#include "storage/engine.h"
-#include "storage/engine_selector.h"
-#include "storage/fault_injection.h"
-#include "storage/sync.h"
+#include "storage/engine/buffer_pool.h"
+#include "storage/engine/engine.h"
+#include "storage/engine/engine_selector.h"
+#include "storage/engine/fault_injection.h"
+#include "storage/engine/sync.h"
 
 namespace ringstore::storage {
 
@@ -251,4 +251,4 @@ class EngineTest : public testing::TestWithParam<const char*> {
 
 }  // namespace ringstore::storage
 
-#endif  // RINGSTORE_STORAGE_ENGINE_TEST_FIXTURE_H_
+#endif  // RINGSTORE_STORAGE_ENGINE_ENGINE_TEST_FIXTURE_H_

@@ -10,8 +10,8 @@
 //
 // The owner keeps the Cancellation alive until every operation given it has
 // called back. Thread-safe.
-#ifndef RINGSTORE_STORAGE_CANCELLATION_H_
-#define RINGSTORE_STORAGE_CANCELLATION_H_
+#ifndef RINGSTORE_STORAGE_ENGINE_CANCELLATION_H_
+#define RINGSTORE_STORAGE_ENGINE_CANCELLATION_H_
 
 #include <atomic>
 #include <cstdint>
@@ -19,7 +19,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
-#include "storage/sync.h"
+#include "storage/engine/sync.h"
 
 namespace ringstore::storage {
 
@@ -58,4 +58,4 @@ inline bool IsCancelled(const Cancellation* cancel) {
 
 }  // namespace ringstore::storage
 
-#endif  // RINGSTORE_STORAGE_CANCELLATION_H_
+#endif  // RINGSTORE_STORAGE_ENGINE_CANCELLATION_H_

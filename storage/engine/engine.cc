@@ -1,4 +1,4 @@
-#include "storage/engine.h"
+#include "storage/engine/engine.h"
 
 namespace ringstore::storage {
 

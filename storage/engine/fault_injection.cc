@@ -1,4 +1,4 @@
-#include "storage/fault_injection.h"
+#include "storage/engine/fault_injection.h"
 
 namespace ringstore::storage {
 

@@ -1,4 +1,4 @@
-#include "storage/cancellation.h"
+#include "storage/engine/cancellation.h"
 
 #include <utility>
 

@@ -5,8 +5,8 @@
 // error. Either way the engines after it that can start become its runtime
 // fallback (fallback_engine.h): an operation io_uring refuses is run on
 // posix_aio, one posix_aio refuses on thread_pool.
-#ifndef RINGSTORE_STORAGE_ENGINE_SELECTOR_H_
-#define RINGSTORE_STORAGE_ENGINE_SELECTOR_H_
+#ifndef RINGSTORE_STORAGE_ENGINE_ENGINE_SELECTOR_H_
+#define RINGSTORE_STORAGE_ENGINE_ENGINE_SELECTOR_H_
 
 #include <memory>
 #include <string>
@@ -14,7 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "storage/engine.h"
+#include "storage/engine/engine.h"
 
 namespace ringstore::storage {
 
@@ -44,4 +44,4 @@ absl::StatusOr<std::unique_ptr<Engine>> StartSingleEngine(absl::string_view name
 
 }  // namespace ringstore::storage
 
-#endif  // RINGSTORE_STORAGE_ENGINE_SELECTOR_H_
+#endif  // RINGSTORE_STORAGE_ENGINE_ENGINE_SELECTOR_H_

@@ -21,9 +21,9 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
-#include "storage/cancellation.h"
-#include "storage/engine_test_fixture.h"
-#include "storage/sync.h"
+#include "storage/engine/cancellation.h"
+#include "storage/engine/engine_test_fixture.h"
+#include "storage/engine/sync.h"
 
 namespace ringstore::storage {
 namespace {

@@ -26,8 +26,8 @@
 // real failure.
 //
 // Unless marked "any thread", methods run on the ring thread only.
-#ifndef RINGSTORE_STORAGE_IO_URING_RING_H_
-#define RINGSTORE_STORAGE_IO_URING_RING_H_
+#ifndef RINGSTORE_STORAGE_ENGINE_IO_URING_RING_H_
+#define RINGSTORE_STORAGE_ENGINE_IO_URING_RING_H_
 
 #include <liburing.h>
 
@@ -43,11 +43,11 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
-#include "storage/buffer_pool.h"
-#include "storage/cancellation.h"
-#include "storage/engine.h"
-#include "storage/fault_injection.h"
-#include "storage/sync.h"
+#include "storage/engine/buffer_pool.h"
+#include "storage/engine/cancellation.h"
+#include "storage/engine/engine.h"
+#include "storage/engine/fault_injection.h"
+#include "storage/engine/sync.h"
 
 namespace ringstore::storage {
 
@@ -179,4 +179,4 @@ class Ring {
 
 }  // namespace ringstore::storage
 
-#endif  // RINGSTORE_STORAGE_IO_URING_RING_H_
+#endif  // RINGSTORE_STORAGE_ENGINE_IO_URING_RING_H_

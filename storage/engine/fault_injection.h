@@ -14,15 +14,15 @@
 // costs one pointer test per step.
 //
 // Thread-safe.
-#ifndef RINGSTORE_STORAGE_FAULT_INJECTION_H_
-#define RINGSTORE_STORAGE_FAULT_INJECTION_H_
+#ifndef RINGSTORE_STORAGE_ENGINE_FAULT_INJECTION_H_
+#define RINGSTORE_STORAGE_ENGINE_FAULT_INJECTION_H_
 
 #include <array>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/string_view.h"
-#include "storage/sync.h"
+#include "storage/engine/sync.h"
 
 namespace ringstore::storage {
 
@@ -85,4 +85,4 @@ inline int InjectedErrno(FaultInjector* faults, Step step) {
 
 }  // namespace ringstore::storage
 
-#endif  // RINGSTORE_STORAGE_FAULT_INJECTION_H_
+#endif  // RINGSTORE_STORAGE_ENGINE_FAULT_INJECTION_H_

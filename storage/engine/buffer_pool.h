@@ -8,8 +8,8 @@
 // memory.
 //
 // Thread-safe. Waiters are served first-come first-served.
-#ifndef RINGSTORE_STORAGE_BUFFER_POOL_H_
-#define RINGSTORE_STORAGE_BUFFER_POOL_H_
+#ifndef RINGSTORE_STORAGE_ENGINE_BUFFER_POOL_H_
+#define RINGSTORE_STORAGE_ENGINE_BUFFER_POOL_H_
 
 #include <sys/uio.h>
 
@@ -22,7 +22,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "storage/sync.h"
+#include "storage/engine/sync.h"
 
 namespace ringstore::storage {
 
@@ -103,4 +103,4 @@ class BufferPool {
 
 }  // namespace ringstore::storage
 
-#endif  // RINGSTORE_STORAGE_BUFFER_POOL_H_
+#endif  // RINGSTORE_STORAGE_ENGINE_BUFFER_POOL_H_

@@ -9,10 +9,10 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "storage/engine.h"
-#include "storage/posix_ops.h"
-#include "storage/status_util.h"
-#include "storage/worker_pool.h"
+#include "storage/engine/engine.h"
+#include "storage/engine/posix_ops.h"
+#include "storage/engine/status_util.h"
+#include "storage/engine/worker_pool.h"
 
 namespace ringstore::storage {
 namespace {

@@ -10,12 +10,12 @@
 //
 // This works because every engine's FileHandle is a plain file descriptor of
 // this process, valid for every other engine. info() is the primary's.
-#ifndef RINGSTORE_STORAGE_FALLBACK_ENGINE_H_
-#define RINGSTORE_STORAGE_FALLBACK_ENGINE_H_
+#ifndef RINGSTORE_STORAGE_ENGINE_FALLBACK_ENGINE_H_
+#define RINGSTORE_STORAGE_ENGINE_FALLBACK_ENGINE_H_
 
 #include <memory>
 
-#include "storage/engine.h"
+#include "storage/engine/engine.h"
 
 namespace ringstore::storage {
 
@@ -24,4 +24,4 @@ std::unique_ptr<Engine> WithFallback(std::unique_ptr<Engine> primary,
 
 }  // namespace ringstore::storage
 
-#endif  // RINGSTORE_STORAGE_FALLBACK_ENGINE_H_
+#endif  // RINGSTORE_STORAGE_ENGINE_FALLBACK_ENGINE_H_

@@ -1,4 +1,4 @@
-#include "storage/worker_pool.h"
+#include "storage/engine/worker_pool.h"
 
 #include <pthread.h>
 

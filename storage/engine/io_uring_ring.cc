@@ -1,4 +1,4 @@
-#include "storage/io_uring_ring.h"
+#include "storage/engine/io_uring_ring.h"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -15,7 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "storage/status_util.h"
+#include "storage/engine/status_util.h"
 
 namespace ringstore::storage {
 namespace {

@@ -37,12 +37,11 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "storage/engine.h"
-#include "storage/io_uring_ring.h"
-#include "storage/path.h"
-#include "storage/posix_ops.h"
-#include "storage/status_util.h"
-#include "storage/worker_pool.h"
+#include "storage/engine/engine.h"
+#include "storage/engine/io_uring_ring.h"
+#include "storage/engine/posix_ops.h"
+#include "storage/engine/status_util.h"
+#include "storage/engine/worker_pool.h"
 
 namespace ringstore::storage {
 namespace {

@@ -1,4 +1,4 @@
-#include "storage/posix_ops.h"
+#include "storage/engine/posix_ops.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -11,8 +11,7 @@
 #include <cerrno>
 
 #include "absl/strings/str_cat.h"
-#include "storage/path.h"
-#include "storage/status_util.h"
+#include "storage/engine/status_util.h"
 
 namespace ringstore::storage {
 namespace {
