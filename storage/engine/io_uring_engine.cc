@@ -842,9 +842,8 @@ class IoUringEngine final : public Engine {
   // An operation started on a ring's own thread stays on that ring; others
   // go round robin.
   RingFiles& Next() {
-    const Ring* current = Ring::Current();
     for (const Lane& lane : lanes_) {
-      if (lane.ring.get() == current) return *lane.files;
+      if (lane.ring->IsCurrent()) return *lane.files;
     }
     return *lanes_[next_.fetch_add(1, std::memory_order_relaxed) % lanes_.size()].files;
   }

@@ -1,15 +1,12 @@
 #include "storage/engine/io_uring_ring.h"
 
 #include <fcntl.h>
-#include <pthread.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <future>
 #include <memory>
 #include <utility>
 
@@ -45,8 +42,6 @@ constexpr NeededOp kNeededOps[] = {
     {IORING_OP_MKDIRAT, "mkdirat"},         {IORING_OP_ASYNC_CANCEL, "async_cancel"},
 };
 
-thread_local Ring* current_ring = nullptr;
-
 }  // namespace
 
 Ring::Ring(const EngineOptions& options)
@@ -54,43 +49,32 @@ Ring::Ring(const EngineOptions& options)
       pool_(options.pool),
       threads_(options.threads),
       faults_(options.faults),
-      root_(fcntl(options.root_fd, F_DUPFD_CLOEXEC, 0)) {}
+      root_(fcntl(options.root_fd, F_DUPFD_CLOEXEC, 0)),
+      loop_("rs-uring") {}
 
 Ring::~Ring() {
-  if (thread_.joinable()) {
-    {
-      MutexLock lock(&mu_);
-      stopping_ = true;
-    }
-    Wake();
-    thread_.join();
-  }
-  if (wake_fd_ >= 0) close(wake_fd_);
+  loop_.Stop();
   if (root_ >= 0) close(root_);
 }
 
-Ring* Ring::Current() { return current_ring; }
-
 absl::Status Ring::Start() {
   if (root_ < 0) return ErrnoToStatus(errno, "dup root");
-  wake_fd_ = eventfd(0, EFD_CLOEXEC);
-  if (wake_fd_ < 0) return ErrnoToStatus(errno, "eventfd");
-  std::promise<absl::Status> ready;
-  std::future<absl::Status> setup = ready.get_future();
-  thread_ = std::thread([this, &ready] {
-    absl::Status s = Setup();
-    if (!s.ok() && ring_ready_) io_uring_queue_exit(&ring_);
-    const bool ok = s.ok();
-    ready.set_value(std::move(s));
-    if (ok) Loop();
-  });
-  pthread_setname_np(thread_.native_handle(), "rs-uring");
-  absl::Status s = setup.get();
-  if (!s.ok()) thread_.join();
-  return s;
+  return loop_.Start(this);
 }
 
 absl::Status Ring::Setup() {
+  absl::Status s = SetupRing();
+  if (!s.ok()) {
+    if (ring_ready_) io_uring_queue_exit(&ring_);
+    return s;
+  }
+  ArmWake();
+  return absl::OkStatus();
+}
+
+void Ring::Finish() { io_uring_queue_exit(&ring_); }
+
+absl::Status Ring::SetupRing() {
   io_uring_params params;
   // Preferred flags first; each is dropped if the kernel says EINVAL.
   const unsigned flag_sets[] = {
@@ -174,52 +158,38 @@ absl::Status Ring::CheckNopInjection() {
   return absl::OkStatus();
 }
 
-void Ring::Loop() {
-  current_ring = this;
-  ArmWake();
-  std::vector<std::pair<uint64_t, int>> cqes;
-  for (;;) {
-    RunPosted();
-    {
-      MutexLock lock(&mu_);
-      if (stopping_ && in_flight_ == 0 && posted_.empty()) break;
-    }
-    const int rc = io_uring_submit_and_wait(&ring_, 1);
-    if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
-      std::fprintf(stderr, "ringstore: io_uring_submit_and_wait: %s\n", std::strerror(-rc));
-    }
-    // Copy the CQEs out first: continuations submit, which may reap.
-    cqes.clear();
-    unsigned head;
-    io_uring_cqe* cqe;
-    unsigned seen = 0;
-    io_uring_for_each_cqe(&ring_, head, cqe) {
-      cqes.emplace_back(cqe->user_data, cqe->res);
-      ++seen;
-    }
-    io_uring_cq_advance(&ring_, seen);
-    for (const auto& [tag, res] : cqes) {
-      if (tag == kWakeTag) {
-        ArmWake();
-        continue;
-      }
-      if (tag == kIgnoreTag) continue;
-      std::unique_ptr<Completion> c(reinterpret_cast<Completion*>(tag));
-      {
-        MutexLock lock(&mu_);
-        --in_flight_;
-      }
-      if (c->op != 0) {
-        auto it = ops_.find(c->op);
-        if (it != ops_.end()) {
-          auto& v = it->second.in_flight;
-          v.erase(std::remove(v.begin(), v.end(), c.get()), v.end());
-        }
-      }
-      std::move(c->fn)(res);
-    }
+void Ring::Wait() {
+  const int rc = io_uring_submit_and_wait(&ring_, 1);
+  if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+    std::fprintf(stderr, "ringstore: io_uring_submit_and_wait: %s\n", std::strerror(-rc));
   }
-  io_uring_queue_exit(&ring_);
+  // Copy the CQEs out first: continuations submit, which may reap.
+  cqes_.clear();
+  unsigned head;
+  io_uring_cqe* cqe;
+  unsigned seen = 0;
+  io_uring_for_each_cqe(&ring_, head, cqe) {
+    cqes_.emplace_back(cqe->user_data, cqe->res);
+    ++seen;
+  }
+  io_uring_cq_advance(&ring_, seen);
+  for (const auto& [tag, res] : cqes_) {
+    if (tag == kWakeTag) {
+      ArmWake();
+      continue;
+    }
+    if (tag == kIgnoreTag) continue;
+    std::unique_ptr<Completion> c(reinterpret_cast<Completion*>(tag));
+    --in_flight_;
+    if (c->op != 0) {
+      auto it = ops_.find(c->op);
+      if (it != ops_.end()) {
+        auto& v = it->second.in_flight;
+        v.erase(std::remove(v.begin(), v.end(), c.get()), v.end());
+      }
+    }
+    std::move(c->fn)(res);
+  }
 }
 
 io_uring_sqe* Ring::GetSqe() {
@@ -249,7 +219,6 @@ void Ring::Submit(Step step, const Prep& prep, Cont done, uint64_t op) {
     if (it != ops_.end()) it->second.in_flight.push_back(c);
   }
   io_uring_sqe_set_data(sqe, c);
-  MutexLock lock(&mu_);
   ++in_flight_;
 }
 
@@ -291,7 +260,7 @@ uint64_t Ring::BeginOp(Cancellation* cancel) {
   // Queued even on this thread: CancelOp must run between two batches of
   // CQEs, when every Completion it finds is still in the kernel, so that the
   // address it names cannot belong to a newer SQE.
-  state.hook = cancel->AddHook([this, op] { Enqueue([this, op] { CancelOp(op); }); });
+  state.hook = cancel->AddHook([this, op] { loop_.Queue([this, op] { CancelOp(op); }); });
   return op;
 }
 
@@ -337,46 +306,8 @@ void Ring::ReleaseSlot(int slot) {
 
 void Ring::ArmWake() {
   io_uring_sqe* sqe = GetSqe();
-  io_uring_prep_read(sqe, wake_fd_, &wake_value_, sizeof(wake_value_), 0);
+  io_uring_prep_read(sqe, loop_.wake_fd(), &wake_value_, sizeof(wake_value_), 0);
   io_uring_sqe_set_data64(sqe, kWakeTag);
-}
-
-void Ring::RunPosted() {
-  for (;;) {
-    std::deque<absl::AnyInvocable<void() &&>> work;
-    {
-      MutexLock lock(&mu_);
-      work.swap(posted_);
-    }
-    if (work.empty()) return;
-    for (auto& w : work) std::move(w)();
-  }
-}
-
-void Ring::Post(absl::AnyInvocable<void() &&> work) {
-  if (current_ring == this) {
-    std::move(work)();
-    return;
-  }
-  Enqueue(std::move(work));
-}
-
-void Ring::Enqueue(absl::AnyInvocable<void() &&> work) {
-  bool wake;
-  {
-    MutexLock lock(&mu_);
-    // A non-empty queue has a wake-up on its way already: RunPosted drains
-    // until it finds the queue empty.
-    wake = posted_.empty();
-    posted_.push_back(std::move(work));
-  }
-  if (wake) Wake();
-}
-
-void Ring::Wake() {
-  const uint64_t one = 1;
-  while (write(wake_fd_, &one, sizeof(one)) < 0 && errno == EINTR) {
-  }
 }
 
 }  // namespace ringstore::storage

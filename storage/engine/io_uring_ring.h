@@ -2,11 +2,11 @@
 // engine (io_uring_engine.cc builds the file operations on top). Internal to
 // storage/.
 //
-// The thread ("rs-uring") creates the ring, submits every SQE and reaps every
-// CQE, so the ring runs with IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN
-// (each flag dropped on EINVAL, as fio does). Other threads hand it work with
-// Post(), through a queue and an eventfd whose read is always armed in the
-// ring. Each SQE carries a heap-allocated completion object in `user_data`;
+// The thread ("rs-uring", an EventLoop: event_loop.h) creates the ring,
+// submits every SQE and reaps every CQE, so the ring runs with
+// IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN (each flag dropped on EINVAL, as
+// fio does). Other threads hand it work with Post(), through the loop's queue
+// and eventfd, whose read is always armed in the ring. Each SQE carries a heap-allocated completion object in `user_data`;
 // its continuation runs on the ring thread with the CQE's `res` (negative =
 // -errno) and may submit the next SQE. A full submission queue is
 // submitted, never dropped; every CQE is marked seen once.
@@ -33,21 +33,19 @@
 
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <string>
-#include <thread>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "storage/engine/buffer_pool.h"
 #include "storage/engine/cancellation.h"
 #include "storage/engine/engine.h"
+#include "storage/engine/event_loop.h"
 #include "storage/engine/fault_injection.h"
-#include "storage/engine/sync.h"
 
 namespace ringstore::storage {
 
@@ -56,7 +54,7 @@ namespace ringstore::storage {
 // nullptr, 0, length).
 inline constexpr int kOpFtruncate = 55;
 
-class Ring {
+class Ring final : private EventLoop::Driver {
  public:
   // Continuation of one SQE: gets the CQE's res.
   using Cont = absl::AnyInvocable<void(int) &&>;
@@ -76,8 +74,9 @@ class Ring {
 
   // Any thread. Does not start anything; Start() does.
   explicit Ring(const EngineOptions& options);
-  // Any thread. Waits for every SQE in flight, then stops the thread.
-  ~Ring();
+  // Any thread but the ring's. Waits for every SQE in flight, then stops the
+  // thread.
+  ~Ring() override;
   Ring(const Ring&) = delete;
   Ring& operator=(const Ring&) = delete;
 
@@ -86,10 +85,11 @@ class Ring {
   // kernel.io_uring_disabled), Unimplemented if an opcode is missing.
   absl::Status Start();
 
-  // Any thread. Runs `work` on the ring thread: at once if called there.
-  void Post(absl::AnyInvocable<void() &&> work);
-  // Any thread. The ring whose thread is calling, or null.
-  static Ring* Current();
+  // Any thread. Runs `work` on the ring thread: at once (before Post
+  // returns) if called there, otherwise queued.
+  void Post(absl::AnyInvocable<void() &&> work) { loop_.Post(std::move(work)); }
+  // Any thread. True on this ring's thread.
+  bool IsCurrent() const { return loop_.IsCurrent(); }
 
   // Any thread; fixed after Start().
   const std::vector<std::string>& features() const { return features_; }
@@ -137,14 +137,15 @@ class Ring {
     std::vector<Completion*> in_flight;
   };
 
-  absl::Status Setup();
+  // EventLoop::Driver, on the ring thread.
+  absl::Status Setup() override;
+  void Wait() override;
+  bool Idle() const override { return in_flight_ == 0; }
+  void Finish() override;
+
+  absl::Status SetupRing();
   absl::Status CheckNopInjection();
-  void Loop();
-  void RunPosted();
-  // Queues `work` for the ring thread, also when called there.
-  void Enqueue(absl::AnyInvocable<void() &&> work);
   void ArmWake();
-  void Wake();
   io_uring_sqe* GetSqe();
   // Asks the kernel to cancel every SQE of `op` still in flight.
   void CancelOp(uint64_t op);
@@ -154,7 +155,6 @@ class Ring {
   const int threads_;
   FaultInjector* const faults_;
   const int root_;
-  int wake_fd_ = -1;
   uint64_t wake_value_ = 0;
 
   io_uring ring_;
@@ -168,13 +168,13 @@ class Ring {
   std::atomic<int> slots_in_use_{0};
   uint64_t next_op_ = 1;
   std::unordered_map<uint64_t, OpState> ops_;
+  // SQEs whose CQE has not been reaped (the wake-up read aside).
+  int64_t in_flight_ = 0;
+  // Copied CQEs of one batch (Wait).
+  std::vector<std::pair<uint64_t, int>> cqes_;
 
-  Mutex mu_;
-  std::deque<absl::AnyInvocable<void() &&>> posted_ ABSL_GUARDED_BY(mu_);
-  int64_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-
-  std::thread thread_;
+  // Declared last: stopped (in ~Ring) before the state above goes.
+  EventLoop loop_;
 };
 
 }  // namespace ringstore::storage

@@ -14,12 +14,12 @@
 //     duplicate of it (F_DUPFD_CLOEXEC), closed when the request completes,
 //     so reads of one file run in parallel.
 //
-// Completions: one engine thread ("rs-aio") submits every request and waits
-// for them in aio_suspend, which sleeps until one completes: no spinning,
+// Completions: one engine thread ("rs-aio", an EventLoop: event_loop.h)
+// submits every request and waits for them in aio_suspend, which sleeps until one completes: no spinning,
 // no signals, no thread per completion (SIGEV_THREAD would start one). To
 // hear about new work while it waits, the list always holds one more
-// request: an aio_read of an eventfd (glibc falls back from pread to read
-// for it), which Post() completes by writing the eventfd. Callbacks of data
+// request: an aio_read of the loop's eventfd (glibc falls back from pread to
+// read for it), which posting work completes by writing the eventfd. Callbacks of data
 // operations run on the engine thread, those of helper operations on a
 // helper thread.
 //
@@ -28,28 +28,24 @@
 // finishes.
 #include <aio.h>
 #include <fcntl.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
-#include <deque>
-#include <future>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "storage/engine/engine.h"
+#include "storage/engine/event_loop.h"
 #include "storage/engine/posix_ops.h"
 #include "storage/engine/status_util.h"
-#include "storage/engine/sync.h"
 #include "storage/engine/worker_pool.h"
 
 namespace ringstore::storage {
@@ -81,27 +77,20 @@ struct Request {
   absl::AnyInvocable<void(ssize_t) &&> done;
 };
 
-class PosixAioEngine final : public Engine {
+class PosixAioEngine final : public Engine, private EventLoop::Driver {
  public:
   PosixAioEngine(int root, const EngineOptions& options)
       : root_(root),
         files_(root, options.metadata_attr, options.faults),
         faults_(options.faults),
         threads_(options.threads),
+        loop_("rs-aio"),
         helpers_(std::make_unique<WorkerPool>(kHelperThreads, "rs-aio-help")) {}
 
   ~PosixAioEngine() override {
     // Helpers first: what they still run may post to the engine thread.
     helpers_.reset();
-    if (thread_.joinable()) {
-      {
-        MutexLock lock(&mu_);
-        stopping_ = true;
-      }
-      Wake();
-      thread_.join();
-    }
-    if (wake_fd_ >= 0) close(wake_fd_);
+    loop_.Stop();
     close(root_);
   }
 
@@ -115,13 +104,7 @@ class PosixAioEngine final : public Engine {
       init.aio_idle_time = 1;
       aio_init(&init);
     });
-    wake_fd_ = eventfd(0, EFD_CLOEXEC);
-    if (wake_fd_ < 0) return ErrnoToStatus(errno, "eventfd");
-    // Probe: AIO must work here (glibc answers ENOSYS where it cannot).
-    if (absl::Status s = ArmWake(); !s.ok()) return s;
-    thread_ = std::thread([this] { Loop(); });
-    pthread_setname_np(thread_.native_handle(), "rs-aio");
-    return absl::OkStatus();
+    return loop_.Start(this);
   }
 
   EngineInfo info() const override {
@@ -361,7 +344,7 @@ class PosixAioEngine final : public Engine {
     }
     if (rc != 0) {
       const int err = errno;
-      Finish(*r);
+      EndRequest(*r);
       return std::move(done)(-err);
     }
     r->done = std::move(done);
@@ -370,7 +353,7 @@ class PosixAioEngine final : public Engine {
       Request* raw = r.get();
       // Queued: CancelRequest runs between two scans, while `raw` is known
       // to be in flight or gone from in_flight_.
-      r->hook = cancel->AddHook([this, raw] { Enqueue([this, raw] { CancelRequest(raw); }); });
+      r->hook = cancel->AddHook([this, raw] { loop_.Queue([this, raw] { CancelRequest(raw); }); });
       if (r->hook == 0) aio_cancel(run_fd, &r->cb);  // cancelled meanwhile
     }
     in_flight_.push_back(std::move(r));
@@ -386,7 +369,7 @@ class PosixAioEngine final : public Engine {
   }
 
   // Undoes Submit's bookkeeping for a request that is over.
-  void Finish(Request& r) {
+  void EndRequest(Request& r) {
     if (r.dup_fd >= 0) close(r.dup_fd);
     Release(r.fd);
   }
@@ -396,45 +379,45 @@ class PosixAioEngine final : public Engine {
     if (it != busy_.end() && --it->second == 0) busy_.erase(it);
   }
 
-  // --- Engine thread --------------------------------------------------------
+  // --- Engine thread (EventLoop::Driver) ----------------------------------
+
+  // Probe: AIO must work here (glibc answers ENOSYS where it cannot).
+  absl::Status Setup() override { return ArmWake(); }
+
+  bool Idle() const override { return in_flight_.empty(); }
+
+  void Wait() override {
+    wait_list_.clear();
+    wait_list_.push_back(&wake_cb_);
+    for (const auto& r : in_flight_) wait_list_.push_back(&r->cb);
+    aio_suspend(wait_list_.data(), static_cast<int>(wait_list_.size()), nullptr);
+    if (aio_error(&wake_cb_) != EINPROGRESS) {
+      aio_return(&wake_cb_);
+      if (ArmWake() != absl::OkStatus()) {
+        std::fprintf(stderr, "ringstore: posix_aio: cannot re-arm the wake-up request\n");
+      }
+    }
+    Reap();
+  }
+
+  void Finish() override {
+    // The wake-up request holds a glibc thread in read(): let it go.
+    const uint64_t one = 1;
+    while (write(loop_.wake_fd(), &one, sizeof(one)) < 0 && errno == EINTR) {
+    }
+    const aiocb* wake[] = {&wake_cb_};
+    while (aio_error(&wake_cb_) == EINPROGRESS) aio_suspend(wake, 1, nullptr);
+    aio_return(&wake_cb_);
+  }
 
   absl::Status ArmWake() {
     std::memset(&wake_cb_, 0, sizeof(wake_cb_));
-    wake_cb_.aio_fildes = wake_fd_;
+    wake_cb_.aio_fildes = loop_.wake_fd();
     wake_cb_.aio_buf = &wake_value_;
     wake_cb_.aio_nbytes = sizeof(wake_value_);
     wake_cb_.aio_sigevent.sigev_notify = SIGEV_NONE;
     if (aio_read(&wake_cb_) != 0) return AioError(errno, "aio_read of the wake-up eventfd");
     return absl::OkStatus();
-  }
-
-  void Loop() {
-    std::vector<const aiocb*> list;
-    for (;;) {
-      RunPosted();
-      bool stopping;
-      {
-        MutexLock lock(&mu_);
-        stopping = stopping_ && posted_.empty();
-      }
-      if (stopping && in_flight_.empty()) break;
-      list.clear();
-      list.push_back(&wake_cb_);
-      for (const auto& r : in_flight_) list.push_back(&r->cb);
-      aio_suspend(list.data(), static_cast<int>(list.size()), nullptr);
-      if (aio_error(&wake_cb_) != EINPROGRESS) {
-        aio_return(&wake_cb_);
-        if (ArmWake() != absl::OkStatus()) {
-          std::fprintf(stderr, "ringstore: posix_aio: cannot re-arm the wake-up request\n");
-        }
-      }
-      Reap();
-    }
-    // The wake-up request holds a glibc thread in read(): let it go.
-    Wake();
-    const aiocb* wake[] = {&wake_cb_};
-    while (aio_error(&wake_cb_) == EINPROGRESS) aio_suspend(wake, 1, nullptr);
-    aio_return(&wake_cb_);
   }
 
   // Completes every request that has finished.
@@ -449,62 +432,27 @@ class PosixAioEngine final : public Engine {
       const int err = aio_error(&r->cb);
       const ssize_t n = aio_return(&r->cb);
       if (r->cancel != nullptr) r->cancel->RemoveHook(r->hook);
-      Finish(*r);
+      EndRequest(*r);
       std::move(r->done)(err == 0 ? n : -err);
     }
   }
 
-  void RunPosted() {
-    for (;;) {
-      std::deque<absl::AnyInvocable<void() &&>> work;
-      {
-        MutexLock lock(&mu_);
-        work.swap(posted_);
-      }
-      if (work.empty()) return;
-      for (auto& w : work) std::move(w)();
-    }
-  }
-
   // Any thread: runs `work` on the engine thread (at once if there).
-  void Post(absl::AnyInvocable<void() &&> work) {
-    if (std::this_thread::get_id() == thread_.get_id()) return std::move(work)();
-    Enqueue(std::move(work));
-  }
-
-  void Enqueue(absl::AnyInvocable<void() &&> work) {
-    bool wake;
-    {
-      MutexLock lock(&mu_);
-      wake = posted_.empty();
-      posted_.push_back(std::move(work));
-    }
-    if (wake) Wake();
-  }
-
-  void Wake() {
-    const uint64_t one = 1;
-    while (write(wake_fd_, &one, sizeof(one)) < 0 && errno == EINTR) {
-    }
-  }
+  void Post(absl::AnyInvocable<void() &&> work) { loop_.Post(std::move(work)); }
 
   const int root_;
   const PosixFiles files_;
   FaultInjector* const faults_;
   const int threads_;
-  int wake_fd_ = -1;
-  uint64_t wake_value_ = 0;
-  aiocb wake_cb_;
 
   // Engine thread only.
+  uint64_t wake_value_ = 0;
+  aiocb wake_cb_;
   std::vector<std::unique_ptr<Request>> in_flight_;
   std::unordered_map<int, int> busy_;
+  std::vector<const aiocb*> wait_list_;
 
-  Mutex mu_;
-  std::deque<absl::AnyInvocable<void() &&>> posted_ ABSL_GUARDED_BY(mu_);
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-
-  std::thread thread_;
+  EventLoop loop_;
   std::unique_ptr<WorkerPool> helpers_;
 };
 

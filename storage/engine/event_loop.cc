@@ -1,0 +1,110 @@
+#include "storage/engine/event_loop.h"
+
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <future>
+#include <utility>
+
+#include "storage/engine/status_util.h"
+
+namespace ringstore::storage {
+namespace {
+
+thread_local const EventLoop* current_loop = nullptr;
+
+}  // namespace
+
+EventLoop::EventLoop(std::string name) : name_(std::move(name)) {}
+
+EventLoop::~EventLoop() {
+  Stop();
+  if (wake_fd_ >= 0) close(wake_fd_);
+}
+
+absl::Status EventLoop::Start(Driver* driver) {
+  wake_fd_ = eventfd(0, EFD_CLOEXEC);
+  if (wake_fd_ < 0) return ErrnoToStatus(errno, "eventfd");
+  std::promise<absl::Status> ready;
+  std::future<absl::Status> setup = ready.get_future();
+  thread_ = std::thread([this, driver, &ready] {
+    current_loop = this;
+    absl::Status s = driver->Setup();
+    const bool ok = s.ok();
+    ready.set_value(std::move(s));
+    if (ok) Loop(driver);
+  });
+  pthread_setname_np(thread_.native_handle(), name_.substr(0, 15).c_str());
+  absl::Status s = setup.get();
+  if (!s.ok()) thread_.join();
+  return s;
+}
+
+void EventLoop::Stop() {
+  if (!thread_.joinable()) return;
+  {
+    MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  Wake();
+  thread_.join();
+}
+
+void EventLoop::Loop(Driver* driver) {
+  for (;;) {
+    RunPosted();
+    bool stopping;
+    {
+      MutexLock lock(&mu_);
+      stopping = stopping_ && posted_.empty();
+    }
+    if (stopping && driver->Idle()) break;
+    driver->Wait();
+  }
+  driver->Finish();
+}
+
+void EventLoop::RunPosted() {
+  for (;;) {
+    std::deque<Work> work;
+    {
+      MutexLock lock(&mu_);
+      work.swap(posted_);
+    }
+    if (work.empty()) return;
+    for (Work& w : work) std::move(w)();
+  }
+}
+
+void EventLoop::Post(Work work) {
+  if (IsCurrent()) {
+    std::move(work)();
+    return;
+  }
+  Queue(std::move(work));
+}
+
+void EventLoop::Queue(Work work) {
+  bool wake;
+  {
+    MutexLock lock(&mu_);
+    // A non-empty queue has a wake-up on its way already: RunPosted drains
+    // until it finds the queue empty.
+    wake = posted_.empty();
+    posted_.push_back(std::move(work));
+  }
+  if (wake) Wake();
+}
+
+bool EventLoop::IsCurrent() const { return current_loop == this; }
+
+void EventLoop::Wake() {
+  const uint64_t one = 1;
+  while (write(wake_fd_, &one, sizeof(one)) < 0 && errno == EINTR) {
+  }
+}
+
+}  // namespace ringstore::storage
