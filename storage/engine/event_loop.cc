@@ -20,14 +20,11 @@ thread_local const EventLoop* current_loop = nullptr;
 
 EventLoop::EventLoop(std::string name) : name_(std::move(name)) {}
 
-EventLoop::~EventLoop() {
-  Stop();
-  if (wake_fd_ >= 0) close(wake_fd_);
-}
+EventLoop::~EventLoop() { Stop(); }
 
 absl::Status EventLoop::Start(Driver* driver) {
-  wake_fd_ = eventfd(0, EFD_CLOEXEC);
-  if (wake_fd_ < 0) return ErrnoToStatus(errno, "eventfd");
+  wake_fd_.reset(eventfd(0, EFD_CLOEXEC));
+  if (!wake_fd_.valid()) return ErrnoToStatus(errno, "eventfd");
   std::promise<absl::Status> ready;
   std::future<absl::Status> setup = ready.get_future();
   thread_ = std::thread([this, driver, &ready] {
@@ -103,7 +100,7 @@ bool EventLoop::IsCurrent() const { return current_loop == this; }
 
 void EventLoop::Wake() {
   const uint64_t one = 1;
-  while (write(wake_fd_, &one, sizeof(one)) < 0 && errno == EINTR) {
+  while (write(wake_fd_.get(), &one, sizeof(one)) < 0 && errno == EINTR) {
   }
 }
 

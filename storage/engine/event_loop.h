@@ -35,6 +35,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
+#include "storage/engine/scoped_fd.h"
 #include "storage/engine/sync.h"
 
 namespace ringstore::storage {
@@ -86,7 +87,7 @@ class EventLoop {
   // True on the loop thread.
   bool IsCurrent() const;
   // The eventfd the Driver reads to hear of new work; valid after Start.
-  int wake_fd() const { return wake_fd_; }
+  int wake_fd() const { return wake_fd_.get(); }
 
  private:
   void Loop(Driver* driver);
@@ -94,7 +95,7 @@ class EventLoop {
   void Wake();
 
   const std::string name_;
-  int wake_fd_ = -1;
+  ScopedFd wake_fd_;
 
   Mutex mu_;
   std::deque<Work> posted_ ABSL_GUARDED_BY(mu_);

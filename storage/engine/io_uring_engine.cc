@@ -37,11 +37,11 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "storage/engine/blocking_ops.h"
 #include "storage/engine/engine.h"
 #include "storage/engine/io_uring_ring.h"
 #include "storage/engine/posix_ops.h"
 #include "storage/engine/status_util.h"
-#include "storage/engine/worker_pool.h"
 
 namespace ringstore::storage {
 namespace {
@@ -95,9 +95,7 @@ open_how HowBeneath(int flags, int mode) {
 class RingFiles {
  public:
   RingFiles(Ring* ring, FaultInjector* faults)
-      : ring_(*ring),
-        blocking_files_(ring->root(), ring->attr(), faults),
-        helper_(1, "rs-uring-help") {}
+      : ring_(*ring), blocking_(ring->root(), ring->attr(), faults, kBackend, 1, "rs-uring-help") {}
 
   void Open(std::string path, OpenMode mode, Callback<FileHandle> done) {
     ring_.Post([this, path = std::move(path), mode, done = std::move(done)]() mutable {
@@ -144,12 +142,7 @@ class RingFiles {
   }
 
   void Truncate(FileHandle file, int64_t size, DoneCallback done) {
-    if (!ring_.has_ftruncate()) {
-      helper_.Run([this, file, size, done = std::move(done)]() mutable {
-        std::move(done)(blocking_files_.Truncate(static_cast<int>(file.id), size), kBackend);
-      });
-      return;
-    }
+    if (!ring_.has_ftruncate()) return blocking_.Truncate(file, size, std::move(done));
     ring_.Post([this, fd = static_cast<int>(file.id), size, done = std::move(done)]() mutable {
       ring_.Submit(
           Step::kTruncate,
@@ -323,9 +316,7 @@ class RingFiles {
 
   void ReadDir(std::string path, Callback<std::vector<DirEntry>> done) {
     // No io_uring opcode reads a directory.
-    helper_.Run([this, path = std::move(path), done = std::move(done)]() mutable {
-      std::move(done)(blocking_files_.ReadDir(path), kBackend);
-    });
+    blocking_.ReadDir(std::move(path), std::move(done));
   }
 
  private:
@@ -751,10 +742,8 @@ class RingFiles {
   }
 
   Ring& ring_;
-  // ReadDir's (and, before kernel 6.9, Truncate's) blocking calls, on
-  // helper_.
-  const PosixFiles blocking_files_;
-  WorkerPool helper_;
+  // ReadDir (and, before kernel 6.9, Truncate) on a helper thread.
+  BlockingOps blocking_;
 };
 
 class IoUringEngine final : public Engine {

@@ -52,13 +52,10 @@ Ring::Ring(const EngineOptions& options)
       root_(fcntl(options.root_fd, F_DUPFD_CLOEXEC, 0)),
       loop_("rs-uring") {}
 
-Ring::~Ring() {
-  loop_.Stop();
-  if (root_ >= 0) close(root_);
-}
+Ring::~Ring() { loop_.Stop(); }
 
 absl::Status Ring::Start() {
-  if (root_ < 0) return ErrnoToStatus(errno, "dup root");
+  if (!root_.valid()) return ErrnoToStatus(errno, "dup root");
   return loop_.Start(this);
 }
 

@@ -6,9 +6,10 @@
 // submits every SQE and reaps every CQE, so the ring runs with
 // IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN (each flag dropped on EINVAL, as
 // fio does). Other threads hand it work with Post(), through the loop's queue
-// and eventfd, whose read is always armed in the ring. Each SQE carries a heap-allocated completion object in `user_data`;
-// its continuation runs on the ring thread with the CQE's `res` (negative =
-// -errno) and may submit the next SQE. A full submission queue is
+// and eventfd, whose read is always armed in the ring. Each SQE carries a
+// heap-allocated completion object in `user_data`; its continuation runs on
+// the ring thread with the CQE's `res` (negative = -errno) and may submit
+// the next SQE. A full submission queue is
 // submitted, never dropped; every CQE is marked seen once.
 //
 // At start-up the ring probes the opcodes the engine needs, registers the
@@ -46,6 +47,7 @@
 #include "storage/engine/engine.h"
 #include "storage/engine/event_loop.h"
 #include "storage/engine/fault_injection.h"
+#include "storage/engine/scoped_fd.h"
 
 namespace ringstore::storage {
 
@@ -99,7 +101,7 @@ class Ring final : private EventLoop::Driver {
   bool has_ftruncate() const { return has_ftruncate_; }
   int direct_slots() const { return direct_slots_; }
   int direct_slots_in_use() const { return slots_in_use_.load(std::memory_order_relaxed); }
-  int root() const { return root_; }
+  int root() const { return root_.get(); }
   const std::string& attr() const { return attr_; }
   int threads() const { return threads_; }
 
@@ -154,7 +156,8 @@ class Ring final : private EventLoop::Driver {
   BufferPool* const pool_;
   const int threads_;
   FaultInjector* const faults_;
-  const int root_;
+  // The ring's duplicate of the root descriptor.
+  const ScopedFd root_;
   uint64_t wake_value_ = 0;
 
   io_uring ring_;

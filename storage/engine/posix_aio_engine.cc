@@ -1,7 +1,8 @@
 // The POSIX AIO engine: data moves through glibc's aio_read, aio_write and
 // aio_fsync; everything POSIX AIO does not offer (opening, closing, stat,
 // extended attributes, rename, unlink, directories) runs on a small bounded
-// helper pool with the blocking calls of PosixFiles.
+// helper pool with the blocking calls of PosixFiles (BlockingOps,
+// blocking_ops.h).
 //
 // glibc implements POSIX AIO in user space: a pool of threads that run one
 // request at a time per file descriptor. So:
@@ -42,11 +43,12 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "storage/engine/blocking_ops.h"
 #include "storage/engine/engine.h"
 #include "storage/engine/event_loop.h"
 #include "storage/engine/posix_ops.h"
+#include "storage/engine/scoped_fd.h"
 #include "storage/engine/status_util.h"
-#include "storage/engine/worker_pool.h"
 
 namespace ringstore::storage {
 namespace {
@@ -79,19 +81,20 @@ struct Request {
 
 class PosixAioEngine final : public Engine, private EventLoop::Driver {
  public:
-  PosixAioEngine(int root, const EngineOptions& options)
-      : root_(root),
-        files_(root, options.metadata_attr, options.faults),
+  PosixAioEngine(ScopedFd root, const EngineOptions& options)
+      : root_(std::move(root)),
         faults_(options.faults),
         threads_(options.threads),
         loop_("rs-aio"),
-        helpers_(std::make_unique<WorkerPool>(kHelperThreads, "rs-aio-help")) {}
+        helpers_(std::make_unique<BlockingOps>(root_.get(), options.metadata_attr,
+                                               options.faults, kBackend, kHelperThreads,
+                                               "rs-aio-help")),
+        files_(helpers_->files()) {}
 
   ~PosixAioEngine() override {
     // Helpers first: what they still run may post to the engine thread.
     helpers_.reset();
     loop_.Stop();
-    close(root_);
   }
 
   absl::Status Start(size_t buffers) {
@@ -116,10 +119,7 @@ class PosixAioEngine final : public Engine, private EventLoop::Driver {
   }
 
   void Open(std::string path, OpenMode mode, Callback<FileHandle> done) override {
-    OnHelper(std::move(done), [this, path = std::move(path), mode]() -> absl::StatusOr<FileHandle> {
-      RS_ASSIGN_OR_RETURN(int fd, files_.Open(path, mode));
-      return FileHandle{fd};
-    });
+    helpers_->Open(std::move(path), mode, std::move(done));
   }
 
   void Read(FileHandle file, int64_t offset, absl::Span<char> dst, Cancellation* cancel,
@@ -143,8 +143,7 @@ class PosixAioEngine final : public Engine, private EventLoop::Driver {
 
   // POSIX AIO has no truncate: on a helper.
   void Truncate(FileHandle file, int64_t size, DoneCallback done) override {
-    OnHelper(std::move(done),
-             [this, file, size] { return files_.Truncate(static_cast<int>(file.id), size); });
+    helpers_->Truncate(file, size, std::move(done));
   }
 
   void Sync(FileHandle file, bool data_only, DoneCallback done) override {
@@ -156,13 +155,13 @@ class PosixAioEngine final : public Engine, private EventLoop::Driver {
   }
 
   void Close(FileHandle file, DoneCallback done) override {
-    OnHelper(std::move(done), [this, file] { return files_.Close(static_cast<int>(file.id)); });
+    helpers_->Close(file, std::move(done));
   }
 
   // Open (helper) → aio_read → attribute if asked, and close (helper).
   void ReadFile(std::string path, absl::Span<char> dst, const ReadFileOptions& options,
                 Callback<FileRead> done) override {
-    helpers_->Run([this, path = std::move(path), dst, cancel = options.cancel,
+    helpers_->RunOnWorker([this, path = std::move(path), dst, cancel = options.cancel,
                    metadata = options.metadata, done = std::move(done)]() mutable {
       if (IsCancelled(cancel)) {
         return std::move(done)(absl::CancelledError("read: cancelled"), kBackend);
@@ -172,7 +171,8 @@ class PosixAioEngine final : public Engine, private EventLoop::Driver {
       Post([this, fd = *fd, dst, cancel, metadata, done = std::move(done)]() mutable {
         ReadFrom(fd, 0, dst, 0, cancel, [this, fd, metadata, done = std::move(done)](
                                             absl::StatusOr<size_t> n) mutable {
-          helpers_->Run([this, fd, metadata, n = std::move(n), done = std::move(done)]() mutable {
+          helpers_->RunOnWorker([this, fd, metadata, n = std::move(n),
+                                 done = std::move(done)]() mutable {
             absl::StatusOr<FileStat> st = !n.ok()     ? absl::StatusOr<FileStat>(n.status())
                                           : metadata ? files_.StatFd(fd)
                                                      : absl::StatusOr<FileStat>(FileStat());
@@ -186,30 +186,26 @@ class PosixAioEngine final : public Engine, private EventLoop::Driver {
   }
 
   void Stat(FileHandle file, Callback<FileStat> done) override {
-    OnHelper(std::move(done), [this, file] { return files_.StatFd(static_cast<int>(file.id)); });
+    helpers_->Stat(file, std::move(done));
   }
 
   void StatPath(std::string path, Callback<FileStat> done) override {
-    OnHelper(std::move(done), [this, path = std::move(path)] { return files_.StatPath(path); });
+    helpers_->StatPath(std::move(path), std::move(done));
   }
 
   void SetMetadata(FileHandle file, std::string value, DoneCallback done) override {
-    OnHelper(std::move(done), [this, file, value = std::move(value)] {
-      return files_.SetMetadata(static_cast<int>(file.id), value);
-    });
+    helpers_->SetMetadata(file, std::move(value), std::move(done));
   }
 
   void Rename(std::string from, std::string to, DoneCallback done) override {
-    OnHelper(std::move(done), [this, from = std::move(from), to = std::move(to)] {
-      return files_.Rename(from, to);
-    });
+    helpers_->Rename(std::move(from), std::move(to), std::move(done));
   }
 
   // Attribute (helper) → aio_fsync of the file → rename (helper) →
   // aio_fsync of the directory, each only if the one before succeeded.
   void CommitFile(FileHandle file, std::string metadata, std::string from, std::string to,
                   DoneCallback done) override {
-    helpers_->Run([this, fd = static_cast<int>(file.id), metadata = std::move(metadata),
+    helpers_->RunOnWorker([this, fd = static_cast<int>(file.id), metadata = std::move(metadata),
                   from = std::move(from), to = std::move(to), done = std::move(done)]() mutable {
       absl::StatusOr<int> dir = files_.OpenBeneath(ParentDir(to), O_RDONLY | O_DIRECTORY);
       if (!dir.ok()) return std::move(done)(dir.status(), kBackend);
@@ -223,7 +219,7 @@ class PosixAioEngine final : public Engine, private EventLoop::Driver {
         FsyncAio(fd, false, [this, dir, from = std::move(from), to = std::move(to),
                              finish = std::move(finish)](absl::Status s) mutable {
           if (!s.ok()) return finish(s);
-          helpers_->Run([this, dir, from = std::move(from), to = std::move(to),
+          helpers_->RunOnWorker([this, dir, from = std::move(from), to = std::move(to),
                         finish = std::move(finish)]() mutable {
             if (absl::Status s = files_.Rename(from, to); !s.ok()) return finish(s);
             Post([this, dir, to = std::move(to), finish = std::move(finish)]() mutable {
@@ -241,30 +237,22 @@ class PosixAioEngine final : public Engine, private EventLoop::Driver {
   }
 
   void Unlink(std::string path, DoneCallback done) override {
-    OnHelper(std::move(done), [this, path = std::move(path)] { return files_.Unlink(path); });
+    helpers_->Unlink(std::move(path), std::move(done));
   }
 
   void MakeDir(std::string path, DoneCallback done) override {
-    OnHelper(std::move(done), [this, path = std::move(path)] { return files_.MakeDir(path); });
+    helpers_->MakeDir(std::move(path), std::move(done));
   }
 
   void RemoveDir(std::string path, DoneCallback done) override {
-    OnHelper(std::move(done), [this, path = std::move(path)] { return files_.RemoveDir(path); });
+    helpers_->RemoveDir(std::move(path), std::move(done));
   }
 
   void ReadDir(std::string path, Callback<std::vector<DirEntry>> done) override {
-    OnHelper(std::move(done), [this, path = std::move(path)] { return files_.ReadDir(path); });
+    helpers_->ReadDir(std::move(path), std::move(done));
   }
 
  private:
-  // Runs the blocking `op` on a helper thread and reports its result.
-  template <typename Done, typename Op>
-  void OnHelper(Done done, Op op) {
-    helpers_->Run([done = std::move(done), op = std::move(op)]() mutable {
-      std::move(done)(op(), kBackend);
-    });
-  }
-
   // --- Data operations (engine thread) -------------------------------------
 
   void ReadFrom(int fd, int64_t offset, absl::Span<char> dst, size_t done_bytes,
@@ -440,8 +428,8 @@ class PosixAioEngine final : public Engine, private EventLoop::Driver {
   // Any thread: runs `work` on the engine thread (at once if there).
   void Post(absl::AnyInvocable<void() &&> work) { loop_.Post(std::move(work)); }
 
-  const int root_;
-  const PosixFiles files_;
+  // The engine's duplicate of the root descriptor.
+  const ScopedFd root_;
   FaultInjector* const faults_;
   const int threads_;
 
@@ -453,7 +441,11 @@ class PosixAioEngine final : public Engine, private EventLoop::Driver {
   std::vector<const aiocb*> wait_list_;
 
   EventLoop loop_;
-  std::unique_ptr<WorkerPool> helpers_;
+  // Destroyed first (in ~PosixAioEngine): what they still run may post to
+  // loop_.
+  std::unique_ptr<BlockingOps> helpers_;
+  // The helpers' blocking calls, for the steps of ReadFile and CommitFile.
+  const PosixFiles& files_;
 };
 
 }  // namespace
@@ -467,9 +459,9 @@ absl::StatusOr<std::unique_ptr<Engine>> NewPosixAioEngine(const EngineOptions& o
   // register them; the sanitizer's allocator then crashes in them.
   return absl::UnimplementedError("not available in a ThreadSanitizer build");
 #endif
-  const int root = fcntl(options.root_fd, F_DUPFD_CLOEXEC, 0);
-  if (root < 0) return ErrnoToStatus(errno, "dup root");
-  auto engine = std::make_unique<PosixAioEngine>(root, options);
+  ScopedFd root(fcntl(options.root_fd, F_DUPFD_CLOEXEC, 0));
+  if (!root.valid()) return ErrnoToStatus(errno, "dup root");
+  auto engine = std::make_unique<PosixAioEngine>(std::move(root), options);
   RS_RETURN_IF_ERROR(engine->Start(options.pool->count()));
   return engine;
 }

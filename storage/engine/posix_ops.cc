@@ -11,6 +11,7 @@
 #include <cerrno>
 
 #include "absl/strings/str_cat.h"
+#include "storage/engine/scoped_fd.h"
 #include "storage/engine/status_util.h"
 
 namespace ringstore::storage {
@@ -19,21 +20,6 @@ namespace {
 absl::Status Errno(absl::string_view op, absl::string_view path) {
   return ErrnoToStatus(errno, absl::StrCat(op, " ", path));
 }
-
-// Closes a descriptor when it goes out of scope.
-class ScopedFd {
- public:
-  explicit ScopedFd(int fd) : fd_(fd) {}
-  ~ScopedFd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  ScopedFd(const ScopedFd&) = delete;
-  ScopedFd& operator=(const ScopedFd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 // Runs `call`, a system call that returns -1 and sets errno on failure,
 // unless the injector fails `step` first (then -1 with its errno).
@@ -84,24 +70,18 @@ absl::StatusOr<int> PosixFiles::Open(absl::string_view path, OpenMode mode) cons
       // O_NONBLOCK so that a FIFO or device placed in the root cannot block
       // the open; it is refused below, and a regular file gets its normal
       // flags back.
-      RS_ASSIGN_OR_RETURN(int fd, OpenBeneath(path, O_RDONLY | O_NONBLOCK));
+      RS_ASSIGN_OR_RETURN(const int raw, OpenBeneath(path, O_RDONLY | O_NONBLOCK));
+      ScopedFd fd(raw);
       struct stat st;
-      if (Sys(faults_, Step::kStat, [&] { return fstat(fd, &st); }) != 0) {
-        absl::Status s = Errno("stat", path);
-        ::close(fd);
-        return s;
+      if (Sys(faults_, Step::kStat, [&] { return fstat(fd.get(), &st); }) != 0) {
+        return Errno("stat", path);
       }
       if (!S_ISREG(st.st_mode)) {
-        ::close(fd);
         return absl::FailedPreconditionError(
             absl::StrCat("\"", path, "\" is not a regular file"));
       }
-      if (fcntl(fd, F_SETFL, O_RDONLY) != 0) {
-        absl::Status s = Errno("fcntl", path);
-        ::close(fd);
-        return s;
-      }
-      return fd;
+      if (fcntl(fd.get(), F_SETFL, O_RDONLY) != 0) return Errno("fcntl", path);
+      return fd.release();
     }
     case OpenMode::kCreateWrite:
       return OpenBeneath(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
@@ -199,22 +179,44 @@ absl::StatusOr<FileStat> PosixFiles::StatFd(int fd) const {
   return out;
 }
 
-absl::StatusOr<int> PosixFiles::OpenParent(absl::string_view path, int flags,
-                                           std::string* leaf) const {
-  *leaf = std::string(BaseName(path));
-  if (leaf->empty()) {
+absl::StatusOr<PosixFiles::Parent> PosixFiles::OpenParent(absl::string_view path,
+                                                           int flags) const {
+  Parent parent;
+  parent.leaf = std::string(BaseName(path));
+  if (parent.leaf.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("no file name in \"", path, "\""));
   }
-  return OpenBeneath(ParentDir(path), flags | O_DIRECTORY);
+  RS_ASSIGN_OR_RETURN(const int fd, OpenBeneath(ParentDir(path), flags | O_DIRECTORY));
+  parent.fd.reset(fd);
+  return parent;
+}
+
+absl::Status PosixFiles::AtLeaf(absl::string_view path, Step step, absl::string_view what,
+                                absl::FunctionRef<int(int dir, const char* leaf)> call) const {
+  RS_ASSIGN_OR_RETURN(const Parent parent, OpenParent(path, O_PATH));
+  if (Sys(faults_, step, [&] { return call(parent.fd.get(), parent.leaf.c_str()); }) != 0) {
+    return Errno(what, path);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PosixFiles::RenameAt(const Parent& from_parent, const Parent& to_parent,
+                                  absl::string_view from, absl::string_view to) const {
+  if (Sys(faults_, Step::kRename, [&] {
+        return renameat(from_parent.fd.get(), from_parent.leaf.c_str(), to_parent.fd.get(),
+                        to_parent.leaf.c_str());
+      }) != 0) {
+    return Errno("rename", absl::StrCat(from, " to ", to));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<FileStat> PosixFiles::StatPath(absl::string_view path) const {
-  std::string leaf;
-  RS_ASSIGN_OR_RETURN(int parent_fd, OpenParent(path, O_PATH, &leaf));
-  ScopedFd parent(parent_fd);
+  RS_ASSIGN_OR_RETURN(const Parent parent, OpenParent(path, O_PATH));
   struct stat st;
-  if (Sys(faults_, Step::kStat,
-          [&] { return fstatat(parent.get(), leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW); }) != 0) {
+  if (Sys(faults_, Step::kStat, [&] {
+        return fstatat(parent.fd.get(), parent.leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW);
+      }) != 0) {
     return Errno("stat", path);
   }
   if (!S_ISREG(st.st_mode)) {
@@ -225,7 +227,8 @@ absl::StatusOr<FileStat> PosixFiles::StatPath(absl::string_view path) const {
     return out;
   }
   const int fd = Sys(faults_, Step::kOpen, [&] {
-    return openat(parent.get(), leaf.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    return openat(parent.fd.get(), parent.leaf.c_str(),
+                  O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   });
   if (fd < 0) return Errno("open", path);
   ScopedFd file(fd);
@@ -262,69 +265,38 @@ absl::StatusOr<FileRead> PosixFiles::ReadFile(absl::string_view path, absl::Span
 }
 
 absl::Status PosixFiles::Rename(absl::string_view from, absl::string_view to) const {
-  std::string from_leaf, to_leaf;
-  RS_ASSIGN_OR_RETURN(int from_fd, OpenParent(from, O_PATH, &from_leaf));
-  ScopedFd from_parent(from_fd);
-  RS_ASSIGN_OR_RETURN(int to_fd, OpenParent(to, O_PATH, &to_leaf));
-  ScopedFd to_parent(to_fd);
-  if (Sys(faults_, Step::kRename, [&] {
-        return renameat(from_parent.get(), from_leaf.c_str(), to_parent.get(), to_leaf.c_str());
-      }) != 0) {
-    return Errno("rename", absl::StrCat(from, " to ", to));
-  }
-  return absl::OkStatus();
+  RS_ASSIGN_OR_RETURN(const Parent from_parent, OpenParent(from, O_PATH));
+  RS_ASSIGN_OR_RETURN(const Parent to_parent, OpenParent(to, O_PATH));
+  return RenameAt(from_parent, to_parent, from, to);
 }
 
 absl::Status PosixFiles::CommitFile(int fd, absl::string_view metadata, absl::string_view from,
                                     absl::string_view to) const {
-  std::string from_leaf, to_leaf;
-  RS_ASSIGN_OR_RETURN(int from_fd, OpenParent(from, O_PATH, &from_leaf));
-  ScopedFd from_parent(from_fd);
+  RS_ASSIGN_OR_RETURN(const Parent from_parent, OpenParent(from, O_PATH));
   // Read-only, not O_PATH: the directory is fsynced through it.
-  RS_ASSIGN_OR_RETURN(int to_fd, OpenParent(to, O_RDONLY, &to_leaf));
-  ScopedFd to_parent(to_fd);
+  RS_ASSIGN_OR_RETURN(const Parent to_parent, OpenParent(to, O_RDONLY));
   RS_RETURN_IF_ERROR(SetMetadata(fd, metadata));
   RS_RETURN_IF_ERROR(Sync(fd, /*data_only=*/false));
-  if (Sys(faults_, Step::kRename, [&] {
-        return renameat(from_parent.get(), from_leaf.c_str(), to_parent.get(), to_leaf.c_str());
-      }) != 0) {
-    return Errno("rename", absl::StrCat(from, " to ", to));
-  }
-  if (Sys(faults_, Step::kFsync, [&] { return fsync(to_parent.get()); }) != 0) {
+  RS_RETURN_IF_ERROR(RenameAt(from_parent, to_parent, from, to));
+  if (Sys(faults_, Step::kFsync, [&] { return fsync(to_parent.fd.get()); }) != 0) {
     return Errno("fsync directory of", to);
   }
   return absl::OkStatus();
 }
 
 absl::Status PosixFiles::Unlink(absl::string_view path) const {
-  std::string leaf;
-  RS_ASSIGN_OR_RETURN(int parent_fd, OpenParent(path, O_PATH, &leaf));
-  ScopedFd parent(parent_fd);
-  if (Sys(faults_, Step::kUnlink, [&] { return unlinkat(parent.get(), leaf.c_str(), 0); }) != 0) {
-    return Errno("unlink", path);
-  }
-  return absl::OkStatus();
+  return AtLeaf(path, Step::kUnlink, "unlink",
+                [](int dir, const char* leaf) { return unlinkat(dir, leaf, 0); });
 }
 
 absl::Status PosixFiles::MakeDir(absl::string_view path) const {
-  std::string leaf;
-  RS_ASSIGN_OR_RETURN(int parent_fd, OpenParent(path, O_PATH, &leaf));
-  ScopedFd parent(parent_fd);
-  if (Sys(faults_, Step::kMkdir, [&] { return mkdirat(parent.get(), leaf.c_str(), 0755); }) != 0) {
-    return Errno("mkdir", path);
-  }
-  return absl::OkStatus();
+  return AtLeaf(path, Step::kMkdir, "mkdir",
+                [](int dir, const char* leaf) { return mkdirat(dir, leaf, 0755); });
 }
 
 absl::Status PosixFiles::RemoveDir(absl::string_view path) const {
-  std::string leaf;
-  RS_ASSIGN_OR_RETURN(int parent_fd, OpenParent(path, O_PATH, &leaf));
-  ScopedFd parent(parent_fd);
-  if (Sys(faults_, Step::kRmdir,
-          [&] { return unlinkat(parent.get(), leaf.c_str(), AT_REMOVEDIR); }) != 0) {
-    return Errno("rmdir", path);
-  }
-  return absl::OkStatus();
+  return AtLeaf(path, Step::kRmdir, "rmdir",
+                [](int dir, const char* leaf) { return unlinkat(dir, leaf, AT_REMOVEDIR); });
 }
 
 absl::StatusOr<std::vector<DirEntry>> PosixFiles::ReadDir(absl::string_view path) const {

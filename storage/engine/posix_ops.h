@@ -17,12 +17,14 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "storage/engine/engine.h"
 #include "storage/engine/fault_injection.h"
+#include "storage/engine/scoped_fd.h"
 
 namespace ringstore::storage {
 
@@ -78,11 +80,25 @@ class PosixFiles {
   absl::StatusOr<std::vector<DirEntry>> ReadDir(absl::string_view path) const;
 
  private:
+  // The parent directory of a path, open, and the path's last component.
+  struct Parent {
+    ScopedFd fd;
+    std::string leaf;
+  };
+
   // errno the fault injector picks for `step`, or 0.
   int Fault(Step step) const { return InjectedErrno(faults_, step); }
-  // The parent directory of `path` opened with `flags`, and its last
-  // component in `*leaf`.
-  absl::StatusOr<int> OpenParent(absl::string_view path, int flags, std::string* leaf) const;
+  // The parent directory of `path` opened (beneath the root) with `flags`.
+  // InvalidArgument if `path` has no last component.
+  absl::StatusOr<Parent> OpenParent(absl::string_view path, int flags) const;
+  // Opens the parent of `path` (O_PATH) and runs `call(parent fd, leaf)`, a
+  // system call returning -1 with errno on failure, as step `step`; errors
+  // name `what` and `path`. The one open-parent-then-act of this file.
+  absl::Status AtLeaf(absl::string_view path, Step step, absl::string_view what,
+                      absl::FunctionRef<int(int dir, const char* leaf)> call) const;
+  // renameat from one open parent to another (step kRename).
+  absl::Status RenameAt(const Parent& from_parent, const Parent& to_parent,
+                        absl::string_view from, absl::string_view to) const;
   absl::StatusOr<std::string> ReadAttr(int fd) const;
 
   const int root_;

@@ -1,18 +1,19 @@
 // The thread-pool engine: each operation is one closure that makes blocking
-// POSIX calls (storage/posix_ops.h) on a WorkerPool thread and then runs the
-// callback on that same thread. The portable baseline every other engine is
-// measured against, and the last resort of --engine=auto.
+// POSIX calls (storage/posix_ops.h) on a worker thread and then runs the
+// callback on that same thread (BlockingOps, blocking_ops.h, does all of
+// it). The portable baseline every other engine is measured against, and
+// the last resort of --engine=auto.
 #include <fcntl.h>
-#include <unistd.h>
 
+#include <cerrno>
 #include <memory>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "storage/engine/blocking_ops.h"
 #include "storage/engine/engine.h"
-#include "storage/engine/posix_ops.h"
+#include "storage/engine/scoped_fd.h"
 #include "storage/engine/status_util.h"
-#include "storage/engine/worker_pool.h"
 
 namespace ringstore::storage {
 namespace {
@@ -21,11 +22,11 @@ constexpr Backend kBackend = Backend::kThreadPool;
 
 class ThreadPoolEngine final : public Engine {
  public:
-  ThreadPoolEngine(int root_fd, const EngineOptions& options)
-      : root_(root_fd),
-        files_(root_fd, options.metadata_attr, options.faults),
+  ThreadPoolEngine(ScopedFd root, const EngineOptions& options)
+      : root_(std::move(root)),
         threads_(options.threads),
-        workers_(options.threads, "rs-threadpool") {}
+        ops_(root_.get(), options.metadata_attr, options.faults, kBackend, options.threads,
+             "rs-threadpool") {}
 
   EngineInfo info() const override {
     EngineInfo info;
@@ -35,146 +36,63 @@ class ThreadPoolEngine final : public Engine {
   }
 
   void Open(std::string path, OpenMode mode, Callback<FileHandle> done) override {
-    Submit(std::move(done), [this, path = std::move(path), mode]()
-                                -> absl::StatusOr<FileHandle> {
-      RS_ASSIGN_OR_RETURN(int fd, files_.Open(path, mode));
-      return FileHandle{fd};
-    });
+    ops_.Open(std::move(path), mode, std::move(done));
   }
-
   void Read(FileHandle file, int64_t offset, absl::Span<char> dst, Cancellation* cancel,
             Callback<size_t> done) override {
-    Submit(std::move(done), cancel, [this, file, offset, dst] {
-      return files_.ReadFull(static_cast<int>(file.id), offset, dst);
-    });
+    ops_.Read(file, offset, dst, cancel, std::move(done));
   }
-
   void Write(FileHandle file, int64_t offset, absl::Span<const char> src,
              DoneCallback done) override {
-    SubmitStatus(std::move(done), [this, file, offset, src] {
-      return files_.WriteFull(static_cast<int>(file.id), offset, src);
-    });
+    ops_.Write(file, offset, src, std::move(done));
   }
-
   void Truncate(FileHandle file, int64_t size, DoneCallback done) override {
-    SubmitStatus(std::move(done), [this, file, size] {
-      return files_.Truncate(static_cast<int>(file.id), size);
-    });
+    ops_.Truncate(file, size, std::move(done));
   }
-
   void Sync(FileHandle file, bool data_only, DoneCallback done) override {
-    SubmitStatus(std::move(done), [this, file, data_only] {
-      return files_.Sync(static_cast<int>(file.id), data_only);
-    });
+    ops_.Sync(file, data_only, std::move(done));
   }
-
-  void Close(FileHandle file, DoneCallback done) override {
-    SubmitStatus(std::move(done),
-                 [this, file] { return files_.Close(static_cast<int>(file.id)); });
-  }
-
+  void Close(FileHandle file, DoneCallback done) override { ops_.Close(file, std::move(done)); }
   void ReadFile(std::string path, absl::Span<char> dst, const ReadFileOptions& options,
                 Callback<FileRead> done) override {
-    Submit(std::move(done), options.cancel,
-           [this, path = std::move(path), dst, metadata = options.metadata] {
-             return files_.ReadFile(path, dst, metadata);
-           });
+    ops_.ReadFile(std::move(path), dst, options, std::move(done));
   }
-
   void Stat(FileHandle file, Callback<FileStat> done) override {
-    Submit(std::move(done), [this, file] {
-      return files_.StatFd(static_cast<int>(file.id));
-    });
+    ops_.Stat(file, std::move(done));
   }
-
   void StatPath(std::string path, Callback<FileStat> done) override {
-    Submit(std::move(done), [this, path = std::move(path)] {
-      return files_.StatPath(path);
-    });
+    ops_.StatPath(std::move(path), std::move(done));
   }
-
   void SetMetadata(FileHandle file, std::string value, DoneCallback done) override {
-    SubmitStatus(std::move(done), [this, file, value = std::move(value)] {
-      return files_.SetMetadata(static_cast<int>(file.id), value);
-    });
+    ops_.SetMetadata(file, std::move(value), std::move(done));
   }
-
   void Rename(std::string from, std::string to, DoneCallback done) override {
-    SubmitStatus(std::move(done), [this, from = std::move(from), to = std::move(to)] {
-      return files_.Rename(from, to);
-    });
+    ops_.Rename(std::move(from), std::move(to), std::move(done));
   }
-
   void CommitFile(FileHandle file, std::string metadata, std::string from, std::string to,
                   DoneCallback done) override {
-    SubmitStatus(std::move(done), [this, file, metadata = std::move(metadata),
-                                   from = std::move(from), to = std::move(to)] {
-      return files_.CommitFile(static_cast<int>(file.id), metadata, from, to);
-    });
+    ops_.CommitFile(file, std::move(metadata), std::move(from), std::move(to), std::move(done));
   }
-
   void Unlink(std::string path, DoneCallback done) override {
-    SubmitStatus(std::move(done), [this, path = std::move(path)] {
-      return files_.Unlink(path);
-    });
+    ops_.Unlink(std::move(path), std::move(done));
   }
-
   void MakeDir(std::string path, DoneCallback done) override {
-    SubmitStatus(std::move(done), [this, path = std::move(path)] {
-      return files_.MakeDir(path);
-    });
+    ops_.MakeDir(std::move(path), std::move(done));
   }
-
   void RemoveDir(std::string path, DoneCallback done) override {
-    SubmitStatus(std::move(done), [this, path = std::move(path)] {
-      return files_.RemoveDir(path);
-    });
+    ops_.RemoveDir(std::move(path), std::move(done));
   }
-
   void ReadDir(std::string path, Callback<std::vector<DirEntry>> done) override {
-    Submit(std::move(done), [this, path = std::move(path)] {
-      return files_.ReadDir(path);
-    });
+    ops_.ReadDir(std::move(path), std::move(done));
   }
 
  private:
-  // Owns the engine's duplicate of the root descriptor.
-  struct RootFd {
-    explicit RootFd(int f) : fd(f) {}
-    ~RootFd() { ::close(fd); }
-    int fd;
-  };
-
-  template <typename T, typename Op>
-  void Submit(Callback<T> done, Op op) {
-    Submit(std::move(done), nullptr, std::move(op));
-  }
-
-  // A blocking call cannot be interrupted: a cancelled operation that has
-  // not started yet does not start.
-  template <typename T, typename Op>
-  void Submit(Callback<T> done, Cancellation* cancel, Op op) {
-    workers_.Run([done = std::move(done), cancel, op = std::move(op)]() mutable {
-      if (IsCancelled(cancel)) {
-        return std::move(done)(absl::CancelledError("cancelled"), kBackend);
-      }
-      std::move(done)(op(), kBackend);
-    });
-  }
-
-  template <typename Op>
-  void SubmitStatus(DoneCallback done, Op op) {
-    workers_.Run([done = std::move(done), op = std::move(op)]() mutable {
-      std::move(done)(op(), kBackend);
-    });
-  }
-
-  const RootFd root_;
-  const PosixFiles files_;
+  // The engine's duplicate of the root descriptor.
+  const ScopedFd root_;
   const int threads_;
   // Declared last, so destroyed first: queued work finishes while root_ is
   // still open.
-  WorkerPool workers_;
+  BlockingOps ops_;
 };
 
 }  // namespace
@@ -184,9 +102,9 @@ absl::StatusOr<std::unique_ptr<Engine>> NewThreadPoolEngine(
   if (options.root_fd < 0 || options.pool == nullptr) {
     return absl::InvalidArgumentError("engine needs a root and a buffer pool");
   }
-  const int root = fcntl(options.root_fd, F_DUPFD_CLOEXEC, 0);
-  if (root < 0) return ErrnoToStatus(errno, "dup root");
-  return std::make_unique<ThreadPoolEngine>(root, options);
+  ScopedFd root(fcntl(options.root_fd, F_DUPFD_CLOEXEC, 0));
+  if (!root.valid()) return ErrnoToStatus(errno, "dup root");
+  return std::make_unique<ThreadPoolEngine>(std::move(root), options);
 }
 
 }  // namespace ringstore::storage
