@@ -6,6 +6,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "storage/engine/worker_pool.h"
 
 namespace ringstore::storage {
 
@@ -59,13 +60,20 @@ absl::StatusOr<std::unique_ptr<BufferPool>> BufferPool::Create(
 }
 
 BufferPool::BufferPool(char* base, size_t count, size_t buffer_size)
-    : base_(base), count_(count), buffer_size_(buffer_size) {
+    : base_(base),
+      count_(count),
+      buffer_size_(buffer_size),
+      waiter_thread_(std::make_unique<WorkerPool>(1, "rs-bufpool")) {
   free_.reserve(count);
   // Hand out low indexes first.
   for (size_t i = count; i > 0; --i) free_.push_back(static_cast<int>(i - 1));
 }
 
-BufferPool::~BufferPool() { munmap(base_, count_ * buffer_size_); }
+BufferPool::~BufferPool() {
+  // Waiters still queued run first; the buffers they free may serve others.
+  waiter_thread_.reset();
+  munmap(base_, count_ * buffer_size_);
+}
 
 PooledBuffer BufferPool::Wrap(int index) {
   return PooledBuffer(this, index, base_ + index * buffer_size_, buffer_size_);
@@ -93,19 +101,25 @@ PooledBuffer BufferPool::TryAcquire() {
   return Wrap(index);
 }
 
+BufferPool::AcquireCallback BufferPool::PopWaiter() {
+  AcquireCallback waiter = std::move(waiters_.front());
+  waiters_.pop_front();
+  return waiter;
+}
+
 void BufferPool::Release(int index) {
-  AcquireCallback waiter;
-  {
-    MutexLock lock(&mu_);
-    if (waiters_.empty()) {
-      free_.push_back(index);
-      return;
-    }
-    waiter = std::move(waiters_.front());
-    waiters_.pop_front();
+  MutexLock lock(&mu_);
+  if (waiters_.empty()) {
+    free_.push_back(index);
+    return;
   }
-  // The buffer passes straight to the oldest waiter, outside the lock.
-  std::move(waiter)(Wrap(index));
+  // The buffer passes straight to the waiter (so the pool never lends more
+  // than it has), but the waiter runs on the pool's thread, not on this
+  // one. Queued under the lock, so that waiters run in the order they were
+  // served. WorkerPool::Run only queues: nothing runs here.
+  waiter_thread_->Run([waiter = PopWaiter(), buffer = Wrap(index)]() mutable {
+    std::move(waiter)(std::move(buffer));
+  });
 }
 
 size_t BufferPool::free_count() const {

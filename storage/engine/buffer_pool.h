@@ -8,6 +8,14 @@
 // memory.
 //
 // Thread-safe. Waiters are served first-come first-served.
+//
+// Threads: a waiter (an Acquire that found no free buffer) is never run on
+// the thread that returns a buffer, which may be anybody's (gRPC's
+// slice-release thread, an engine thread): the returning PooledBuffer's
+// destructor only hands the buffer to the oldest waiter and queues that
+// waiter to the pool's own thread ("rs-bufpool"), which runs waiters one at
+// a time in the order they were served. No callback ever runs with the
+// pool's lock held.
 #ifndef RINGSTORE_STORAGE_ENGINE_BUFFER_POOL_H_
 #define RINGSTORE_STORAGE_ENGINE_BUFFER_POOL_H_
 
@@ -27,10 +35,13 @@
 namespace ringstore::storage {
 
 class BufferPool;
+class WorkerPool;
 
 // Exclusive ownership of one pool buffer. Move-only; the destructor returns
 // the buffer to its pool (the only place a buffer is ever given back), so a
 // buffer handed to an engine must be kept alive until its completion runs.
+// The destructor never blocks and never runs a waiter (see above): it may
+// be run on any thread, with any lock held.
 class PooledBuffer {
  public:
   PooledBuffer() = default;
@@ -49,6 +60,7 @@ class PooledBuffer {
 
  private:
   friend class BufferPool;
+class WorkerPool;
   PooledBuffer(BufferPool* pool, int index, char* data, size_t capacity)
       : pool_(pool), index_(index), data_(data), capacity_(capacity) {}
   void Reset();
@@ -64,19 +76,23 @@ class BufferPool {
   using AcquireCallback = absl::AnyInvocable<void(PooledBuffer) &&>;
 
   // Maps `count` buffers of `buffer_size` bytes (a multiple of 4096) in one
-  // anonymous mapping. InvalidArgument for a zero/unaligned size or a count
-  // outside [1, 16384]; ResourceExhausted if the mapping fails.
+  // anonymous mapping and starts the pool's thread. InvalidArgument for a
+  // zero/unaligned size or a count outside [1, 16384]; ResourceExhausted if
+  // the mapping fails.
   static absl::StatusOr<std::unique_ptr<BufferPool>> Create(size_t count,
                                                             size_t buffer_size);
-  // All buffers must have been returned.
+  // Runs the waiters already handed a buffer, then stops the pool's thread.
+  // All buffers must have been returned by then. Not on the pool's thread.
   ~BufferPool();
   BufferPool(const BufferPool&) = delete;
   BufferPool& operator=(const BufferPool&) = delete;
 
-  // Hands a buffer to `done`: at once on the calling thread if one is free,
-  // otherwise later, on the thread that returns a buffer (inside that
-  // PooledBuffer's destructor). So `done` must not block, and nobody may
-  // destroy a PooledBuffer while holding a lock that a waiting `done` takes.
+  // Hands a buffer to `done`, exactly once. If a buffer is free, `done` runs
+  // inline: on the calling thread, before Acquire returns (so the caller
+  // must not hold a lock that `done` takes). Otherwise `done` waits, behind
+  // every earlier waiter, and runs later on the pool's own thread once a
+  // buffer is returned for it; it then must not block, since the waiters
+  // behind it wait for it. Never blocks the caller.
   void Acquire(AcquireCallback done);
   // A free buffer, or an invalid PooledBuffer if none is free. Never waits.
   PooledBuffer TryAcquire();
@@ -90,8 +106,13 @@ class BufferPool {
  private:
   friend class PooledBuffer;
   BufferPool(char* base, size_t count, size_t buffer_size);
+  // Returns buffer `index`: to the waiter PopWaiter picks, if any, through
+  // the pool's thread; otherwise to the free list.
   void Release(int index);
   PooledBuffer Wrap(int index);
+  // The waiter a returned buffer goes to: today the oldest. (The one place
+  // to change for a fairer choice, such as a per-client share.)
+  AcquireCallback PopWaiter() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   char* const base_;
   const size_t count_;
@@ -99,6 +120,8 @@ class BufferPool {
   mutable Mutex mu_;
   std::vector<int> free_ ABSL_GUARDED_BY(mu_);
   std::deque<AcquireCallback> waiters_ ABSL_GUARDED_BY(mu_);
+  // The pool's thread: runs waiters that were handed a buffer, in order.
+  std::unique_ptr<WorkerPool> waiter_thread_;
 };
 
 }  // namespace ringstore::storage

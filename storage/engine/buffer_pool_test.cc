@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "storage/engine/sync.h"
 
 namespace ringstore::storage {
 namespace {
@@ -63,26 +64,115 @@ TEST(BufferPool, AcquireWaitsAndIsServedFirstComeFirstServed) {
   auto pool = MakePool(1, 4096);
   PooledBuffer first = pool->TryAcquire();
   const int index = first.index();
+  // Written on the pool's thread, read here after the matching Notification.
   std::vector<int> order;
   PooledBuffer got_a, got_b;
+  Notification a_served, b_served;
   pool->Acquire([&](PooledBuffer b) {
     order.push_back(1);
     got_a = std::move(b);
+    a_served.Notify();
   });
   pool->Acquire([&](PooledBuffer b) {
     order.push_back(2);
     got_b = std::move(b);
+    b_served.Notify();
   });
   EXPECT_TRUE(order.empty());
   first = PooledBuffer();  // hands the buffer to the first waiter
+  a_served.WaitForNotification();
   ASSERT_EQ(order, std::vector<int>{1});
   EXPECT_EQ(got_a.index(), index);
+  EXPECT_FALSE(b_served.HasBeenNotified());
+  EXPECT_EQ(pool->free_count(), 0u);
   got_a = PooledBuffer();
+  b_served.WaitForNotification();
   EXPECT_EQ(order, (std::vector<int>{1, 2}));
   EXPECT_TRUE(got_b.valid());
   EXPECT_EQ(pool->free_count(), 0u);
   got_b = PooledBuffer();
   EXPECT_EQ(pool->free_count(), 1u);
+}
+
+// The thread that frees a buffer may be anybody's (gRPC's slice-release
+// thread): a waiter never runs there, nor on the thread that queued it, but
+// always on the pool's own thread.
+TEST(BufferPool, AWaiterNeverRunsOnTheThreadThatFreesABuffer) {
+  auto pool = MakePool(1, 4096);
+  PooledBuffer held = pool->TryAcquire();
+  ASSERT_TRUE(held.valid());
+  std::thread::id waiter_thread;
+  Notification served;
+  PooledBuffer got;
+  pool->Acquire([&](PooledBuffer b) {
+    waiter_thread = std::this_thread::get_id();
+    got = std::move(b);
+    served.Notify();
+  });
+  std::thread::id freeing_thread;
+  bool waiter_ran_inside_release = false;
+  std::thread freer([&] {
+    freeing_thread = std::this_thread::get_id();
+    held = PooledBuffer();  // the destructor returns the buffer
+    waiter_ran_inside_release = served.HasBeenNotified() && waiter_thread == freeing_thread;
+  });
+  freer.join();
+  served.WaitForNotification();
+  EXPECT_FALSE(waiter_ran_inside_release);
+  EXPECT_NE(waiter_thread, freeing_thread);
+  EXPECT_NE(waiter_thread, std::this_thread::get_id());
+  EXPECT_TRUE(got.valid());
+
+  // The next waiter, served by a buffer freed on this thread, runs on the
+  // same pool thread.
+  std::thread::id second_thread;
+  Notification second_served;
+  pool->Acquire([&](PooledBuffer b) {
+    second_thread = std::this_thread::get_id();
+    second_served.Notify();
+  });
+  got = PooledBuffer();
+  second_served.WaitForNotification();
+  EXPECT_EQ(second_thread, waiter_thread);
+  EXPECT_EQ(pool->free_count(), 1u);
+}
+
+// A freed buffer goes to the oldest waiter, and waiters run in that order,
+// also when each frees its buffer from inside its callback (on the pool's
+// thread) and so serves the next.
+TEST(BufferPool, ManyWaitersAreServedInOrder) {
+  constexpr int kWaiters = 200;
+  auto pool = MakePool(1, 4096);
+  PooledBuffer held = pool->TryAcquire();
+  Mutex mu;
+  std::vector<int> order;
+  Notification all_served;
+  for (int i = 0; i < kWaiters; ++i) {
+    pool->Acquire([&, i](PooledBuffer b) {
+      EXPECT_TRUE(b.valid());
+      MutexLock lock(&mu);
+      order.push_back(i);
+      if (order.size() == kWaiters) all_served.Notify();
+    });  // `b` is freed here, serving waiter i + 1
+  }
+  EXPECT_EQ(pool->free_count(), 0u);
+  held = PooledBuffer();
+  all_served.WaitForNotification();
+  MutexLock lock(&mu);
+  ASSERT_EQ(order.size(), static_cast<size_t>(kWaiters));
+  for (int i = 0; i < kWaiters; ++i) EXPECT_EQ(order[i], i);
+}
+
+// Destroying a pool runs the waiters already handed a buffer.
+TEST(BufferPool, DestructionRunsWaitersAlreadyServed) {
+  std::atomic<int> served{0};
+  {
+    auto pool = MakePool(1, 4096);
+    PooledBuffer held = pool->TryAcquire();
+    pool->Acquire([&](PooledBuffer) { ++served; });
+    held = PooledBuffer();
+  }
+  EXPECT_EQ(served.load(), 1);
 }
 
 TEST(BufferPool, AcquireRunsAtOnceWhenFree) {

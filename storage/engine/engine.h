@@ -1,9 +1,28 @@
 // The storage engine: asynchronous file operations beneath a root directory.
 //
 // Think of LevelDB's Env, made asynchronous. Every operation returns at once
-// and later calls its callback exactly once, on an engine thread, with the
+// (it never blocks the caller) and calls its callback exactly once, with the
 // result and the Backend that really did the work. Callbacks must be quick
 // and must not block: they may submit further operations.
+//
+// Which thread calls back: always a thread the engine owns, never with a
+// lock of the engine held.
+//   - io_uring: the thread of the ring that ran the operation ("rs-uring");
+//     ReadDir, and Truncate on kernels without IORING_OP_FTRUNCATE (before
+//     6.9), on the ring's helper thread ("rs-uring-help").
+//   - posix_aio: Read, Write and Sync on the AIO thread ("rs-aio");
+//     CommitFile there or on a helper thread ("rs-aio-help"); every other
+//     operation on a helper thread.
+//   - thread_pool: a worker thread ("rs-threadpool").
+// Inline callbacks: a callback runs on the calling thread before the call
+// returns only if the call is made on the io_uring ring thread or the
+// POSIX AIO thread of the same engine (in practice: from inside one of its
+// callbacks) and the operation ends without waiting for the kernel: it was
+// cancelled already, had no bytes to write, named a path with no file name,
+// could not be submitted, or (tests) had a fault injected by the POSIX AIO
+// engine. A call from any other thread never calls back inline. So a
+// callback that starts another operation must not hold a lock that the new
+// operation's callback takes.
 //
 // Paths are relative to the engine's root and are resolved by the kernel
 // beneath it (openat2 with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, or the same
