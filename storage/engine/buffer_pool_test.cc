@@ -129,6 +129,7 @@ TEST(BufferPool, AWaiterNeverRunsOnTheThreadThatFreesABuffer) {
   Notification second_served;
   pool->Acquire([&](PooledBuffer b) {
     second_thread = std::this_thread::get_id();
+    b = PooledBuffer();  // returned before the test looks at free_count
     second_served.Notify();
   });
   got = PooledBuffer();
