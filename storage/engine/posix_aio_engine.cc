@@ -16,13 +16,14 @@
 //     so reads of one file run in parallel.
 //
 // Completions: one engine thread ("rs-aio", an EventLoop: event_loop.h)
-// submits every request and waits for them in aio_suspend, which sleeps until one completes: no spinning,
-// no signals, no thread per completion (SIGEV_THREAD would start one). To
-// hear about new work while it waits, the list always holds one more
-// request: an aio_read of the loop's eventfd (glibc falls back from pread to
-// read for it), which posting work completes by writing the eventfd. Callbacks of data
-// operations run on the engine thread, those of helper operations on a
-// helper thread.
+// submits every request and waits for them in aio_suspend, which sleeps
+// until one completes: no spinning, no signals, no thread per completion
+// (SIGEV_THREAD would start one). To hear about new work while it waits, the
+// list always holds one more request: an aio_read of the loop's eventfd
+// (glibc falls back from pread to read for it), which posting work completes
+// by writing the eventfd. Callbacks of data operations (Read, Write, Sync)
+// run on the engine thread, those of helper operations on a helper thread;
+// CommitFile calls back on whichever its last step ran on.
 //
 // Cancellation: a cancelled request still queued in glibc is taken out with
 // aio_cancel and completes with ECANCELED; one a glibc thread is running
