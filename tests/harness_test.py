@@ -169,7 +169,61 @@ if __name__ == "__main__":
 """
 
 
+PER_ENGINE_DEMO = """
+import sys, unittest
+sys.path.insert(0, %r)
+import testlib
+
+# Two made-up engines, one of which cannot start: no server needed.
+testlib.all_engines = lambda: ["fast", "slow"]
+testlib.engine_unavailable = lambda name: (
+    "engine slow cannot start here: no ring" if name == "slow" else None)
+
+@testlib.per_engine
+class E(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if cls.engine == "slow":
+            raise RuntimeError("setUpClass ran for an engine that cannot start")
+
+    def test_a(self):
+        self.assertEqual(self.engine, "fast")
+
+    def test_b(self):
+        pass
+
+class Plain(unittest.TestCase):
+    def test_c(self):
+        pass
+
+if __name__ == "__main__":
+    testlib.main()
+"""
+
+
 class RunnerTest(unittest.TestCase):
+    def test_per_engine_classes_run_once_per_engine_and_skip_what_cannot_start(self):
+        d = testlib.tmpdir("runner")
+        demo, out = os.path.join(d, "engines.py"), os.path.join(d, "engines.xml")
+        with open(demo, "w") as f:
+            f.write(PER_ENGINE_DEMO % HERE)
+        r = subprocess.run([sys.executable, demo], env=dict(os.environ, XML_OUTPUT_FILE=out),
+                           capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = {}
+        for case in ET.parse(out).getroot().iter("testcase"):
+            kinds = [c for c in case]
+            got[(case.get("classname"), case.get("name"))] = (
+                (kinds[0].tag, kinds[0].get("message")) if kinds else "ok")
+        skip = ("skipped", "engine slow cannot start here: no ring")
+        self.assertEqual(got, {
+            ("__main__.E_fast", "test_a"): "ok",
+            ("__main__.E_fast", "test_b"): "ok",
+            ("__main__.E_slow", "test_a"): skip,
+            ("__main__.E_slow", "test_b"): skip,
+            ("__main__.Plain", "test_c"): "ok",
+        })
+
     def test_one_testcase_per_method_with_its_outcome(self):
         d = testlib.tmpdir("runner")
         demo, out = os.path.join(d, "demo.py"), os.path.join(d, "demo.xml")
