@@ -78,6 +78,9 @@ class FallbackTest(unittest.TestCase):
         # As in a container: no CAP_IPC_LOCK and a 1 MiB RLIMIT_MEMLOCK, too
         # small for the 64 MiB pool. io_uring still serves, unregistered.
         testlib.require_engine(self, "io_uring")
+        for tool in ("/usr/bin/setpriv", "/usr/bin/prlimit"):
+            if not os.access(tool, os.X_OK):
+                self.skipTest("%s is missing (util-linux)" % tool)
         prefix = ["/usr/bin/setpriv", "--inh-caps=-ipc_lock", "--ambient-caps=-ipc_lock",
                   "--bounding-set=-ipc_lock", "/usr/bin/prlimit", "--memlock=1048576"]
         server = testlib.Server(prefix=prefix, args=["--engine=io_uring"])
