@@ -3,8 +3,11 @@
 Starts the real ringstore-server binary on port 0 with a root under
 $TEST_TMPDIR, runs the real CLI, and provides a unittest runner that writes
 one JUnit <testcase> per test method to $XML_OUTPUT_FILE, so Bazel's
-test.xml counts test cases rather than targets. Runs under /usr/bin/python3
-(Debian's python3-grpcio).
+test.xml counts test cases rather than targets; a skipped test is written
+with <skipped> and its reason. Suites that run on every engine mark their
+class @per_engine: the engines come from the proto and the server, and one
+that cannot start here skips its tests with the server's reason. Runs under
+/usr/bin/python3 (Debian's python3-grpcio).
 """
 
 import os
