@@ -200,8 +200,28 @@ class RingstoreTest(LoadGenContract, unittest.TestCase):
             raise
 
     def test_server_engine_is_named(self):
-        self.assertIn(self.backend, ("io_uring", "posix_aio", "thread_pool"))
+        self.assertIn(self.backend, testlib.all_engines())
         self.assertEqual(self.populated["server_engine"], self.backend)
+
+
+class CompareTest(unittest.TestCase):
+    """bench/compare.py (run by hand through compare.sh) loads, and takes its
+    ringstore peers from the server binary: one per engine, preferred first."""
+
+    def test_peers_are_the_servers_engines(self):
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import compare  # noqa: F401  (its modules import each other)
+        import compare_peers
+        engines = compare_peers.ringstore_engines(RINGSTORE)
+        self.assertEqual(sorted(engines), sorted(testlib.all_engines()))
+        # In the server's order of preference.
+        available = testlib.available_engines()
+        self.assertEqual([e for e in engines if e in available], available)
+        self.assertEqual(compare_peers.all_peers(RINGSTORE),
+                         tuple("ringstore-" + e for e in engines) + ("baseline", "nginx"))
+        args = compare.parse_args(["--ringstore=" + RINGSTORE, "--baseline=b", "--load_gen=l",
+                                   "--peers=nginx," + "ringstore-" + engines[-1]])
+        self.assertEqual(args.peers, "nginx,ringstore-" + engines[-1])
 
 
 class BaselineTest(LoadGenContract, unittest.TestCase):

@@ -43,9 +43,10 @@
 #   --out=FILE    markdown output (default bench/RESULTS.md); the tables go
 #                 between its BEGIN/END markers, text outside them is kept
 #   --peers, --cases, --no_refs
-#                 a partial matrix, for debugging (peers: ringstore-io_uring,
-#                 ringstore-posix_aio, ringstore-thread_pool, baseline, nginx;
-#                 cases: download_big, upload_big, small_4k, small_64k)
+#                 a partial matrix, for debugging (peers: ringstore-ENGINE for
+#                 each engine the server has, e.g. ringstore-io_uring, then
+#                 baseline, nginx; cases: download_big, upload_big, small_4k,
+#                 small_64k)
 #   --profile=CASE/PEER
 #                 run that one cell under `perf record -e cpu-clock -g
 #                 --call-graph dwarf -p SERVER_PID` and keep the perf data in

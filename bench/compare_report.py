@@ -23,22 +23,33 @@ END = "<!-- END bench/compare.sh output -->"
 REF_PEER = "ringstore-io_uring"
 MiB = 1 << 20
 
+# The peers besides ringstore's engines ("ringstore-ENGINE", one per engine
+# the server has: see peer_note and upload_guarantee).
 PEER_NOTES = {
-    "ringstore-io_uring": "ringstore-server --engine=io_uring",
-    "ringstore-posix_aio": "ringstore-server --engine=posix_aio",
-    "ringstore-thread_pool": "ringstore-server --engine=thread_pool",
     "baseline": "bench/baseline_server (sync gRPC, ifstream/ofstream)",
     "nginx": "nginx, sendfile on (curl / wrk)",
 }
 
 UPLOAD_GUARANTEE = {
-    "ringstore-io_uring": "durable: file fsynced, renamed into place, directory fsynced",
-    "ringstore-posix_aio": "durable (same commit)",
-    "ringstore-thread_pool": "durable (same commit)",
+    REF_PEER: "durable: file fsynced, renamed into place, directory fsynced",
     "baseline": "durable: temp file fsynced, renamed, directory fsynced",
     "nginx": "body written to a temp file (page cache only, no fsync, no rename)",
     "nginx+fsync": "as nginx, then the script fsyncs that file and its directory",
 }
+
+
+def peer_note(peer):
+    """How a peer ran, for the tables' first column."""
+    if peer.startswith("ringstore-"):
+        return "ringstore-server --engine=" + peer[len("ringstore-"):]
+    return PEER_NOTES.get(peer, "nginx, then fsync by the script")
+
+
+def upload_guarantee(peer):
+    """What holds when the peer answers an upload."""
+    if peer.startswith("ringstore-") and peer not in UPLOAD_GUARANTEE:
+        return "durable (same commit)"
+    return UPLOAD_GUARANTEE[peer]
 
 REFS = [
     ("iperf3", "loopback TCP, one stream (`iperf3 -c 127.0.0.1 -t {iperf_s}`)", "mib_s"),
@@ -167,10 +178,10 @@ def big_table(cells, peers, case, upload):
         src = "nginx" if peer == "nginx+fsync" else peer
         key = "mib_s_fsync" if peer == "nginx+fsync" else "mib_s"
         v = cells.med(case, src, key)
-        name = PEER_NOTES.get(peer, "nginx, then fsync by the script")
+        name = peer_note(peer)
         row = "| %s | " % name
         if upload:
-            row += "%s | " % UPLOAD_GUARANTEE[peer]
+            row += "%s | " % upload_guarantee(peer)
         row += "%s | %s | %s | %s | " % (
             fmt(v), ratio(v, ref), cells.rounds(case, src, key),
             fmt(cells.med(case, src, None, per_gib("server_cpu_s")), 2))
@@ -191,7 +202,7 @@ def small_table(cells, peers, case):
         v = cells.med(case, peer, "rps")
         p99 = cells.med(case, peer, "p99_ms")
         lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-            PEER_NOTES[peer], fmt(v), ratio(v, ref), fmt(cells.med(case, peer, "p50_ms"), 2),
+            peer_note(peer), fmt(v), ratio(v, ref), fmt(cells.med(case, peer, "p50_ms"), 2),
             fmt(p99, 2), ratio(p99, ref_p99), cells.rounds(case, peer, "rps"),
             fmt(cells.med(case, peer, None, per_req_us("server_cpu_s")), 1),
             fmt(cells.med(case, peer, None, per_req_us("client_cpu_s")), 1),

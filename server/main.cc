@@ -22,6 +22,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "server/file_store_service.h"
+#include "storage/engine/engine_list.h"
 #include "storage/engine/engine_selector.h"
 #include "storage/store.h"
 #include "storage/engine/sync.h"
@@ -29,7 +30,9 @@
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "Address to listen on, HOST:PORT; port 0 picks a free port.");
 ABSL_FLAG(std::string, root, "./data", "Directory the files live in (created if missing).");
-ABSL_FLAG(std::string, engine, "auto", "Storage engine: auto, io_uring, posix_aio or thread_pool.");
+ABSL_FLAG(std::string, engine, "auto",
+          "Storage engine: auto" RINGSTORE_ENGINE_NAMES_LITERAL
+          " (auto: the first of them that starts here).");
 ABSL_FLAG(int64_t, max_chunk_bytes, 2 << 20, "Most data one message may carry.");
 ABSL_FLAG(int64_t, max_file_bytes, 0, "Largest file an upload may create; 0 = no limit.");
 ABSL_FLAG(int32_t, buffer_count, 64, "I/O buffers in the pool (bounds data memory).");
@@ -127,7 +130,7 @@ int main(int argc, char** argv) {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::SetProgramUsageMessage(
       "Serves files over gRPC.\nUsage: ringstore-server [--listen=HOST:PORT] "
-      "[--root=DIR] [--engine=auto|io_uring|posix_aio|thread_pool]");
+      "[--root=DIR] [--engine=NAME]");
   absl::ParseCommandLine(argc, argv);
   return Run();
 }

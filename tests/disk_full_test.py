@@ -33,9 +33,10 @@ def upload(stub, path, data):
     return stub.Upload(gen())
 
 
+@testlib.per_engine
 class DiskFullTest(unittest.TestCase):
     def test_refused_write_keeps_old_file_and_removes_temp(self):
-        server = testlib.Server(preexec_fn=limit_file_size)
+        server = testlib.Server(preexec_fn=limit_file_size, engine=self.engine)
         try:
             channel = grpc.insecure_channel(server.address)
             stub = pbg.FileStoreStub(channel)

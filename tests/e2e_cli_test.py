@@ -10,12 +10,13 @@ import testlib
 MiB = 1 << 20
 
 
+@testlib.per_engine
 class CliTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.base = testlib.tmpdir("e2e")
         cls.root = os.path.join(cls.base, "root", "data")
-        cls.server = testlib.Server(root=cls.root)
+        cls.server = testlib.Server(root=cls.root, engine=cls.engine)
         cls.work = os.path.join(cls.base, "work")
         os.makedirs(cls.work)
 

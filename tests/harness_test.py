@@ -25,6 +25,33 @@ def xml(*cases):
     return '<?xml version="1.0"?><testsuites><testsuite name="s">%s</testsuite></testsuites>' % body
 
 
+# What GoogleTest 1.12 writes (googletest/src/gtest.cc, XmlUnitTestResultPrinter):
+# a passed case, one skipped with GTEST_SKIP() (result="skipped" and a
+# <skipped> element), one that failed before it skipped, and a DISABLED_ one.
+GTEST_XML = """<?xml version="1.0" encoding="UTF-8"?>
+<testsuites tests="4" failures="1" disabled="1" errors="0" name="AllTests">
+  <testsuite name="AllEngines/EngineTest" tests="4" failures="1" disabled="1" skipped="1">
+    <testcase name="Reads/io_uring" value_param="&quot;io_uring&quot;" file="e.cc" line="1"
+        status="run" result="completed" time="0.1" classname="AllEngines/EngineTest" />
+    <testcase name="Reads/posix_aio" value_param="&quot;posix_aio&quot;" file="e.cc" line="1"
+        status="run" result="skipped" time="0" classname="AllEngines/EngineTest">
+      <skipped message="e.cc:2&#x0A;posix_aio cannot run here"><![CDATA[e.cc:2
+posix_aio cannot run here]]></skipped>
+    </testcase>
+    <testcase name="Reads/thread_pool" value_param="&quot;thread_pool&quot;" file="e.cc" line="1"
+        status="run" result="skipped" time="0" classname="AllEngines/EngineTest">
+      <failure message="e.cc:3&#x0A;boom" type=""><![CDATA[e.cc:3
+boom]]></failure>
+      <skipped message="e.cc:4&#x0A;later"><![CDATA[e.cc:4
+later]]></skipped>
+    </testcase>
+    <testcase name="DISABLED_Slow" file="e.cc" line="9" status="notrun" result="suppressed"
+        time="0" classname="AllEngines/EngineTest" />
+  </testsuite>
+</testsuites>
+"""
+
+
 class JunitCountTest(unittest.TestCase):
     def setUp(self):
         self.dir = testlib.tmpdir("count")
@@ -63,17 +90,35 @@ class JunitCountTest(unittest.TestCase):
         r = subprocess.run([sys.executable, COUNTER, bep, targets, str(query_rc), str(bazel_rc)],
                            capture_output=True, text=True, timeout=60)
         self.assertEqual(r.returncode, 0, r.stderr)
-        passed, failed = map(int, r.stdout.split())
+        passed, failed, skipped = map(int, r.stdout.split())
+        self.skipped = skipped
         return passed, failed, r.stderr
 
     def test_counts_cases_not_targets(self):
         self.result("//a:t", "PASSED", xml(None, None, "skipped"))
         self.result("//b:t", "FAILED", xml(None, "failure", "error", None))
         passed, failed, err = self.count(["//a:t", "//b:t"])
-        self.assertEqual((passed, failed), (5, 2))
+        self.assertEqual((passed, failed, self.skipped), (4, 2, 1))
         self.assertIn("FAILED: //b:t C.t1", err)
         self.assertIn("FAILED: //b:t C.t2", err)
-        self.assertIn("1 of the passed cases were skipped", err)
+        self.assertIn("skipped: //a:t C.t2", err)
+        self.assertIn("1 cases were skipped, none of them counted as passed", err)
+
+    def test_skipped_cases_are_not_passed(self):
+        # A target whose every case was skipped passes in Bazel's eyes; here
+        # it counts nothing as passed.
+        self.result("//a:t", "PASSED", xml("skipped", "skipped"))
+        self.assertEqual(self.count(["//a:t"])[:2], (0, 0))
+        self.assertEqual(self.skipped, 2)
+
+    def test_googletest_xml(self):
+        self.result("//e:t", "FAILED", GTEST_XML)
+        passed, failed, err = self.count(["//e:t"])
+        # Passed; skipped; failed (a failure wins over a later skip); not run.
+        self.assertEqual((passed, failed, self.skipped), (1, 1, 2))
+        self.assertIn("skipped: //e:t AllEngines/EngineTest.Reads/posix_aio", err)
+        self.assertIn("FAILED: //e:t AllEngines/EngineTest.Reads/thread_pool", err)
+        self.assertIn("skipped: //e:t AllEngines/EngineTest.DISABLED_Slow", err)
 
     def test_target_without_result_in_this_run_is_one_failure(self):
         # A stale test.xml of //b:t may exist on disk; it is not in the stream.
@@ -120,7 +165,7 @@ class JunitCountTest(unittest.TestCase):
             f.write("//a:t\n")
         r = subprocess.run([sys.executable, COUNTER, bep, targets, "0", "1"],
                            capture_output=True, text=True, timeout=60)
-        self.assertEqual(r.stdout.split(), ["0", "1"])
+        self.assertEqual(r.stdout.split(), ["0", "1", "0"])
 
 
 DEMO = """
@@ -169,7 +214,61 @@ if __name__ == "__main__":
 """
 
 
+PER_ENGINE_DEMO = """
+import sys, unittest
+sys.path.insert(0, %r)
+import testlib
+
+# Two made-up engines, one of which cannot start: no server needed.
+testlib.all_engines = lambda: ["fast", "slow"]
+testlib.engine_unavailable = lambda name: (
+    "engine slow cannot start here: no ring" if name == "slow" else None)
+
+@testlib.per_engine
+class E(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if cls.engine == "slow":
+            raise RuntimeError("setUpClass ran for an engine that cannot start")
+
+    def test_a(self):
+        self.assertEqual(self.engine, "fast")
+
+    def test_b(self):
+        pass
+
+class Plain(unittest.TestCase):
+    def test_c(self):
+        pass
+
+if __name__ == "__main__":
+    testlib.main()
+"""
+
+
 class RunnerTest(unittest.TestCase):
+    def test_per_engine_classes_run_once_per_engine_and_skip_what_cannot_start(self):
+        d = testlib.tmpdir("runner")
+        demo, out = os.path.join(d, "engines.py"), os.path.join(d, "engines.xml")
+        with open(demo, "w") as f:
+            f.write(PER_ENGINE_DEMO % HERE)
+        r = subprocess.run([sys.executable, demo], env=dict(os.environ, XML_OUTPUT_FILE=out),
+                           capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = {}
+        for case in ET.parse(out).getroot().iter("testcase"):
+            kinds = [c for c in case]
+            got[(case.get("classname"), case.get("name"))] = (
+                (kinds[0].tag, kinds[0].get("message")) if kinds else "ok")
+        skip = ("skipped", "engine slow cannot start here: no ring")
+        self.assertEqual(got, {
+            ("__main__.E_fast", "test_a"): "ok",
+            ("__main__.E_fast", "test_b"): "ok",
+            ("__main__.E_slow", "test_a"): skip,
+            ("__main__.E_slow", "test_b"): skip,
+            ("__main__.Plain", "test_c"): "ok",
+        })
+
     def test_one_testcase_per_method_with_its_outcome(self):
         d = testlib.tmpdir("runner")
         demo, out = os.path.join(d, "demo.py"), os.path.join(d, "demo.xml")

@@ -27,10 +27,11 @@ def chunks(path, data, chunk=MiB, spec_extra=None, per_message_crc=True):
     yield pb.UploadRequest(offset=len(data), finish=True)
 
 
+@testlib.per_engine
 class InteropTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.server = testlib.Server()
+        cls.server = testlib.Server(engine=cls.engine)
         cls.channel = grpc.insecure_channel(cls.server.address)
         cls.stub = pbg.FileStoreStub(cls.channel)
         cls.backend = testlib.backend_enum(cls.server.engine)

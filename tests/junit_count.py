@@ -4,13 +4,17 @@ Usage: junit_count.py BEP_JSON TARGETS_FILE QUERY_RC BAZEL_RC
 
 BEP_JSON is the invocation's --build_event_json_file; TARGETS_FILE lists the
 test labels it was meant to run (from `bazel query`), one a line. Prints
-"PASSED FAILED" on stdout and the reason for every failed case on stderr.
+"PASSED FAILED SKIPPED" on stdout, the reason for every failed case and the
+name of every skipped one on stderr.
 
 Only results of this invocation count: the test.xml files are the ones its
 build event stream names (bazel-testlogs may still hold a test.xml from an
 earlier run, or from a run under another --config, of a target that did not
 build this time). A case is a <testcase>; it failed if it holds <failure> or
-<error>. A label with no result in this invocation, or whose test.xml is
+<error>; otherwise it was skipped, and is not counted as passed, if it holds
+<skipped> (GoogleTest's GTEST_SKIP and testlib's unittest skips write one;
+GoogleTest also marks the case result="skipped") or did not run at all
+(GoogleTest's status="notrun", a DISABLED_ test); else it passed. A label with no result in this invocation, or whose test.xml is
 missing, unreadable or empty, counts as one failed case; so does a target
 Bazel reports failed (a crash or timeout after the XML was written) whose
 XML shows no failed case. A failed `bazel query` counts as one failed case.
@@ -81,14 +85,17 @@ def count(results, labels, query_rc):
                 note("FAILED: %s has no readable test.xml (%s), status %s" % (label, e, status))
                 failed += 1
                 continue
-            cases = bad = 0
+            cases = bad = skips = 0
             for case in root.iter("testcase"):
                 cases += 1
+                name = "%s %s.%s" % (label, case.get("classname"), case.get("name"))
                 if case.find("failure") is not None or case.find("error") is not None:
                     bad += 1
-                    note("FAILED: %s %s.%s" % (label, case.get("classname"), case.get("name")))
-                elif case.find("skipped") is not None:
-                    skipped += 1
+                    note("FAILED: " + name)
+                elif (case.find("skipped") is not None or case.get("result") == "skipped"
+                      or case.get("status") == "notrun"):
+                    skips += 1
+                    note("skipped: " + name)
             if cases == 0:
                 note("FAILED: %s: test.xml has no test cases, status %s" % (label, status))
                 failed += 1
@@ -97,8 +104,9 @@ def count(results, labels, query_rc):
                 note("FAILED: %s: Bazel says %s but test.xml shows no failed case"
                      % (label, status))
                 bad, cases = 1, cases + 1
-            passed += cases - bad
+            passed += cases - bad - skips
             failed += bad
+            skipped += skips
     return passed, failed, skipped
 
 
@@ -112,10 +120,11 @@ def main(argv):
         labels = []
     passed, failed, skipped = count(read_results(bep_path), labels, query_rc)
     if skipped:
-        note("%d of the passed cases were skipped (see their test.log)" % skipped)
+        note("%d cases were skipped, none of them counted as passed (reasons in their "
+             "test.log and test.xml)" % skipped)
     if bazel_rc != 0:
         note("bazel test exited with %d" % bazel_rc)
-    print(passed, failed)
+    print(passed, failed, skipped)
 
 
 if __name__ == "__main__":

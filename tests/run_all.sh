@@ -2,10 +2,13 @@
 # The whole test suite (the README's test command; .ci/run calls it):
 # installs what is missing, runs the storage, server and end-to-end tests under
 # AddressSanitizer (which also finds leaks), then every Bazel test, and ends
-# with exactly one line "N passed, N failed". N counts test cases (not
-# targets) of the plain run, read from each target's test.xml; any failure
-# under the sanitizer is added to the failed count. Exits non-zero if any
-# case failed or Bazel failed. Extra arguments go to both `bazel test` runs.
+# with exactly one line "N passed, N failed, N skipped". N counts test cases
+# (not targets) of the plain run, read from each target's test.xml; any
+# failure under the sanitizer is added to the failed count. A case that could
+# not run here (GTEST_SKIP, a unittest skip: an engine that cannot start, a
+# missing kernel feature or tool) is skipped, never passed; junit_count.py
+# names each on stderr. Exits non-zero if any case failed or Bazel failed.
+# Extra arguments go to both `bazel test` runs.
 #
 # tests/junit_count.py reads only the test.xml files this invocation's build
 # event stream names: both runs share bazel-testlogs, so a target that does
@@ -21,7 +24,7 @@ trap 'rm -rf "$work"' EXIT
 
 # run_and_count NAME "PATTERN..." [BAZEL_TEST_ARGS...]: lists the test
 # targets `bazel test PATTERN...` runs (wildcards skip "manual" ones), runs
-# them, and leaves "PASSED FAILED" in $work/NAME.counts and bazel's status in
+# them, and leaves "PASSED FAILED SKIPPED" in $work/NAME.counts and bazel's status in
 # $work/NAME.rc.
 run_and_count() {
   local name=$1 patterns=$2 query_rc bazel_rc set
@@ -37,25 +40,27 @@ run_and_count() {
   bazel_rc=$?
   echo "$bazel_rc" >"$work/$name.rc"
   /usr/bin/python3 tests/junit_count.py "$work/$name.json" "$work/$name.targets" \
-    "$query_rc" "$bazel_rc" >"$work/$name.counts" || echo "0 1" >"$work/$name.counts"
+    "$query_rc" "$bazel_rc" >"$work/$name.counts" || echo "0 1 0" >"$work/$name.counts"
 }
 
 run_and_count asan '//storage/... //server/... //tests/...' --config=asan "$@"
-read -r asan_passed asan_failed <"$work/asan.counts"
+read -r asan_passed asan_failed asan_skipped <"$work/asan.counts"
 asan_rc=$(cat "$work/asan.rc")
-# Not the "N passed, N failed" form: that is the last line's alone.
-echo "under AddressSanitizer: ${asan_passed:-0} passed; ${asan_failed:-1} failed"
+# Not the "N passed, N failed, N skipped" form: that is the last line's alone.
+echo "under AddressSanitizer: ${asan_passed:-0} passed; ${asan_failed:-1} failed;" \
+  "${asan_skipped:-0} skipped"
 
 run_and_count plain '//...' "$@"
-read -r passed failed <"$work/plain.counts"
+read -r passed failed skipped <"$work/plain.counts"
 bazel_rc=$(cat "$work/plain.rc")
 
 passed=${passed:-0}
+skipped=${skipped:-0}
 failed=$(( ${failed:-1} + ${asan_failed:-1} ))
 # Bazel failed with every case passing (a target that is not a test did not
 # build): still a failure.
 if [ "$failed" -eq 0 ] && { [ "$asan_rc" -ne 0 ] || [ "$bazel_rc" -ne 0 ]; }; then
   failed=1
 fi
-echo "${passed} passed, ${failed} failed"
+echo "${passed} passed, ${failed} failed, ${skipped} skipped"
 [ "$failed" -eq 0 ]

@@ -3,8 +3,11 @@
 Starts the real ringstore-server binary on port 0 with a root under
 $TEST_TMPDIR, runs the real CLI, and provides a unittest runner that writes
 one JUnit <testcase> per test method to $XML_OUTPUT_FILE, so Bazel's
-test.xml counts test cases rather than targets. Runs under /usr/bin/python3
-(Debian's python3-grpcio).
+test.xml counts test cases rather than targets; a skipped test is written
+with <skipped> and its reason. Suites that run on every engine mark their
+class @per_engine: the engines come from the proto and the server, and one
+that cannot start here skips its tests with the server's reason. Runs under
+/usr/bin/python3 (Debian's python3-grpcio).
 """
 
 import os
@@ -31,26 +34,8 @@ def runfile(path):
     return os.path.join(os.path.dirname(here), "bazel-bin", path)
 
 
-def _take_engine_arg():
-    """--engine=NAME from the command line (set per target in BUILD)."""
-    for i, arg in enumerate(sys.argv[1:], 1):
-        if arg.startswith("--engine="):
-            del sys.argv[i]
-            return arg.split("=", 1)[1]
-    return "auto"
-
-
-# The engine the server under test runs; "auto" lets the server choose.
-ENGINE = _take_engine_arg()
-
-# Set by `bazel test --config=tsan`. The posix_aio engine is not built into
-# a ThreadSanitizer build (glibc's AIO threads are invisible to it).
+# Set by `bazel test --config=tsan`.
 TSAN = os.environ.get("RINGSTORE_SANITIZER") == "tsan"
-
-
-def engines_here():
-    """The engines a server can run on this machine, in preference order."""
-    return ["io_uring", "thread_pool"] if TSAN else ["io_uring", "posix_aio", "thread_pool"]
 
 SERVER = runfile("server/ringstore-server")
 CLI = runfile("client/ringstore")
@@ -59,11 +44,99 @@ CLI = runfile("client/ringstore")
 sys.path.insert(0, runfile("proto"))
 
 
+# The engines. Nothing here writes them out: every engine has a value in the
+# proto's Backend enum (BACKEND_IO_URING is "io_uring"), and the server says
+# which of them start on this machine, in its order of preference
+# (storage/engine/engine_list.h), in GetServerInfo's engines_available.
+
 def backend_enum(name):
     """The proto Backend value for an engine name."""
     from ringstore.v1 import ringstore_pb2 as pb
-    return {"io_uring": pb.BACKEND_IO_URING, "posix_aio": pb.BACKEND_POSIX_AIO,
-            "thread_pool": pb.BACKEND_THREAD_POOL}[name]
+    return pb.Backend.Value("BACKEND_" + name.upper())
+
+
+def all_engines():
+    """Every engine the API names (the proto's Backend enum), whether or not
+    it can start here, in the enum's order."""
+    from ringstore.v1 import ringstore_pb2 as pb
+    return [name[len("BACKEND_"):].lower()
+            for name, number in sorted(pb.Backend.items(), key=lambda kv: kv[1]) if number != 0]
+
+
+_available = None
+
+
+def available_engines():
+    """The engines a server can run on this machine, in its preference order:
+    engines_available of a server started with --engine=auto (asked once)."""
+    global _available
+    if _available is None:
+        import grpc
+        from ringstore.v1 import ringstore_pb2 as pb
+        from ringstore.v1 import ringstore_pb2_grpc as pbg
+        server = Server(engine="auto")
+        try:
+            with grpc.insecure_channel(server.address) as channel:
+                info = pbg.FileStoreStub(channel).GetServerInfo(pb.GetServerInfoRequest(),
+                                                                timeout=30)
+            _available = list(info.engines_available)
+        finally:
+            code = server.stop()
+        if code != 0:
+            raise AssertionError("the probing server exited with %s: %s"
+                                 % (code, server.stderr_text()))
+    return list(_available)
+
+
+def engine_unavailable(name):
+    """None if engine `name` can run here, else why not: the server's own
+    error when asked for it (for a test to skip with)."""
+    if name in available_engines():
+        return None
+    r = subprocess.run([SERVER, "--listen=127.0.0.1:0", "--root=" + os.path.join(tmpdir("probe"), "d"),
+                        "--engine=" + name], capture_output=True, timeout=60)
+    why = r.stderr.decode(errors="replace").strip().splitlines()
+    return "engine %s cannot start here: %s" % (name, why[-1] if why else "exit %d" % r.returncode)
+
+
+def require_engine(test, name):
+    """Skips `test` (a unittest.TestCase) with the reason if engine `name`
+    cannot start here."""
+    why = engine_unavailable(name)
+    if why:
+        test.skipTest(why)
+
+
+def per_engine(cls):
+    """Class decorator: main() runs the TestCase class once per engine of
+    all_engines(), as CLASS_ENGINE with the class attribute `engine` set to
+    the engine's name (pass it to Server). On an engine that cannot start
+    here each of its tests is skipped with the reason; none is passed."""
+    cls._per_engine = True
+    return cls
+
+
+def _engine_class(cls, engine):
+    """The copy of per_engine class `cls` that runs on `engine`."""
+    def setUpClass(k):
+        k.engine_skip = engine_unavailable(engine)
+        if not k.engine_skip:
+            super(sub, k).setUpClass()
+
+    def tearDownClass(k):
+        if not k.engine_skip:
+            super(sub, k).tearDownClass()
+
+    def setUp(self):
+        if self.engine_skip:
+            self.skipTest(self.engine_skip)
+        super(sub, self).setUp()
+
+    sub = type("%s_%s" % (cls.__name__, engine), (cls,), {
+        "engine": engine, "engine_skip": None, "__module__": cls.__module__,
+        "setUpClass": classmethod(setUpClass), "tearDownClass": classmethod(tearDownClass),
+        "setUp": setUp})
+    return sub
 
 
 def tmpdir(prefix="t"):
@@ -95,14 +168,18 @@ def random_bytes(n, seed=None):
 class Server:
     """A real ringstore-server process listening on a free port."""
 
-    def __init__(self, root=None, args=(), prefix=(), preexec_fn=None):
+    def __init__(self, root=None, args=(), prefix=(), preexec_fn=None, engine="auto"):
+        """Starts it with --engine=`engine`; a named engine that cannot start
+        here skips the test (unittest.SkipTest) with the reason."""
         self.root = root or os.path.join(tmpdir("srv"), "data")
         cmd = list(prefix) + [SERVER, "--listen=127.0.0.1:0", "--root=" + self.root,
-                              "--engine=" + ENGINE]
+                              "--engine=" + engine]
         cmd += list(args)  # a later --engine wins
         wanted = [a.split("=", 1)[1] for a in cmd if a.startswith("--engine=")][-1]
-        if wanted != "auto" and wanted not in engines_here():
-            raise unittest.SkipTest("engine %s is not in this build (ThreadSanitizer)" % wanted)
+        if wanted != "auto":
+            why = engine_unavailable(wanted)
+            if why:
+                raise unittest.SkipTest(why)
         self.stderr = tempfile.TemporaryFile(dir=os.environ.get("TEST_TMPDIR"))
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.stderr,
                                      preexec_fn=preexec_fn)
@@ -269,10 +346,29 @@ def _xml_text(s):
     return _XML_BAD.sub(lambda m: "\\x%02x" % ord(m.group()), s)
 
 
+def _load_tests(module):
+    """The tests of `module`, as unittest's loader finds them, with each
+    per_engine class replaced by one copy per engine."""
+    loader = unittest.defaultTestLoader
+    suite = unittest.TestSuite()
+    for name in dir(module):
+        obj = getattr(module, name)
+        if (not isinstance(obj, type) or not issubclass(obj, unittest.TestCase)
+                or obj in (unittest.TestCase, unittest.FunctionTestCase)):
+            continue
+        if obj.__dict__.get("_per_engine"):
+            for engine in all_engines():
+                suite.addTests(loader.loadTestsFromTestCase(_engine_class(obj, engine)))
+        else:
+            suite.addTests(loader.loadTestsFromTestCase(obj))
+    return suite
+
+
 def main():
     """Runs the tests of __main__, writes JUnit XML for Bazel (one <testcase>
-    per test method) and exits non-zero if any test failed."""
-    suite = unittest.defaultTestLoader.loadTestsFromModule(sys.modules["__main__"])
+    per test method, a skipped one with <skipped>) and exits non-zero if any
+    test failed."""
+    suite = _load_tests(sys.modules["__main__"])
     runner = unittest.TextTestRunner(resultclass=_JUnitResult, verbosity=2)
     result = runner.run(suite)
     out = os.environ.get("XML_OUTPUT_FILE")

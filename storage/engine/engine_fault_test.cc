@@ -328,7 +328,9 @@ TEST_P(EngineFaultTest, ReadFileStressLeaksNoSlot) {
 // EPERM: what a seccomp profile answers) runs on the next engine, which
 // then names itself; other errors are answered by the engine itself.
 TEST_P(EngineFaultTest, RefusedOperationRunsOnTheNextEngine) {
-  if (backend_ == Backend::kThreadPool) GTEST_SKIP() << "thread_pool is the last engine";
+  if (GetParam() == EngineNames().back()) {
+    GTEST_SKIP() << GetParam() << " is the last engine: no engine to fall back to";
+  }
   Create("f", "hello");
   engine_.reset();
   EngineOptions options = Options();
@@ -341,8 +343,8 @@ TEST_P(EngineFaultTest, RefusedOperationRunsOnTheNextEngine) {
   auto at = std::find(available.begin(), available.end(), GetParam());
   ASSERT_TRUE(at != available.end() && at + 1 != available.end());
   Backend next = Backend::kUnspecified;
-  for (Backend b : {Backend::kIoUring, Backend::kPosixAio, Backend::kThreadPool}) {
-    if (BackendName(b) == *(at + 1)) next = b;
+  for (const EngineKind& kind : AllEngines()) {
+    if (kind.name == *(at + 1)) next = kind.backend;
   }
   PooledBuffer buf = pool_->TryAcquire();
 
@@ -385,10 +387,8 @@ TEST_P(EngineFaultTest, RefusedOperationRunsOnTheNextEngine) {
   EXPECT_EQ(failed.backend(), backend_);
 }
 
-INSTANTIATE_TEST_SUITE_P(AllEngines, EngineFaultTest, testing::ValuesIn(kEngines),
-                         [](const testing::TestParamInfo<const char*>& p) {
-                           return std::string(p.param);
-                         });
+INSTANTIATE_TEST_SUITE_P(AllEngines, EngineFaultTest, testing::ValuesIn(EngineNames()),
+                         EngineParamName);
 
 }  // namespace
 }  // namespace ringstore::storage

@@ -4,25 +4,18 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "storage/engine/engine_list.h"
 #include "storage/engine/fallback_engine.h"
 #include "storage/engine/status_util.h"
 
 namespace ringstore::storage {
 namespace {
 
-using Factory = absl::StatusOr<std::unique_ptr<Engine>> (*)(const EngineOptions&);
-
-struct Known {
-  absl::string_view name;
-  Factory factory;
-};
-
-// Preference order.
-constexpr Known kEngines[] = {
-    {"io_uring", &NewIoUringEngine},
-    {"posix_aio", &NewPosixAioEngine},
-    {"thread_pool", &NewThreadPoolEngine},
-};
+#define RINGSTORE_ENGINE_KIND(name, enumerator, factory) \
+  EngineKind{#name, Backend::enumerator, &factory},
+constexpr EngineKind kEngines[] = {RINGSTORE_ENGINE_LIST(RINGSTORE_ENGINE_KIND)};
+#undef RINGSTORE_ENGINE_KIND
 
 absl::Status Named(absl::string_view name, const absl::Status& s) {
   return absl::Status(s.code(), absl::StrCat(name, ": ", s.message()));
@@ -30,13 +23,26 @@ absl::Status Named(absl::string_view name, const absl::Status& s) {
 
 }  // namespace
 
+absl::Span<const EngineKind> AllEngines() { return kEngines; }
+
+std::vector<std::string> EngineNames() {
+  std::vector<std::string> names;
+  for (const EngineKind& k : kEngines) names.emplace_back(k.name);
+  return names;
+}
+
 absl::Status ValidateEngineName(absl::string_view name) {
   if (name == "auto") return absl::OkStatus();
-  for (const Known& k : kEngines) {
+  for (const EngineKind& k : kEngines) {
     if (k.name == name) return absl::OkStatus();
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown engine \"", name, "\"; use auto, io_uring, posix_aio or thread_pool"));
+  // "use auto, io_uring, posix_aio or thread_pool"
+  std::vector<std::string> names = EngineNames();
+  names.insert(names.begin(), "auto");
+  const std::string last = names.back();
+  names.pop_back();
+  return absl::InvalidArgumentError(absl::StrCat("unknown engine \"", name, "\"; use ",
+                                                 absl::StrJoin(names, ", "), " or ", last));
 }
 
 absl::StatusOr<StartedEngine> StartEngine(absl::string_view name, const EngineOptions& options) {
@@ -47,7 +53,7 @@ absl::StatusOr<StartedEngine> StartEngine(absl::string_view name, const EngineOp
   // The chosen engine, then its fallbacks in order.
   std::vector<std::unique_ptr<Engine>> chain;
   absl::Status last = absl::UnavailableError("no engine");
-  for (const Known& k : kEngines) {
+  for (const EngineKind& k : kEngines) {
     const bool wanted = chain.empty() && (name == "auto" || name == k.name);
     absl::StatusOr<std::unique_ptr<Engine>> engine = k.factory(wanted ? options : plain);
     if (engine.ok()) {
@@ -71,7 +77,7 @@ absl::StatusOr<StartedEngine> StartEngine(absl::string_view name, const EngineOp
 
 absl::StatusOr<std::unique_ptr<Engine>> StartSingleEngine(absl::string_view name,
                                                           const EngineOptions& options) {
-  for (const Known& k : kEngines) {
+  for (const EngineKind& k : kEngines) {
     if (k.name != name) continue;
     absl::StatusOr<std::unique_ptr<Engine>> engine = k.factory(options);
     if (!engine.ok()) return Named(k.name, engine.status());

@@ -1,8 +1,9 @@
 // Chooses and starts the storage engine.
 //
-// The engines in preference order: io_uring, posix_aio, thread_pool. "auto"
-// starts the first that works here; a named engine that cannot start is an
-// error. Either way the engines after it that can start become its runtime
+// The engines in preference order are engine_list.h's (io_uring, posix_aio,
+// thread_pool); AllEngines() is that list for everyone else. "auto" starts
+// the first that works here; a named engine that cannot start is an error.
+// Either way the engines after it that can start become its runtime
 // fallback (fallback_engine.h): an operation io_uring refuses is run on
 // posix_aio, one posix_aio refuses on thread_pool.
 #ifndef RINGSTORE_STORAGE_ENGINE_ENGINE_SELECTOR_H_
@@ -14,12 +15,27 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "storage/engine/engine.h"
 
 namespace ringstore::storage {
 
-// Engine names accepted by StartEngine: "auto", "io_uring", "posix_aio",
-// "thread_pool".
+// One engine of engine_list.h.
+struct EngineKind {
+  absl::string_view name;  // "io_uring"; BackendName(backend)
+  Backend backend;
+  absl::StatusOr<std::unique_ptr<Engine>> (*factory)(const EngineOptions& options);
+};
+
+// Every engine of this build, in preference order, whether or not it can
+// start here.
+absl::Span<const EngineKind> AllEngines();
+
+// The names of AllEngines(), in the same order.
+std::vector<std::string> EngineNames();
+
+// Engine names accepted by StartEngine: "auto" and those of AllEngines().
+// InvalidArgument, naming the accepted ones, for any other.
 absl::Status ValidateEngineName(absl::string_view name);
 
 struct StartedEngine {
@@ -37,8 +53,8 @@ struct StartedEngine {
 // only, never to its fallbacks.
 absl::StatusOr<StartedEngine> StartEngine(absl::string_view name, const EngineOptions& options);
 
-// Starts exactly the engine `name` names ("io_uring", "posix_aio" or
-// "thread_pool"), without fallbacks: for tests and benchmarks.
+// Starts exactly the engine `name` names (one of AllEngines(), not "auto"),
+// without fallbacks: for tests and benchmarks.
 absl::StatusOr<std::unique_ptr<Engine>> StartSingleEngine(absl::string_view name,
                                                           const EngineOptions& options);
 

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -32,7 +33,14 @@
 
 namespace ringstore::storage {
 
-inline const char* const kEngines[] = {"io_uring", "posix_aio", "thread_pool"};
+// The suites run on every engine of AllEngines() (engine_list.h), each
+// instantiation named after its engine:
+//   INSTANTIATE_TEST_SUITE_P(AllEngines, MyTest, testing::ValuesIn(EngineNames()),
+//                            EngineParamName);
+// An engine that cannot start here is skipped with its reason, never passed.
+inline std::string EngineParamName(const testing::TestParamInfo<std::string>& p) {
+  return p.param;
+}
 
 // ReadFile options with `cancel` and the metadata attribute.
 inline ReadFileOptions WithCancel(Cancellation* cancel) {
@@ -47,6 +55,28 @@ inline std::string TempDir() {
   char* dir = mkdtemp(tmpl.data());
   EXPECT_NE(dir, nullptr);
   return tmpl;
+}
+
+// OK if the engine `name` starts here (started once, on a scratch root,
+// and stopped again), else its error: a test that needs it skips with that.
+inline absl::Status EngineStartsHere(const std::string& name) {
+  const std::string dir = TempDir();
+  const int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return absl::InternalError(absl::StrCat("open ", dir, ": ", strerror(errno)));
+  absl::Status status;
+  {
+    auto pool = BufferPool::Create(1, 4096);
+    if (!pool.ok()) {
+      status = pool.status();
+    } else {
+      EngineOptions options;
+      options.root_fd = fd;
+      options.pool = pool->get();
+      status = StartSingleEngine(name, options).status();
+    }
+  }
+  close(fd);
+  return status;
 }
 
 inline void WriteLocal(const std::string& path, const std::string& data) {
@@ -104,7 +134,7 @@ class StatusWaiter {
   Backend backend_ = Backend::kUnspecified;
 };
 
-class EngineTest : public testing::TestWithParam<const char*> {
+class EngineTest : public testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     base_ = TempDir();

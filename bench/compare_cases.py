@@ -1,0 +1,199 @@
+"""bench/compare.py's cases: the four client runs each peer is measured
+with (download and upload of the big file, 64 streams over the 4 KiB and
+the 64 KiB files), and run_cell, which measures one case on one fresh
+server. Only the standard library.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import time
+
+from compare_peers import (CLK_TCK, KiB, MiB, Fail, client_run, cpu_jiffies, make_server,
+                           proc_cpu_s, proc_field_kib)
+
+CASES = ("download_big", "upload_big", "small_4k", "small_64k")
+SMALL_SIZES = {"small_4k": 4 * KiB, "small_64k": 64 * KiB}
+
+
+def parse_load_gen(out):
+    j = json.loads(out.strip().splitlines()[-1])
+    errors = j["errors"]["count"]
+    detail = "; ".join("%s x%d: %s" % (e["code"], e["count"], e["message"][:120])
+                       for e in j["errors"]["first"])
+    return j, errors, detail
+
+
+def load_gen(run, server, args, timeout):
+    cmd = [run.bins["load_gen"], "--server=" + server.address] + args
+    out, _, cpu = client_run(cmd, timeout)
+    j, errors, detail = parse_load_gen(out)
+    return j, errors, detail, cpu
+
+
+def curl(run, args, timeout):
+    out, _, cpu = client_run([run.bins["curl"], "-sS"] + args, timeout)
+    return out.split(), cpu
+
+
+def case_download_big(run, server, rnd):
+    size = run.big_bytes
+    if server.peer == "nginx":
+        (code, nbytes, secs), cpu = curl(
+            run, ["-o", "/dev/null", "-w", "%{http_code} %{size_download} %{time_total}",
+                  server.url(run.big_path)], timeout=900)
+        errors = 0 if code == "200" and int(nbytes) == size else 1
+        return {"mib_s": int(nbytes) / float(secs) / MiB, "seconds": float(secs),
+                "bytes": int(nbytes), "errors": errors,
+                "error_detail": "" if not errors else "HTTP %s, %s bytes" % (code, nbytes),
+                "client_cpu_s": cpu}
+    j, errors, detail, cpu = load_gen(run, server, [
+        "--mode=download", "--concurrency=1", "--count=1", "--duration=0s",
+        "--path=" + run.big_path, "--rpc_timeout=900s"], timeout=960)
+    if j["bytes"] != size and not errors:
+        errors, detail = 1, "%d bytes instead of %d" % (j["bytes"], size)
+    return {"mib_s": j["throughput_mib_s"], "seconds": j["seconds"], "bytes": j["bytes"],
+            "errors": errors, "error_detail": detail, "backend": j.get("backend"),
+            "client_cpu_s": cpu}
+
+
+def fsync_path(path):
+    """fsync of a file and of its directory; returns the seconds it took."""
+    t0 = time.monotonic()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    dfd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+    return time.monotonic() - t0
+
+
+def case_upload_big(run, server, rnd):
+    size = run.big_bytes
+    if server.peer == "nginx":
+        answer = os.path.join(server.rundir, "answer.txt")
+        (code, nbytes, secs), cpu = curl(
+            run, ["-T", run.big_source, "-o", answer,
+                  "-w", "%{http_code} %{size_upload} %{time_total}",
+                  server.url("upload/r%d" % rnd)], timeout=900)
+        with open(answer) as f:
+            body_file = f.read().strip()
+        if code != "201" or int(nbytes) != size or not os.path.isfile(body_file):
+            raise Fail("nginx upload: HTTP %s, %s bytes sent, body file %r"
+                       % (code, nbytes, body_file))
+        stored = os.path.getsize(body_file)
+        fsync_s = fsync_path(body_file)
+        os.unlink(body_file)
+        errors = 0 if stored == size else 1
+        return {"mib_s": size / float(secs) / MiB, "seconds": float(secs), "bytes": stored,
+                "fsync_s": fsync_s, "mib_s_fsync": size / (float(secs) + fsync_s) / MiB,
+                "errors": errors,
+                "error_detail": "" if not errors else "stored %d bytes" % stored,
+                "client_cpu_s": cpu}
+    try:
+        j, errors, detail, cpu = load_gen(run, server, [
+            "--mode=upload", "--concurrency=1", "--count=1", "--duration=0s",
+            "--upload_size=%d" % size, "--upload_prefix=up/r%d" % rnd,
+            "--rpc_timeout=900s"], timeout=1200)
+    finally:
+        shutil.rmtree(os.path.join(server.root, "up"), ignore_errors=True)
+    return {"mib_s": j["throughput_mib_s"], "seconds": j["seconds"], "bytes": j["bytes"],
+            "errors": errors, "error_detail": detail, "backend": j.get("backend"),
+            "client_cpu_s": cpu}
+
+
+def case_small(run, server, rnd, case):
+    paths = run.paths[case]
+    secs = run.duration_s
+    if server.peer == "nginx":
+        env = dict(os.environ, COMPARE_PATHS=paths)
+        out, _, cpu = client_run(
+            [run.bins["wrk"], "-t2", "-c64", "-d%ds" % secs, "--latency",
+             "-s", run.wrk_script, "http://%s/" % server.address],
+            timeout=secs + 60, env=env)
+        m = re.search(r"^WRKJSON (\{.*\})$", out, re.M)
+        if not m:
+            raise Fail("no WRKJSON line in wrk's output: %r" % out[-400:])
+        w = json.loads(m.group(1))
+        e = w["errors"]
+        errors = sum(e.values())
+        duration = w["duration_us"] / 1e6
+        return {"rps": w["requests"] / duration, "requests": w["requests"],
+                "seconds": duration, "bytes": w["bytes"],
+                "p50_ms": w["latency_us"]["p50"] / 1e3, "p99_ms": w["latency_us"]["p99"] / 1e3,
+                "p999_ms": w["latency_us"]["p999"] / 1e3, "max_ms": w["latency_us"]["max"] / 1e3,
+                "errors": errors, "error_detail": "" if not errors else json.dumps(e),
+                "client_cpu_s": cpu}
+    j, errors, detail, cpu = load_gen(run, server, [
+        "--mode=download", "--concurrency=64", "--duration=%ds" % secs,
+        "--paths_file=" + paths], timeout=secs + 120)
+    lat = j["latency_ms"]
+    return {"rps": j["requests_per_second"], "requests": j["requests"], "seconds": j["seconds"],
+            "bytes": j["bytes"], "p50_ms": lat["p50"], "p99_ms": lat["p99"],
+            "p999_ms": lat["p999"], "max_ms": lat["max"], "errors": errors,
+            "error_detail": detail, "backend": j.get("backend"), "client_cpu_s": cpu}
+
+
+def run_case(run, case, server, rnd):
+    if case == "download_big":
+        return case_download_big(run, server, rnd)
+    if case == "upload_big":
+        return case_upload_big(run, server, rnd)
+    return case_small(run, server, rnd, case)
+
+
+def run_cell(run, rnd, case, peer, profile=None):
+    rec = {"type": "cell", "round": rnd, "case": case, "peer": peer, "ok": False}
+    server = make_server(run, peer)
+    t0 = time.time()
+    try:
+        server.start()
+        perf = None
+        if profile:
+            # cpu-clock: this VM has no hardware counters. dwarf call graphs:
+            # neither ringstore (-c opt) nor Debian's gRPC keep frame pointers.
+            kind, out = profile
+            if kind == "record":
+                cmd = ["perf", "record", "-e", "cpu-clock", "-F", "999", "--call-graph",
+                       "dwarf,16384", "-o", out, "-p", str(server.proc.pid)]
+            else:
+                cmd = ["perf", "stat", "-e", "task-clock,context-switches,cpu-migrations,"
+                       "page-faults", "-o", out, "-p", str(server.proc.pid)]
+            perf = run.children.spawn(cmd, os.path.join(run.logdir, "perf.log"))
+            time.sleep(1)
+        busy0, steal0 = cpu_jiffies()
+        t_case = time.monotonic()
+        try:
+            rec.update(run_case(run, case, server, rnd))
+            busy1, steal1 = cpu_jiffies()
+            span = (time.monotonic() - t_case) * os.cpu_count()
+            # Over the client's run: how busy the whole machine was, and how
+            # much of its time the hypervisor gave to other guests.
+            rec["machine_busy_pct"] = 100.0 * (busy1 - busy0) / CLK_TCK / span
+            rec["steal_pct"] = 100.0 * (steal1 - steal0) / CLK_TCK / span
+        finally:
+            if perf:
+                run.children.stop(perf, sig=signal.SIGINT, timeout=300)
+        rec["server_rss_kib"] = sum(proc_field_kib(p, "VmHWM") for p in server.rss_pids())
+        rec["server_cpu_s"] = sum(proc_cpu_s(p) for p in server.cpu_pids())
+        rec["server_processes"] = len(server.rss_pids())
+        rec["ok"] = True
+    except Fail as e:
+        rec["error"] = str(e)
+    finally:
+        if server.proc is not None:
+            try:
+                rc = server.stop()
+                if rc not in (0, None) and peer != "nginx":
+                    rec.setdefault("error", "server exited %s" % rc)
+            except Fail as e:
+                rec.setdefault("error", str(e))
+    rec["wall_s"] = time.time() - t0
+    return rec

@@ -1,0 +1,172 @@
+// Small reads on every engine (a whole file in one engine operation) and
+// the metadata they carry: the attribute's encoding and the cache of
+// recently used metadata.
+#include <unistd.h>
+
+#include <cerrno>
+#include <fstream>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+#include "storage/crc32c.h"
+#include "storage/engine/fault_injection.h"
+#include "storage/metadata_cache.h"
+#include "storage/store_test_util.h"
+
+namespace ringstore::storage {
+namespace {
+
+TEST_P(StoreTest, ReadSmallReturnsWholeFilesThatFit) {
+  auto read = [&](const std::string& path, size_t cap) {
+    PooledBuffer buf = store_->pool().TryAcquire();
+    auto r = Await<Store::SmallRead>([&](auto cb) {
+      store_->ReadSmall(path, absl::Span<char>(buf.data(), cap), nullptr, std::move(cb));
+    });
+    std::string data = r.ok() && r->complete ? std::string(buf.data(), r->info.size) : "";
+    return std::make_pair(r, data);
+  };
+  const std::string data = RandomBytes(1000, 3);
+  auto info = Put("small/one", data);
+  ASSERT_TRUE(info.ok());
+  auto [r, got] = read("small/one", kBuffer);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(r->complete);
+  EXPECT_EQ(got, data);
+  EXPECT_EQ(r->info.path, "small/one");
+  EXPECT_EQ(r->info.size, 1000);
+  EXPECT_EQ(r->info.generation, info->generation);
+  EXPECT_EQ(r->info.crc32c, info->crc32c);
+  EXPECT_EQ(r->info.modified, info->modified);
+  // Exactly the buffer: complete, the metadata vouches for the size.
+  ASSERT_TRUE(Put("small/exact", std::string(1000, 'x')).ok());
+  EXPECT_TRUE(read("small/exact", 1000).first->complete);
+  // Larger than the buffer: not complete.
+  EXPECT_FALSE(read("small/one", 999).first->complete);
+  ASSERT_TRUE(Put("small/empty", "").ok());
+  auto empty = read("small/empty", kBuffer);
+  ASSERT_TRUE(empty.first.ok());
+  EXPECT_TRUE(empty.first->complete);
+  EXPECT_EQ(empty.first->info.size, 0);
+  // Placed by hand (no metadata) or changed behind the store's back: the
+  // size cannot be vouched for.
+  std::ofstream(root_ + "/small/manual") << "hand";
+  EXPECT_FALSE(read("small/manual", kBuffer).first->complete);
+  truncate((root_ + "/small/one").c_str(), 10);
+  EXPECT_FALSE(read("small/one", kBuffer).first->complete);
+  EXPECT_EQ(read("small/none", kBuffer).first.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(read("small", kBuffer).first.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(read("../x", kBuffer).first.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// A small download of a file the store has committed skips reading its
+// metadata attribute, but only while the bytes match what it remembers.
+TEST_P(StoreTest, ReadSmallTrustsRememberedMetadataOnlyForTheSameBytes) {
+  auto read = [&](const std::string& path) {
+    PooledBuffer buf = store_->pool().TryAcquire();
+    auto r = Await<Store::SmallRead>([&](auto cb) {
+      store_->ReadSmall(path, absl::Span<char>(buf.data(), kBuffer), nullptr, std::move(cb));
+    });
+    std::string data = r.ok() && r->complete ? std::string(buf.data(), r->info.size) : "";
+    return std::make_pair(r, data);
+  };
+  OpenStore(0, &faults_);
+  auto first = Put("k/f", "first version");
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(store_->metadata().Lookup("k/f")->generation, first->generation);
+  auto second = Put("k/f", "second version!");
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(store_->metadata().Lookup("k/f")->generation, second->generation);
+  // The attribute is not read at all: failing every attribute read does
+  // not fail the download.
+  faults_.Fail(Step::kGetXattr, EIO);
+  auto [r, got] = read("k/f");
+  faults_.Clear();
+  ASSERT_TRUE(r.ok() && r->complete) << r.status();
+  EXPECT_EQ(got, "second version!");
+  EXPECT_EQ(r->info.generation, second->generation);
+  EXPECT_EQ(r->info.crc32c, Crc32c("second version!"));
+  // Changed by hand behind the store's back, same size: the bytes no longer
+  // match what it remembers, so it reads the attribute again and sends what
+  // is there now.
+  {
+    std::fstream f(root_ + "/k/f", std::ios::in | std::ios::out | std::ios::binary);
+    f << "SECOND";
+  }
+  auto [changed, now] = read("k/f");
+  ASSERT_TRUE(changed.ok() && changed->complete);
+  EXPECT_EQ(now, "SECOND version!");
+  // Deleted: forgotten.
+  ASSERT_TRUE(Delete("k/f").ok());
+  EXPECT_FALSE(store_->metadata().Lookup("k/f").has_value());
+  EXPECT_EQ(read("k/f").first.status().code(), absl::StatusCode::kNotFound);
+  // A file the store has not seen is learnt on its first small read.
+  std::string data = RandomBytes(500, 5);
+  ASSERT_TRUE(Put("k/g", data).ok());
+  OpenStore(0, &faults_);  // a restart forgets
+  EXPECT_FALSE(store_->metadata().Lookup("k/g").has_value());
+  EXPECT_EQ(read("k/g").second, data);
+  EXPECT_TRUE(store_->metadata().Lookup("k/g").has_value());
+}
+
+TEST(MetadataCache, KeepsTheMostRecentlyUsed) {
+  MetadataCache cache(2);
+  auto info = [](const std::string& path, int64_t generation) {
+    ObjectInfo i;
+    i.path = path;
+    i.generation = generation;
+    return i;
+  };
+  cache.Put(info("a", 1));
+  cache.Put(info("b", 2));
+  EXPECT_EQ(cache.Lookup("a")->generation, 1);  // a is now the most recent
+  cache.Put(info("c", 3));                      // so b goes
+  EXPECT_FALSE(cache.Lookup("b").has_value());
+  cache.Put(info("a", 4));  // replaces
+  EXPECT_EQ(cache.Lookup("a")->generation, 4);
+  EXPECT_EQ(cache.size(), 2u);
+  cache.Erase("a");
+  EXPECT_FALSE(cache.Lookup("a").has_value());
+  EXPECT_EQ(cache.size(), 1u);
+  MetadataCache off(0);
+  off.Put(info("a", 1));
+  EXPECT_FALSE(off.Lookup("a").has_value());
+}
+
+TEST(Metadata, RoundTripAndFallback) {
+  Metadata m;
+  m.generation = 42;
+  m.crc32c = 4000000000u;
+  m.size = 77;
+  m.modified = absl::FromUnixNanos(1700000000123456789);
+  const std::optional<Metadata> back = ParseMetadata(EncodeMetadata(m));
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->generation, 42);
+  EXPECT_EQ(back->crc32c, 4000000000u);
+  EXPECT_EQ(back->size, 77);
+  EXPECT_EQ(back->modified, m.modified);
+  ObjectInfo info;
+  DecodeMetadata(EncodeMetadata(m), absl::FromUnixMicros(5), &info);
+  EXPECT_EQ(info.generation, 42);
+  EXPECT_EQ(info.modified, m.modified);
+
+  const absl::Time mtime = absl::FromUnixMicros(1234567);
+  for (const char* bad : {"", "v1", "v1 1 2", "v2 1 2 3 4", "v1 x 2 3 4", "v1 1 x 3 4",
+                          "v1 0 3 3 4", "v1 -5 3 3 4", "v1 1 2 -3 4", "v1 1 2 3 x",
+                          "v1 1 2 3 4 5", "v1 1 99999999999 3 4"}) {
+    EXPECT_FALSE(ParseMetadata(bad).has_value()) << bad;
+    ObjectInfo i;
+    DecodeMetadata(bad, mtime, &i);
+    EXPECT_EQ(i.generation, 1234567) << bad;
+    EXPECT_EQ(i.crc32c, 0u) << bad;
+    EXPECT_EQ(i.modified, mtime) << bad;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllEngines, StoreTest, testing::ValuesIn(EngineNames()),
+                         EngineParamName);
+
+}  // namespace
+}  // namespace ringstore::storage
