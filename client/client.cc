@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "client/crc32c.h"
+#include "third_party/system/crc32c.h"
 
 namespace ringstore::client {
 namespace {

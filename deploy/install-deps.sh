@@ -15,6 +15,7 @@ packages=(
   libgtest-dev
   libgmock-dev
   libbenchmark-dev
+  libisal-dev
   python3-grpcio
   python3-protobuf
 )
