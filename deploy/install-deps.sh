@@ -16,6 +16,7 @@ packages=(
   libgmock-dev
   libbenchmark-dev
   libisal-dev
+  libgoogle-perftools-dev
   python3-grpcio
   python3-protobuf
 )
