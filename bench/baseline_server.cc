@@ -68,7 +68,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "ringstore/v1/ringstore.grpc.pb.h"
-#include "storage/crc32c.h"
+#include "third_party/system/crc32c.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50052",
           "Address to listen on, HOST:PORT; port 0 picks a free port.");
@@ -214,7 +214,7 @@ class BaselineService final : public v1::FileStore::Service {
                      absl::StrCat("short read of ", request->path(), " at ", offset));
       }
       response.set_offset(offset);
-      response.set_crc32c(storage::Crc32c(*data));
+      response.set_crc32c(Crc32c(*data));
       if (!writer->Write(response)) {
         return Error(grpc::StatusCode::CANCELLED, "the client went away");
       }
@@ -264,14 +264,14 @@ class BaselineService final : public v1::FileStore::Service {
                      absl::StrCat("message at offset ", request.offset(), ", expected ", written));
       }
       const std::string& data = request.data();
-      const uint32_t data_crc = storage::Crc32c(data);
+      const uint32_t data_crc = Crc32c(data);
       if (request.has_crc32c() && request.crc32c() != data_crc) {
         return Error(grpc::StatusCode::DATA_LOSS,
                      absl::StrCat("crc32c mismatch in the message at offset ", written));
       }
       out.write(data.data(), static_cast<std::streamsize>(data.size()));
       if (!out) return ErrnoStatus(errno, "write temp file");
-      crc = storage::Crc32cExtend(crc, data);
+      crc = Crc32cExtend(crc, data);
       written += static_cast<int64_t>(data.size());
       finished = request.finish();
     } while (!finished && reader->Read(&request));

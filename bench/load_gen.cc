@@ -72,7 +72,7 @@
 #include "absl/time/time.h"
 #include "client/client.h"
 #include "ringstore/v1/ringstore.grpc.pb.h"
-#include "storage/crc32c.h"
+#include "third_party/system/crc32c.h"
 #include "storage/engine/sync.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "Server address, HOST:PORT.");
@@ -151,14 +151,14 @@ UploadPlan MakeUploadPlan(int64_t size, int64_t chunk_bytes, uint64_t seed) {
   plan.size = size;
   const int64_t first = std::min(size, chunk_bytes);
   plan.first_chunk = data.substr(0, static_cast<size_t>(first));
-  plan.first_chunk_crc = storage::Crc32c(plan.first_chunk);
+  plan.first_chunk_crc = Crc32c(plan.first_chunk);
   for (int64_t offset = first; offset < size; offset += chunk_bytes) {
     const absl::string_view piece =
         absl::string_view(data).substr(static_cast<size_t>(offset), static_cast<size_t>(chunk_bytes));
     v1::UploadRequest& m = plan.rest.emplace_back();
     m.set_offset(offset);
     m.set_data(piece.data(), piece.size());
-    m.set_crc32c(storage::Crc32c(piece));
+    m.set_crc32c(Crc32c(piece));
   }
   if (!plan.rest.empty()) plan.rest.back().set_finish(true);
   return plan;
@@ -382,7 +382,7 @@ class DownloadCall final : public grpc::ClientReadReactor<v1::DownloadResponse> 
       Fail(absl::StrCat("message at offset ", r.offset(), ", expected ", received_));
       return;
     }
-    if (storage::Crc32c(r.data()) != r.crc32c()) {
+    if (Crc32c(r.data()) != r.crc32c()) {
       Fail(absl::StrCat("crc32c mismatch in the message at offset ", r.offset()));
       return;
     }

@@ -3,19 +3,10 @@
 #include <string>
 #include <vector>
 
-#include "client/crc32c.h"
 #include "gtest/gtest.h"
 
 namespace ringstore::client {
 namespace {
-
-TEST(Crc32c, CheckValues) {
-  EXPECT_EQ(Crc32c("123456789"), 0xE3069283u);
-  EXPECT_EQ(Crc32c(std::string(32, '\0')), 0x8A9136AAu);
-  EXPECT_EQ(Crc32c(std::string(32, '\xff')), 0x62A8AB43u);
-  EXPECT_EQ(Crc32c(""), 0u);
-  EXPECT_EQ(Crc32cExtend(Crc32c("1234"), "56789"), 0xE3069283u);
-}
 
 TEST(Json, EscapesStrings) {
   EXPECT_EQ(JsonString("plain"), "\"plain\"");

@@ -15,6 +15,8 @@ packages=(
   libgtest-dev
   libgmock-dev
   libbenchmark-dev
+  libisal-dev
+  libgoogle-perftools-dev
   python3-grpcio
   python3-protobuf
 )

@@ -14,7 +14,7 @@
 #include "server/download_message.h"
 #include "storage/engine/buffer_pool.h"
 #include "storage/engine/cancellation.h"
-#include "storage/crc32c.h"
+#include "third_party/system/crc32c.h"
 #include "storage/engine/sync.h"
 
 namespace ringstore::server {
@@ -121,7 +121,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
         header_.Clear();
         FillHeader();
         header_.set_offset(0);
-        header_.set_crc32c(storage::Crc32c(absl::string_view(data, static_cast<size_t>(n))));
+        header_.set_crc32c(Crc32c(absl::string_view(data, static_cast<size_t>(n))));
         if (BeginLastWrite(n)) {
           message_ = EncodeDownloadResponse(header_, std::move(buffer), static_cast<size_t>(n));
           WriteAndFinish();
@@ -254,7 +254,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
       writing_ = true;
     }
     header_.set_crc32c(
-        storage::Crc32c(absl::string_view(chunk.buffer.data(), chunk.length)));
+        Crc32c(absl::string_view(chunk.buffer.data(), chunk.length)));
     message_ = EncodeDownloadResponse(header_, std::move(chunk.buffer), chunk.length);
     Write();
   }

@@ -7,7 +7,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "server/convert.h"
-#include "storage/crc32c.h"
+#include "third_party/system/crc32c.h"
 #include "storage/engine/sync.h"
 
 namespace ringstore::server {
@@ -85,7 +85,7 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadRequest> {
       return Fail(absl::ResourceExhaustedError(absl::StrCat(
           "message carries ", data.size(), " bytes; the limit is ", max_chunk_bytes_)));
     }
-    if (request_.has_crc32c() && storage::Crc32c(data) != request_.crc32c()) {
+    if (request_.has_crc32c() && Crc32c(data) != request_.crc32c()) {
       return Fail(absl::DataLossError(absl::StrCat(
           "crc32c mismatch in the message at offset ", request_.offset())));
     }

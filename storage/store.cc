@@ -12,7 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "storage/crc32c.h"
+#include "third_party/system/crc32c.h"
 #include "storage/engine/engine_selector.h"
 #include "storage/metadata_cache.h"
 #include "storage/path.h"

@@ -8,7 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "storage/crc32c.h"
+#include "third_party/system/crc32c.h"
 #include "storage/store_test_util.h"
 
 namespace ringstore::storage {

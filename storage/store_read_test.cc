@@ -11,7 +11,7 @@
 
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
-#include "storage/crc32c.h"
+#include "third_party/system/crc32c.h"
 #include "storage/engine/fault_injection.h"
 #include "storage/metadata_cache.h"
 #include "storage/store_test_util.h"

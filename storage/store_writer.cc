@@ -22,7 +22,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "storage/crc32c.h"
+#include "third_party/system/crc32c.h"
 #include "storage/metadata_cache.h"
 #include "storage/path.h"
 #include "storage/path_locks.h"
