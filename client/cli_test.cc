@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "client/client.h"
 #include "gtest/gtest.h"
 
 namespace ringstore::client {
@@ -13,6 +14,14 @@ TEST(Json, EscapesStrings) {
   EXPECT_EQ(JsonString("a\"b\\c"), "\"a\\\"b\\\\c\"");
   EXPECT_EQ(JsonString("l1\nl2\t\x01"), "\"l1\\nl2\\t\\u0001\"");
   EXPECT_EQ(JsonString("caf\xc3\xa9"), "\"caf\xc3\xa9\"");
+}
+
+TEST(BackendName, NamesComeFromTheProtoEnum) {
+  EXPECT_EQ(BackendName(v1::BACKEND_IO_URING), "io_uring");
+  EXPECT_EQ(BackendName(v1::BACKEND_POSIX_AIO), "posix_aio");
+  EXPECT_EQ(BackendName(v1::BACKEND_THREAD_POOL), "thread_pool");
+  EXPECT_EQ(BackendName(v1::BACKEND_UNSPECIFIED), "");
+  EXPECT_EQ(BackendName(static_cast<v1::Backend>(99)), "");
 }
 
 TEST(Json, FileInfoHasEveryFieldAndTheBackend) {

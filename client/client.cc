@@ -6,7 +6,9 @@
 #include <cerrno>
 #include <cstring>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "third_party/system/crc32c.h"
 
 namespace ringstore::client {
@@ -62,16 +64,11 @@ bool WriteFull(int fd, const char* buf, size_t n) {
 }  // namespace
 
 std::string BackendName(v1::Backend backend) {
-  switch (backend) {
-    case v1::BACKEND_IO_URING:
-      return "io_uring";
-    case v1::BACKEND_POSIX_AIO:
-      return "posix_aio";
-    case v1::BACKEND_THREAD_POOL:
-      return "thread_pool";
-    default:
-      return "";
-  }
+  // The proto's enum is the one list of backends the client knows:
+  // BACKEND_IO_URING -> "io_uring".
+  constexpr absl::string_view kPrefix = "BACKEND_";
+  if (backend == v1::BACKEND_UNSPECIFIED || !v1::Backend_IsValid(backend)) return "";
+  return absl::AsciiStrToLower(absl::StripPrefix(v1::Backend_Name(backend), kPrefix));
 }
 
 Client::Client(const ClientOptions& options) : options_(options) {
