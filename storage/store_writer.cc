@@ -82,16 +82,17 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
 
   static constexpr int kWritesInFlight = 2;
 
-  // Marks a call in flight; false (and `done` failed) if the writer is
-  // already finished.
-  bool Begin(absl::AnyInvocable<void(absl::Status) &&>& fail) {
+  // Marks a call in flight; false if the writer is already finished (the
+  // caller then fails the call, with no lock held).
+  bool Begin() {
     MutexLock lock(&mu);
-    if (finished) {
-      std::move(fail)(absl::FailedPreconditionError("upload is no longer active"));
-      return false;
-    }
+    if (finished) return false;
     busy = true;
     return true;
+  }
+
+  static absl::Status NoLongerActive() {
+    return absl::FailedPreconditionError("upload is no longer active");
   }
 
   // Whether the owner has gone with nothing in flight: then the temp data
@@ -445,10 +446,7 @@ class WriterImpl final : public Writer {
 
   void Append(absl::string_view data, Engine::DoneCallback done) override {
     WriterState& w = *state_;
-    absl::AnyInvocable<void(absl::Status) &&> fail = [&](absl::Status s) {
-      std::move(done)(std::move(s), w.backend);
-    };
-    if (!w.Begin(fail)) return;
+    if (!w.Begin()) return std::move(done)(WriterState::NoLongerActive(), w.backend);
     const int64_t new_size = w.size + static_cast<int64_t>(data.size());
     if (w.spec.size > 0 && new_size > w.spec.size) {
       return w.Fail(absl::InvalidArgumentError(absl::StrCat(
@@ -468,10 +466,7 @@ class WriterImpl final : public Writer {
 
   void Commit(Engine::Callback<ObjectInfo> done) override {
     WriterState& w = *state_;
-    absl::AnyInvocable<void(absl::Status) &&> fail = [&](absl::Status s) {
-      std::move(done)(std::move(s), w.backend);
-    };
-    if (!w.Begin(fail)) return;
+    if (!w.Begin()) return std::move(done)(WriterState::NoLongerActive(), w.backend);
     auto fail_commit = [&](absl::Status s) { w.FailCommit(std::move(s), std::move(done), false); };
     if (w.spec.size > 0 && w.size != w.spec.size) {
       return fail_commit(absl::InvalidArgumentError(absl::StrCat(
