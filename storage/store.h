@@ -29,13 +29,14 @@
 // Threading. A callback runs on one of these threads, and nowhere else:
 //   - an engine thread, after the engine work it waited for (the usual case);
 //   - the calling thread, before the call returns ("inline"), exactly when
-//     (a) the call is refused before any engine work: a bad argument (each
-//         method names its InvalidArgument / ResourceExhausted checks), a
-//         dead Writer, or a Cancellation that is already cancelled; or
-//     (b) Writer::Append or Writer::Commit needed no wait (see Append);
+//     (a) the call ends before any engine work of its own: a bad argument
+//         (each method names its InvalidArgument / ResourceExhausted
+//         checks), a dead Writer, or a Cancellation found cancelled; or
+//     (b) Writer::Append completed without waiting, or Writer::Commit
+//         failed before any engine work (each says when);
 //   - the thread that returns a pool buffer (a PooledBuffer's destructor,
 //     which may be any thread of the process, gRPC's included), for a
-//     Writer call that had to wait for one (BufferPool::Acquire);
+//     Writer::Append that had to wait for one (BufferPool::Acquire);
 //   - the thread that calls Cancellation::Cancel(), for a Writer::Append
 //     waiting for a pool buffer when its Cancellation fires.
 // Callbacks must be quick and must not block. The Store never runs a
@@ -175,8 +176,10 @@ class Writer {
   // else on the engine thread that completes the last one.
   virtual void Append(absl::string_view data, Engine::DoneCallback done) = 0;
   // Checks size and checksum, then commits; runs to its end whatever the
-  // Cancellation says. Inline only for a dead Writer or a size or checksum
-  // mismatch with no write in flight. InvalidArgument if fewer bytes
+  // Cancellation says. `done` runs on an engine thread, or inline when the
+  // commit fails before any engine work of its own (a dead Writer, a size
+  // or checksum mismatch, an earlier write's failure) with no write in
+  // flight. InvalidArgument if fewer bytes
   // than WriteSpec::size arrived, DataLoss on a checksum mismatch,
   // AlreadyExists / FailedPrecondition for a failed precondition,
   // FailedPrecondition if the path is a directory or below a file. On any
