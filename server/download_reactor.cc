@@ -77,6 +77,8 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
     RS_HAPPENS_AFTER(this);
     cancel_.Cancel();
     Stop(grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the download"));
+    // gRPC runs OnDone only after OnCancel has returned.
+    RS_HAPPENS_BEFORE(this);
   }
 
   void OnDone() override {
@@ -91,8 +93,11 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
     uint32_t crc32c = 0;
   };
 
-  // --- Storage calls: each starts with BeginCall (or within Advance) and
-  // its completion decrements calls_ and calls Advance.
+  // --- Storage calls: each starts with BeginCall (or within Advance); its
+  // completion records its result under mu_ and then calls Advance(1),
+  // which ends the call in the same critical section that decides what
+  // comes next. So while a completion runs, its call still counts and the
+  // RPC cannot end (and the reactor cannot go) under its feet.
 
   void BeginCall() {
     MutexLock lock(&mu_);
@@ -137,7 +142,6 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
     }
     {
       MutexLock lock(&mu_);
-      --calls_;
       backend_ = backend;
       if (!r.ok()) {
         SetOutcome(ToGrpcStatus(r.status()));
@@ -146,7 +150,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
       }
     }
     message.Clear();  // if not taken (stopping): its buffer goes back here
-    Advance();
+    Advance(/*ended_calls=*/1);
   }
 
   // Opens the file for a ranged or large download (the call is counted).
@@ -182,7 +186,6 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
     }
     {
       MutexLock lock(&mu_);
-      --calls_;
       backend_ = backend;
       if (!error.ok()) {
         SetOutcome(error);
@@ -195,7 +198,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
         streaming_ = true;
       }
     }
-    Advance();
+    Advance(/*ended_calls=*/1);
   }
 
   // A pool buffer for the chunk at `offset` has come: read into it.
@@ -225,7 +228,6 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
     }
     {
       MutexLock lock(&mu_);
-      --calls_;
       if (!error.ok()) {
         SetOutcome(ToGrpcStatus(error));
       } else if (!outcome_) {
@@ -235,17 +237,11 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
     // A chunk (or buffer) not kept goes back here, with no lock held.
     chunk = Chunk();
     buffer = PooledBuffer();
-    Advance();
+    Advance(/*ended_calls=*/1);
   }
 
   // A call ended with nothing to record (the download is ending).
-  void EndCall() {
-    {
-      MutexLock lock(&mu_);
-      --calls_;
-    }
-    Advance();
-  }
+  void EndCall() { Advance(/*ended_calls=*/1); }
 
   // --- Deciding and ending
 
@@ -275,11 +271,14 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
     message_.Swap(message);
   }
 
-  // Does what the state allows now: reads while the download holds fewer
-  // than kReadAhead buffers, the next chunk's write if it has been read and
-  // no write is in flight, or, once the outcome is known and nothing is in
-  // flight, the end of the RPC. Called after every change, from any thread.
-  void Advance() {
+  // Ends `ended_calls` storage calls (the caller's own), then does what the
+  // state allows now: reads while the download holds fewer than kReadAhead
+  // buffers, the next chunk's write if it has been read and no write is in
+  // flight, or, once the outcome is known and nothing is in flight, the end
+  // of the RPC. Called after every change, from any thread. Touches the
+  // reactor after its critical section only for what that section gave
+  // this thread alone (reads it counted, the write it marked, the end).
+  void Advance(int ended_calls = 0) {
     std::vector<std::pair<int64_t, size_t>> reads;
     std::optional<Chunk> send;
     int64_t send_offset = 0;
@@ -290,6 +289,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
     Backend backend = Backend::kUnspecified;
     {
       MutexLock lock(&mu_);
+      calls_ -= ended_calls;
       if (finished_) return;
       backend = backend_;
       if (!outcome_ && streaming_) {

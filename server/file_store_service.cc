@@ -37,6 +37,8 @@ class CancellableUnaryReactor final : public grpc::ServerUnaryReactor {
   void OnCancel() override {
     RS_HAPPENS_AFTER(this);
     cancel_.Cancel();
+    // gRPC runs OnDone only after OnCancel has returned.
+    RS_HAPPENS_BEFORE(this);
   }
 
   void OnDone() override {

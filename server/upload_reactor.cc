@@ -58,6 +58,8 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadRequest> {
   void OnCancel() override {
     RS_HAPPENS_AFTER(this);
     cancel_.Cancel();
+    // gRPC runs OnDone only after OnCancel has returned.
+    RS_HAPPENS_BEFORE(this);
   }
 
   void OnDone() override {
