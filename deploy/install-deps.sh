@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   bazel-bootstrap
   g++
+  clang-14
   libgrpc++-dev
   protobuf-compiler-grpc
   protobuf-compiler

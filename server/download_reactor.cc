@@ -4,6 +4,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -14,8 +15,8 @@
 #include "server/download_message.h"
 #include "storage/engine/buffer_pool.h"
 #include "storage/engine/cancellation.h"
-#include "third_party/system/crc32c.h"
 #include "storage/engine/sync.h"
+#include "third_party/system/crc32c.h"
 
 namespace ringstore::server {
 namespace {
@@ -23,6 +24,13 @@ namespace {
 using storage::Backend;
 using storage::PooledBuffer;
 
+// How a download runs. Every storage step (a wait for a pool buffer, the
+// small-file read, the open, a chunk's read) is a "call" counted in calls_;
+// its completion records what it got under mu_ and then calls Advance(),
+// the one place that decides what happens next: start reads while there is
+// room, send the next chunk, or end the RPC. The RPC ends once its outcome
+// is known and nothing is in flight (no call, no write), so nothing touches
+// the reactor after Finish but gRPC's reactions, and OnDone deletes it.
 class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   DownloadReactor(grpc::CallbackServerContext* context, storage::Store* store,
@@ -30,350 +38,374 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
       : context_(context),
         store_(store),
         path_(request.ok() ? request->path() : ""),
-        offset_(request.ok() ? request->offset() : 0) {
+        offset_(request.ok() ? request->offset() : 0),
+        limit_(request.ok() ? request->limit() : 0) {
     absl::Status invalid = request.status();
-    if (invalid.ok() && (request->offset() < 0 || request->limit() < 0)) {
+    if (invalid.ok() && (offset_ < 0 || limit_ < 0)) {
       invalid = absl::InvalidArgumentError("offset and limit must not be negative");
     }
     if (!invalid.ok()) {
-      Complete(ToGrpcStatus(invalid));
+      Stop(ToGrpcStatus(invalid));
       // From the constructor, Finish only records the status in this
       // object; gRPC acts on it once the handler has returned, so the
       // object is alive here and its writes must be ordered too.
       RS_HAPPENS_BEFORE(this);
       return;
     }
-    const int64_t limit = request->limit();
+    BeginCall();
     if (offset_ == 0) {
       // Most files fit in one buffer: try one engine operation first.
-      Hold();  // released by TrySmall
-      store_->pool().Acquire([this, limit](PooledBuffer buffer) {
-        TrySmall(std::move(buffer), limit);
-      });
+      store_->pool().Acquire([this](PooledBuffer buffer) { ReadSmall(std::move(buffer)); });
     } else {
-      OpenLarge(limit);
+      Open();
     }
   }
 
   void OnWriteDone(bool ok) override {
     RS_HAPPENS_AFTER(this);
-    bool stopping, all_sent;
     {
       MutexLock lock(&mu_);
       writing_ = false;
-      stopping = stopping_;
-      all_sent = next_write_ == end_;
+      if (!ok) SetOutcome(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
     }
-    // Stop ran during the write (OnCancel, say): it left the finish to us.
-    if (stopping) return Complete(stop_status_);
-    if (!ok) return Stop(absl::CancelledError("the client went away"));
-    if (all_sent) return Complete(grpc::Status::OK);
-    Pump();
-    TryWrite();
+    Advance();
   }
 
-  // The client went away or the deadline passed: reads in flight end early
-  // and none is started (Stop ends the RPC).
+  // The client went away or the deadline passed: engine reads in flight end
+  // early, none is started, and the RPC ends once they have called back.
   void OnCancel() override {
     RS_HAPPENS_AFTER(this);
     cancel_.Cancel();
-    Stop(absl::CancelledError("the client cancelled the download"));
+    Stop(grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the download"));
+    // gRPC runs OnDone only after OnCancel has returned.
+    RS_HAPPENS_BEFORE(this);
   }
 
   void OnDone() override {
     RS_HAPPENS_AFTER(this);
-    bool delete_now;
-    {
-      MutexLock lock(&mu_);
-      done_ = true;
-      delete_now = holds_ == 0;
-    }
-    if (delete_now) delete this;
+    delete this;
   }
 
  private:
   struct Chunk {
     PooledBuffer buffer;
     size_t length = 0;
+    uint32_t crc32c = 0;
   };
 
-  // Reads the whole file into `buffer` with Store::ReadSmall and sends it as
-  // one message; a file that does not fit goes on to OpenLarge. Runs with a
-  // hold, which it releases.
-  void TrySmall(PooledBuffer buffer, int64_t limit) {
+  // --- Storage calls: each starts with BeginCall (or within Advance); its
+  // completion records its result under mu_ and then calls Advance(1),
+  // which ends the call in the same critical section that decides what
+  // comes next. So while a completion runs, its call still counts and the
+  // RPC cannot end (and the reactor cannot go) under its feet.
+
+  void BeginCall() {
+    MutexLock lock(&mu_);
+    ++calls_;
+  }
+
+  // Reads the whole file into `buffer` with one engine operation; a file
+  // that does not fit goes on to Open (the same call).
+  void ReadSmall(PooledBuffer buffer) {
+    if (Ending()) return EndCall();  // `buffer` goes back
     // Taken before the call: the callback's capture moves `buffer`, and the
     // order in which a call's arguments are evaluated is unspecified.
     const absl::Span<char> span = buffer.span();
-    char* data = span.data();
-    store_->ReadSmall(path_, span, &cancel_, [this, buffer = std::move(buffer), data, limit](
-                                                 absl::StatusOr<storage::Store::SmallRead> r,
-                                                 Backend backend) mutable {
+    store_->ReadSmall(path_, span, &cancel_,
+                      [this, buffer = std::move(buffer)](
+                          absl::StatusOr<storage::Store::SmallRead> r, Backend backend) mutable {
+                        OnSmallRead(std::move(r), backend, std::move(buffer));
+                      });
+  }
+
+  void OnSmallRead(absl::StatusOr<storage::Store::SmallRead> r, Backend backend,
+                   PooledBuffer buffer) {
+    if (r.ok() && !r->complete) {
+      buffer = PooledBuffer();
+      {
+        MutexLock lock(&mu_);
+        backend_ = backend;
+      }
+      if (Ending()) return EndCall();
+      return Open();
+    }
+    // The whole download in one message, sent with the trailers.
+    grpc::ByteBuffer message;
+    if (r.ok()) {
+      info_ = std::move(r->info);
+      const size_t n = static_cast<size_t>(limit_ == 0 ? info_.size : std::min(limit_, info_.size));
+      v1::DownloadResponse header;
+      FillHeader(backend, &header);
+      header.set_offset(0);
+      header.set_crc32c(Crc32c(absl::string_view(buffer.data(), n)));
+      message = EncodeDownloadResponse(header, std::move(buffer), n);
+    }
+    {
+      MutexLock lock(&mu_);
       backend_ = backend;
       if (!r.ok()) {
-        buffer = PooledBuffer();
-        Complete(ToGrpcStatus(r.status()));
-      } else if (!r->complete) {
-        buffer = PooledBuffer();
-        if (!Stopping()) OpenLarge(limit);
+        SetOutcome(ToGrpcStatus(r.status()));
+      } else if (!outcome_) {
+        SetLastMessage(&message);
+      }
+    }
+    message.Clear();  // if not taken (stopping): its buffer goes back here
+    Advance(/*ended_calls=*/1);
+  }
+
+  // Opens the file for a ranged or large download (the call is counted).
+  void Open() {
+    store_->OpenReader(path_, [this](absl::StatusOr<std::unique_ptr<storage::Reader>> r,
+                                     Backend backend) { OnOpened(std::move(r), backend); });
+  }
+
+  void OnOpened(absl::StatusOr<std::unique_ptr<storage::Reader>> reader, Backend backend) {
+    grpc::Status error;
+    int64_t end = 0;
+    grpc::ByteBuffer message;
+    if (!reader.ok()) {
+      error = ToGrpcStatus(reader.status());
+    } else {
+      // Set before streaming_ (below, under mu_) and constant until End.
+      reader_ = *std::move(reader);
+      info_ = reader_->info();
+      const int64_t size = info_.size;
+      const int64_t rest = size - offset_;
+      end = offset_ + (limit_ == 0 ? rest : std::min(limit_, rest));
+      if (offset_ > size) {
+        error = grpc::Status(grpc::StatusCode::OUT_OF_RANGE,
+                             absl::StrCat("offset ", offset_, " is past the end of the file (",
+                                          size, " bytes)"));
+      } else if (end == offset_) {
+        // Nothing to read: one message with the file's info.
+        v1::DownloadResponse header;
+        FillHeader(backend, &header);
+        header.set_offset(offset_);
+        message = EncodeDownloadResponse(header, PooledBuffer(), 0);
+      }
+    }
+    {
+      MutexLock lock(&mu_);
+      backend_ = backend;
+      if (!error.ok()) {
+        SetOutcome(error);
+      } else if (end == offset_) {
+        if (!outcome_) SetLastMessage(&message);
       } else {
-        info_ = std::move(r->info);
-        const int64_t n = limit == 0 ? info_.size : std::min(limit, info_.size);
-        header_.Clear();
-        FillHeader();
-        header_.set_offset(0);
-        header_.set_crc32c(Crc32c(absl::string_view(data, static_cast<size_t>(n))));
-        if (BeginLastWrite(n)) {
-          message_ = EncodeDownloadResponse(header_, std::move(buffer), static_cast<size_t>(n));
-          WriteAndFinish();
-        }
-        buffer = PooledBuffer();  // if stopping
-      }
-      Unhold();
-    });
-  }
-
-  void OpenLarge(int64_t limit) {
-    Hold();
-    store_->OpenReader(path_, [this, limit](absl::StatusOr<std::unique_ptr<storage::Reader>> r,
-                                            Backend backend) {
-      OnOpened(std::move(r), backend, limit);
-      Unhold();
-    });
-  }
-
-  void OnOpened(absl::StatusOr<std::unique_ptr<storage::Reader>> reader,
-                Backend backend, int64_t limit) {
-    backend_ = backend;
-    if (!reader.ok()) return Complete(ToGrpcStatus(reader.status()));
-    reader_ = *std::move(reader);
-    info_ = reader_->info();
-    const int64_t size = info_.size;
-    if (offset_ > size) {
-      return Complete(grpc::Status(
-          grpc::StatusCode::OUT_OF_RANGE,
-          absl::StrCat("offset ", offset_, " is past the end of the file (", size, " bytes)")));
-    }
-    const int64_t rest = size - offset_;
-    {
-      MutexLock lock(&mu_);
-      end_ = offset_ + (limit == 0 ? rest : std::min(limit, rest));
-      next_read_ = offset_;
-      next_write_ = offset_;
-    }
-    if (end_ == offset_) {
-      // Nothing to read: one message with the file's info.
-      FillHeader();
-      header_.set_offset(offset_);
-      if (BeginLastWrite(offset_)) {
-        message_ = EncodeDownloadResponse(header_, PooledBuffer(), 0);
-        WriteAndFinish();
-      }
-      return;
-    }
-    Pump();
-  }
-
-  // Starts reads while the download holds fewer than kReadAhead buffers.
-  void Pump() {
-    std::vector<std::pair<int64_t, size_t>> reads;
-    const size_t buffer_size = store_->pool().buffer_size();
-    {
-      MutexLock lock(&mu_);
-      while (!stopping_ && next_read_ < end_ &&
-             reads_in_flight_ + static_cast<int>(ready_.size()) < kReadAhead) {
-        const size_t len = static_cast<size_t>(
-            std::min<int64_t>(buffer_size, end_ - next_read_));
-        reads.emplace_back(next_read_, len);
-        next_read_ += static_cast<int64_t>(len);
-        ++reads_in_flight_;
-        ++holds_;
+        end_ = end;
+        next_read_ = offset_;
+        next_write_ = offset_;
+        streaming_ = true;
       }
     }
-    for (const auto& [offset, len] : reads) {
-      // Acquire may call back at once, or later on another thread.
-      store_->pool().Acquire([this, offset = offset, len = len](PooledBuffer buffer) {
-        StartRead(offset, len, std::move(buffer));
-      });
-    }
+    Advance(/*ended_calls=*/1);
   }
 
-  void StartRead(int64_t offset, size_t len, PooledBuffer buffer) {
-    if (Stopping()) {
-      buffer = PooledBuffer();
-      ReadFinished();
-      return;
-    }
+  // A pool buffer for the chunk at `offset` has come: read into it.
+  void ReadChunk(int64_t offset, size_t len, PooledBuffer buffer) {
+    if (Ending()) return EndCall();  // `buffer` goes back
     char* data = buffer.data();
     reader_->Read(offset, absl::Span<char>(data, len), &cancel_,
-                  [this, offset, len, buffer = std::move(buffer)](
-                      absl::StatusOr<size_t> n, Backend) mutable {
-                    if (!n.ok()) {
-                      buffer = PooledBuffer();
-                      Stop(n.status());
-                    } else if (*n != len) {
-                      buffer = PooledBuffer();
-                      Stop(absl::AbortedError("the file changed during the download"));
-                    } else {
-                      {
-                        MutexLock lock(&mu_);
-                        if (!stopping_) ready_[offset] = Chunk{std::move(buffer), len};
-                      }
-                      buffer = PooledBuffer();  // only if stopping
-                      TryWrite();
-                    }
-                    ReadFinished();
+                  [this, offset, len, buffer = std::move(buffer)](absl::StatusOr<size_t> n,
+                                                                  Backend) mutable {
+                    OnChunkRead(offset, len, std::move(n), std::move(buffer));
                   });
   }
 
-  // A read (or its buffer wait) is over: the pipeline has room again.
-  void ReadFinished() {
-    {
-      MutexLock lock(&mu_);
-      --reads_in_flight_;
-    }
-    Pump();
-    Unhold();
-  }
-
-  // Sends the next chunk if it has been read and no write is in flight.
-  // Its buffer goes to gRPC with the message and back to the pool when the
-  // bytes are on the socket (download_message.h).
-  void TryWrite() {
+  // Runs on an engine thread: the CRC32C is computed here, not in a
+  // reaction.
+  void OnChunkRead(int64_t offset, size_t len, absl::StatusOr<size_t> n, PooledBuffer buffer) {
     Chunk chunk;
+    absl::Status error;
+    if (!n.ok()) {
+      error = n.status();
+    } else if (*n != len) {
+      error = absl::AbortedError("the file changed during the download");
+    } else {
+      chunk.crc32c = Crc32c(absl::string_view(buffer.data(), len));
+      chunk.length = len;
+      chunk.buffer = std::move(buffer);
+    }
     {
       MutexLock lock(&mu_);
-      if (writing_ || stopping_) return;
-      auto it = ready_.find(next_write_);
-      if (it == ready_.end()) return;
-      chunk = std::move(it->second);
-      ready_.erase(it);
-      header_.Clear();
-      if (next_write_ == offset_) FillHeader();
-      header_.set_offset(next_write_);
-      next_write_ += static_cast<int64_t>(chunk.length);
-      writing_ = true;
+      if (!error.ok()) {
+        SetOutcome(ToGrpcStatus(error));
+      } else if (!outcome_) {
+        ready_[offset] = std::move(chunk);
+      }
     }
-    header_.set_crc32c(
-        Crc32c(absl::string_view(chunk.buffer.data(), chunk.length)));
-    message_ = EncodeDownloadResponse(header_, std::move(chunk.buffer), chunk.length);
-    Write();
+    // A chunk (or buffer) not kept goes back here, with no lock held.
+    chunk = Chunk();
+    buffer = PooledBuffer();
+    Advance(/*ended_calls=*/1);
   }
 
-  void FillHeader() {
-    ToProto(info_, header_.mutable_info());
-    header_.set_backend(ToProto(backend_));
+  // A call ended with nothing to record (the download is ending).
+  void EndCall() { Advance(/*ended_calls=*/1); }
+
+  // --- Deciding and ending
+
+  // Ends the download with `status` unless its outcome is known already.
+  void Stop(const grpc::Status& status) {
+    {
+      MutexLock lock(&mu_);
+      SetOutcome(status);
+    }
+    Advance();
   }
 
-  // For the one-message downloads: marks everything up to `end` as sent,
-  // a write in flight and the RPC finished (the finish goes with that
-  // write), unless the download is being stopped (Stop finishes it then).
-  bool BeginLastWrite(int64_t end) {
+  bool Ending() {
     MutexLock lock(&mu_);
-    if (stopping_) return false;
-    end_ = end;
-    next_read_ = end;
-    next_write_ = end;
-    writing_ = true;
-    finished_ = true;
-    return true;
+    return outcome_.has_value();
   }
 
-  bool Stopping() {
-    MutexLock lock(&mu_);
-    return stopping_;
+  void SetOutcome(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!outcome_) outcome_ = status;
   }
 
-  // Ends the download with `status`; buffers waiting to be sent go back.
-  void Stop(const absl::Status& status) {
+  // The download is `*message` alone (taken, `*message` left empty): it
+  // goes out with the trailers.
+  void SetLastMessage(grpc::ByteBuffer* message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    outcome_ = grpc::Status::OK;
+    last_message_ = true;
+    message_.Swap(message);
+  }
+
+  // Ends `ended_calls` storage calls (the caller's own), then does what the
+  // state allows now: reads while the download holds fewer than kReadAhead
+  // buffers, the next chunk's write if it has been read and no write is in
+  // flight, or, once the outcome is known and nothing is in flight, the end
+  // of the RPC. Called after every change, from any thread. Touches the
+  // reactor after its critical section only for what that section gave
+  // this thread alone (reads it counted, the write it marked, the end).
+  void Advance(int ended_calls = 0) {
+    std::vector<std::pair<int64_t, size_t>> reads;
+    std::optional<Chunk> send;
+    int64_t send_offset = 0;
+    bool first = false;
     std::map<int64_t, Chunk> dropped;
-    bool finish_now;
+    std::optional<grpc::Status> finish;
+    bool with_message = false;
+    Backend backend = Backend::kUnspecified;
     {
       MutexLock lock(&mu_);
-      if (stopping_) return;
-      stopping_ = true;
-      dropped.swap(ready_);
-      finish_now = !writing_;
-      stop_status_ = ToGrpcStatus(status);
-    }
-    dropped.clear();
-    // With a write in flight, Finish must wait for OnWriteDone, which sees
-    // stopping_ and finishes with stop_status_.
-    if (finish_now) Complete(stop_status_);
-  }
-
-  void Complete(const grpc::Status& status) {
-    {
-      MutexLock lock(&mu_);
+      calls_ -= ended_calls;
       if (finished_) return;
-      finished_ = true;
-      stopping_ = true;
+      backend = backend_;
+      if (!outcome_ && streaming_) {
+        const size_t buffer_size = store_->pool().buffer_size();
+        while (next_read_ < end_ && calls_ + static_cast<int>(ready_.size()) < kReadAhead) {
+          const size_t len =
+              static_cast<size_t>(std::min<int64_t>(buffer_size, end_ - next_read_));
+          reads.emplace_back(next_read_, len);
+          next_read_ += static_cast<int64_t>(len);
+          ++calls_;
+        }
+        if (!writing_) {
+          auto it = ready_.find(next_write_);
+          if (it != ready_.end()) {
+            send = std::move(it->second);
+            ready_.erase(it);
+            send_offset = next_write_;
+            first = next_write_ == offset_;
+            next_write_ += static_cast<int64_t>(send->length);
+            writing_ = true;
+          } else if (next_write_ == end_) {
+            outcome_ = grpc::Status::OK;  // all sent
+          }
+        }
+      }
+      if (outcome_) {
+        dropped.swap(ready_);
+        if (!writing_ && calls_ == 0) {
+          finished_ = true;
+          finish = *outcome_;
+          with_message = last_message_;
+        }
+      }
     }
-    AddBackendTrailer(context_, backend_);
-    RS_HAPPENS_BEFORE(this);
-    RS_HAPPENS_BEFORE(store_);  // see main.cc
-    Finish(status);
+    dropped.clear();  // buffers go back with no lock held
+    for (const auto& [offset, len] : reads) {
+      // Acquire may call back at once, or later on another thread.
+      store_->pool().Acquire([this, offset = offset, len = len](PooledBuffer buffer) {
+        ReadChunk(offset, len, std::move(buffer));
+      });
+    }
+    if (send) Write(*std::move(send), send_offset, first, backend);
+    if (finish) End(*finish, with_message, backend);
   }
 
-  // Sends message_. The reaction may run on another thread, which gRPC
-  // orders after this call.
-  void Write() {
+  // Sends `chunk`, which starts at `offset`. Its buffer goes to gRPC with the
+  // message and back to the pool when the bytes are on the socket
+  // (download_message.h). header_ and message_ belong to the one write in
+  // flight. The reaction may run on another thread, which gRPC orders after
+  // this call.
+  void Write(Chunk chunk, int64_t offset, bool first, Backend backend) {
+    header_.Clear();
+    if (first) FillHeader(backend, &header_);
+    header_.set_offset(offset);
+    header_.set_crc32c(chunk.crc32c);
+    message_ = EncodeDownloadResponse(header_, std::move(chunk.buffer), chunk.length);
     RS_HAPPENS_BEFORE(this);
     StartWrite(&message_);
   }
 
-  // Sends message_ and the trailers in one batch: one reaction (OnDone)
-  // instead of OnWriteDone and then Finish's, and one thread hand-off less
-  // per small download.
-  void WriteAndFinish() {
-    AddBackendTrailer(context_, backend_);
+  // The one way the RPC ends: with the last message (a one-message
+  // download sends it and the trailers in one batch, one reaction instead
+  // of two) or without. Nothing is in flight; nothing touches the reactor
+  // after this but gRPC's reactions.
+  void End(const grpc::Status& status, bool with_message, Backend backend) {
+    reader_.reset();  // closes the file in the background
+    AddBackendTrailer(context_, backend);
     RS_HAPPENS_BEFORE(this);
     RS_HAPPENS_BEFORE(store_);  // see main.cc
-    StartWriteAndFinish(&message_, grpc::WriteOptions(), grpc::Status::OK);
+    if (with_message) {
+      StartWriteAndFinish(&message_, grpc::WriteOptions(), status);
+    } else {
+      Finish(status);
+    }
   }
 
-  // Hold/Unhold count callbacks that will still touch this reactor; it is
-  // deleted when the RPC is done and none is left.
-  void Hold() {
-    MutexLock lock(&mu_);
-    ++holds_;
-  }
-  void Unhold() {
-    bool delete_now;
-    {
-      MutexLock lock(&mu_);
-      delete_now = --holds_ == 0 && done_;
-    }
-    if (delete_now) delete this;
+  void FillHeader(Backend backend, v1::DownloadResponse* header) const {
+    ToProto(info_, header->mutable_info());
+    header->set_backend(ToProto(backend));
   }
 
   grpc::CallbackServerContext* const context_;
   storage::Store* const store_;
   const std::string path_;
   const int64_t offset_;
-  // Cut short the engine reads of a cancelled RPC. Outlives them: the
-  // reactor is deleted only once no callback is left (holds_).
+  const int64_t limit_;
+  // Cuts short the engine reads of a cancelled RPC. Outlives them: the RPC
+  // ends only once every call has called back.
   storage::Cancellation cancel_;
+  // Set by the open (or small read) before streaming_ or outcome_ says so,
+  // constant afterwards; reader_ is released by End.
   std::unique_ptr<storage::Reader> reader_;
-  // The file being sent, from the reader or the small-file read.
   storage::ObjectInfo info_;
-  Backend backend_ = Backend::kUnspecified;
-  // The message being sent (while writing_): its fields, and what gRPC
-  // sends, the data still in its pool buffer.
-  v1::DownloadResponse header_;
+  // The message being sent (a write in flight, or the last message), and
+  // the reused fields of a chunk's message.
   grpc::ByteBuffer message_;
+  v1::DownloadResponse header_;
 
   Mutex mu_;
+  // Storage calls (buffer waits, reads, the open) whose callback has not run.
+  int calls_ ABSL_GUARDED_BY(mu_) = 0;
+  Backend backend_ ABSL_GUARDED_BY(mu_) = Backend::kUnspecified;
+  // Streaming a range: [next_read_, end_) is still to read, [next_write_,
+  // end_) to send; ready_ holds chunks read and not yet sent, by offset.
+  bool streaming_ ABSL_GUARDED_BY(mu_) = false;
   int64_t end_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t next_read_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t next_write_ ABSL_GUARDED_BY(mu_) = 0;
-  int reads_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<int64_t, Chunk> ready_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // How the RPC ends, once known (the first reason wins); last_message_ if
+  // message_ goes out with the trailers.
+  std::optional<grpc::Status> outcome_ ABSL_GUARDED_BY(mu_);
+  bool last_message_ ABSL_GUARDED_BY(mu_) = false;
+  // End has been called.
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  bool done_ ABSL_GUARDED_BY(mu_) = false;
-  int holds_ ABSL_GUARDED_BY(mu_) = 0;
-  grpc::Status stop_status_;
 };
 
 }  // namespace

@@ -6,11 +6,53 @@
 #include "server/convert.h"
 #include "server/download_reactor.h"
 #include "server/upload_reactor.h"
+#include "storage/engine/cancellation.h"
 #include "storage/engine/sync.h"
 
 namespace ringstore::server {
 
 using storage::Backend;
+
+namespace {
+
+// A unary RPC whose storage call is cut short when the RPC is cancelled.
+// The storage call's callback ends the RPC (End, the one way it ends) and
+// OnDone deletes the reactor. gRPC runs OnCancel, if at all, before OnDone,
+// and OnDone only after Finish, so the Cancellation outlives the storage
+// call (store.h: the Store does not touch it once it has called back).
+class CancellableUnaryReactor final : public grpc::ServerUnaryReactor {
+ public:
+  CancellableUnaryReactor(grpc::CallbackServerContext* context, storage::Store* store)
+      : context_(context), store_(store) {}
+
+  storage::Cancellation* cancel() { return &cancel_; }
+
+  void End(const absl::Status& status, Backend backend) {
+    AddBackendTrailer(context_, backend);
+    RS_HAPPENS_BEFORE(this);
+    RS_HAPPENS_BEFORE(store_);  // see main.cc
+    Finish(ToGrpcStatus(status));
+  }
+
+  void OnCancel() override {
+    RS_HAPPENS_AFTER(this);
+    cancel_.Cancel();
+    // gRPC runs OnDone only after OnCancel has returned.
+    RS_HAPPENS_BEFORE(this);
+  }
+
+  void OnDone() override {
+    RS_HAPPENS_AFTER(this);
+    delete this;
+  }
+
+ private:
+  grpc::CallbackServerContext* const context_;
+  storage::Store* const store_;
+  storage::Cancellation cancel_;
+};
+
+}  // namespace
 
 FileStoreService::FileStoreService(storage::Store* store, ServiceOptions options)
     : store_(store), options_(std::move(options)) {}
@@ -28,41 +70,37 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* FileStoreService::Download(
 grpc::ServerUnaryReactor* FileStoreService::Stat(grpc::CallbackServerContext* context,
                                                  const v1::StatRequest* request,
                                                  v1::FileInfo* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  store_->Stat(request->path(), [store = store_, reactor, context, response](
-                                    absl::StatusOr<storage::ObjectInfo> info, Backend b) {
-    if (info.ok()) ToProto(*info, response);
-    AddBackendTrailer(context, b);
-    RS_HAPPENS_BEFORE(store);  // see main.cc
-    reactor->Finish(ToGrpcStatus(info.status()));
-  });
+  auto* reactor = new CancellableUnaryReactor(context, store_);
+  store_->Stat(request->path(), reactor->cancel(),
+               [reactor, response](absl::StatusOr<storage::ObjectInfo> info, Backend b) {
+                 if (info.ok()) ToProto(*info, response);
+                 reactor->End(info.status(), b);
+               });
   return reactor;
 }
 
 grpc::ServerUnaryReactor* FileStoreService::List(grpc::CallbackServerContext* context,
                                                  const v1::ListRequest* request,
                                                  v1::ListResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  auto* reactor = new CancellableUnaryReactor(context, store_);
   storage::ListOptions options;
   options.prefix = request->prefix();
   options.delimiter = request->delimiter();
   options.page_size = request->page_size();
   options.page_token = request->page_token();
-  store_->List(std::move(options), [store = store_, reactor, context, response](
-                                       absl::StatusOr<storage::ListResult> result, Backend b) {
-    if (result.ok()) {
-      for (const storage::ObjectInfo& info : result->files) {
-        ToProto(info, response->add_files());
-      }
-      for (std::string& prefix : result->prefixes) {
-        response->add_prefixes(std::move(prefix));
-      }
-      response->set_next_page_token(result->next_page_token);
-    }
-    AddBackendTrailer(context, b);
-    RS_HAPPENS_BEFORE(store);  // see main.cc
-    reactor->Finish(ToGrpcStatus(result.status()));
-  });
+  store_->List(std::move(options), reactor->cancel(),
+               [reactor, response](absl::StatusOr<storage::ListResult> result, Backend b) {
+                 if (result.ok()) {
+                   for (const storage::ObjectInfo& info : result->files) {
+                     ToProto(info, response->add_files());
+                   }
+                   for (std::string& prefix : result->prefixes) {
+                     response->add_prefixes(std::move(prefix));
+                   }
+                   response->set_next_page_token(result->next_page_token);
+                 }
+                 reactor->End(result.status(), b);
+               });
   return reactor;
 }
 

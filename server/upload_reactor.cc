@@ -1,5 +1,6 @@
 #include "server/upload_reactor.h"
 
+#include <algorithm>
 #include <memory>
 #include <optional>
 #include <utility>
@@ -7,14 +8,22 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "server/convert.h"
-#include "third_party/system/crc32c.h"
+#include "storage/engine/cancellation.h"
 #include "storage/engine/sync.h"
+#include "third_party/system/crc32c.h"
 
 namespace ringstore::server {
 namespace {
 
 using storage::Backend;
 
+// How an upload runs: a chain of steps, one at a time. Each step is a read
+// of the next message (gRPC) or a storage call (the Store); its completion
+// starts the next step or ends the RPC, so at any moment exactly one step
+// is in flight, or none once End has run. State is touched only by the step
+// in flight, in chain order (gRPC and the Store order each step's
+// completion after its start), except cancel_, which OnCancel may fire from
+// another thread at any time.
 class UploadReactor final : public grpc::ServerReadReactor<v1::UploadRequest> {
  public:
   UploadReactor(grpc::CallbackServerContext* context, storage::Store* store,
@@ -29,21 +38,29 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadRequest> {
   void OnReadDone(bool ok) override {
     RS_HAPPENS_AFTER(this);
     if (!ok) {
-      // The client half-closed (or went away) before sending finish.
-      return Fail(absl::InvalidArgumentError(
+      if (cancel_.cancelled()) return End(Cancelled());
+      // The client half-closed before sending finish.
+      return End(absl::InvalidArgumentError(
           "upload stream ended without finish=true; nothing was committed"));
     }
     if (!writer_) return OnFirstMessage();
     if (request_.first_case() != v1::UploadRequest::FIRST_NOT_SET) {
-      return Fail(absl::InvalidArgumentError(
+      return End(absl::InvalidArgumentError(
           "spec or upload_id may only be sent in the first message"));
     }
     OnData();
   }
 
-  // Nothing to do on cancel: a pending read then completes with ok=false,
-  // and a storage call in flight checks Cancelled() when it completes.
-  void OnCancel() override {}
+  // The client went away or the deadline passed. A read in flight then
+  // completes with ok=false; a storage call in flight is cut short (an
+  // append stops writing and gives up a wait for a pool buffer; a commit
+  // runs to its end) and the chain ends at its completion.
+  void OnCancel() override {
+    RS_HAPPENS_AFTER(this);
+    cancel_.Cancel();
+    // gRPC runs OnDone only after OnCancel has returned.
+    RS_HAPPENS_BEFORE(this);
+  }
 
   void OnDone() override {
     RS_HAPPENS_AFTER(this);
@@ -54,11 +71,10 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadRequest> {
   void OnFirstMessage() {
     switch (request_.first_case()) {
       case v1::UploadRequest::kUploadId:
-        return Fail(absl::UnimplementedError(
+        return End(absl::UnimplementedError(
             "resuming an upload by upload_id is not supported by this server yet"));
       case v1::UploadRequest::FIRST_NOT_SET:
-        return Fail(absl::InvalidArgumentError(
-            "the first upload message must carry spec"));
+        return End(absl::InvalidArgumentError("the first upload message must carry spec"));
       case v1::UploadRequest::kSpec:
         break;
     }
@@ -68,31 +84,32 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadRequest> {
     ws.size = spec.size();
     if (spec.has_if_generation_match()) ws.if_generation_match = spec.if_generation_match();
     if (spec.has_crc32c()) ws.crc32c = spec.crc32c();
-    store_->CreateWriter(std::move(ws), [this](absl::StatusOr<std::unique_ptr<storage::Writer>> w,
-                                               Backend backend) {
-      backend_ = backend;
-      if (!w.ok()) return Fail(w.status());
-      writer_ = *std::move(w);
-      if (Cancelled()) return;
-      OnData();
-    });
+    store_->CreateWriter(std::move(ws), &cancel_,
+                         [this](absl::StatusOr<std::unique_ptr<storage::Writer>> w,
+                                Backend backend) {
+                           backend_ = backend;
+                           if (!w.ok()) return End(w.status());
+                           writer_ = *std::move(w);
+                           OnData();
+                         });
   }
 
   // Writes the data of request_ (if any), then commits or reads on.
   void OnData() {
+    if (cancel_.cancelled()) return End(Cancelled());
     const std::string& data = request_.data();
     if (static_cast<int64_t>(data.size()) > max_chunk_bytes_) {
-      return Fail(absl::ResourceExhaustedError(absl::StrCat(
+      return End(absl::ResourceExhaustedError(absl::StrCat(
           "message carries ", data.size(), " bytes; the limit is ", max_chunk_bytes_)));
     }
     if (request_.has_crc32c() && Crc32c(data) != request_.crc32c()) {
-      return Fail(absl::DataLossError(absl::StrCat(
+      return End(absl::DataLossError(absl::StrCat(
           "crc32c mismatch in the message at offset ", request_.offset())));
     }
     const int64_t have = writer_->size();
     const int64_t offset = request_.offset();
     if (offset < 0 || offset > have) {
-      return Fail(absl::AbortedError(absl::StrCat(
+      return End(absl::AbortedError(absl::StrCat(
           "message offset ", offset, " does not continue the upload at ", have)));
     }
     // Bytes below what we already have are skipped (a resent message).
@@ -101,47 +118,39 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadRequest> {
     if (fresh.empty()) return AfterWrite();
     writer_->Append(fresh, [this](absl::Status s, Backend backend) {
       backend_ = backend;
-      if (!s.ok()) return Fail(s);
-      if (Cancelled()) return;
+      if (!s.ok()) return End(s);
       AfterWrite();
     });
   }
 
   void AfterWrite() {
+    if (cancel_.cancelled()) return End(Cancelled());
     if (!request_.finish()) {
       request_.Clear();
-      Read();
-      return;
+      return Read();
     }
     writer_->Commit([this](absl::StatusOr<storage::ObjectInfo> info, Backend backend) {
       backend_ = backend;
-      if (!info.ok()) return Fail(info.status());
+      if (!info.ok()) return End(info.status());
       ToProto(*info, response_->mutable_file());
       response_->set_backend(ToProto(backend));
-      Complete(grpc::Status::OK);
+      End(absl::OkStatus());
     });
   }
 
-  // True if the client has gone: the storage call that just completed must
-  // not be followed by another.
-  bool Cancelled() {
-    if (!context_->IsCancelled()) return false;
-    Fail(absl::CancelledError("upload cancelled by the client"));
-    return true;
+  static absl::Status Cancelled() {
+    return absl::CancelledError("upload cancelled by the client");
   }
 
-  void Fail(const absl::Status& status) {
-    writer_.reset();  // discards the temp data
-    Complete(ToGrpcStatus(status));
-  }
-
-  // Ends the RPC. Called only by the one thread driving the upload, with no
-  // read and no storage call in flight; touches nothing afterwards.
-  void Complete(const grpc::Status& status) {
+  // The one way the RPC ends, from the step in flight (none is left).
+  // Destroying an uncommitted Writer removes its temp data once its writes
+  // in flight have finished and given their buffers back (store.h).
+  void End(const absl::Status& status) {
+    writer_.reset();
     AddBackendTrailer(context_, backend_);
     RS_HAPPENS_BEFORE(this);
     RS_HAPPENS_BEFORE(store_);  // see main.cc
-    Finish(status);
+    Finish(ToGrpcStatus(status));
   }
 
   // The next message, into request_. The reaction may run on another
@@ -155,6 +164,8 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadRequest> {
   storage::Store* const store_;
   v1::UploadResponse* const response_;
   const int64_t max_chunk_bytes_;
+  // The upload's: the Writer's appends watch it. Outlives the Writer.
+  storage::Cancellation cancel_;
 
   v1::UploadRequest request_;
   std::unique_ptr<storage::Writer> writer_;

@@ -9,10 +9,15 @@
 // A stream that ends without `finish` commits nothing. On any failure the
 // temp data is removed and nothing becomes visible.
 //
-// One read and at most one storage call are in flight at any time; a message
-// is released only when its data has been written. Disk work never runs in a
-// reaction: reactions start storage calls, whose completions (on engine
-// threads) start the next read.
+// Exactly one step is in flight until the RPC ends: a read of the next
+// message or one storage call; a message is released only when its data
+// has been handed to the store. Disk work never runs in a reaction:
+// reactions start storage calls, whose completions start the next read.
+// A cancelled upload (the client went away, the deadline passed) stops
+// writing at once: the append in flight ends Cancelled without starting
+// another write or waiting for a pool buffer, the RPC ends, and the temp
+// data is removed once the writes already in flight have given their
+// buffers back.
 #ifndef RINGSTORE_SERVER_UPLOAD_REACTOR_H_
 #define RINGSTORE_SERVER_UPLOAD_REACTOR_H_
 

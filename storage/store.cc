@@ -209,6 +209,8 @@ void SyncDirectories(Engine* engine, std::vector<std::string> dirs,
                });
 }
 
+absl::Status CancelledStatus() { return absl::CancelledError("the request was cancelled"); }
+
 // ---------------------------------------------------------------------------
 // Metadata
 
@@ -342,13 +344,20 @@ int64_t Store::NextGeneration() {
   }
 }
 
-void Store::Stat(std::string path, Callback<ObjectInfo> done) {
+void Store::Stat(std::string path, Cancellation* cancel, Callback<ObjectInfo> done) {
   if (absl::Status s = ValidatePath(path); !s.ok()) {
     std::move(done)(s, engine_->info().backend);
     return;
   }
-  engine_->StatPath(path, [path, done = std::move(done)](absl::StatusOr<FileStat> st,
-                                                        Backend b) mutable {
+  if (IsCancelled(cancel)) {
+    std::move(done)(CancelledStatus(), engine_->info().backend);
+    return;
+  }
+  // One engine step, which the engine cannot cut short (Engine::StatPath
+  // takes no Cancellation): a cancellation during it is reported at its end.
+  engine_->StatPath(path, [path, cancel, done = std::move(done)](absl::StatusOr<FileStat> st,
+                                                                Backend b) mutable {
+    if (IsCancelled(cancel)) return std::move(done)(CancelledStatus(), b);
     if (!st.ok()) return std::move(done)(st.status(), b);
     if (!st->is_regular) return std::move(done)(NotAFile(path), b);
     std::move(done)(MakeInfo(std::move(path), *st), b);
@@ -449,7 +458,8 @@ void Store::ReadSmallWithMetadata(std::string path, absl::Span<char> dst, Cancel
   });
 }
 
-void Store::CreateWriter(WriteSpec spec, Callback<std::unique_ptr<Writer>> done) {
+void Store::CreateWriter(WriteSpec spec, Cancellation* cancel,
+                         Callback<std::unique_ptr<Writer>> done) {
   const Backend backend = engine_->info().backend;
   if (absl::Status s = ValidatePath(spec.path); !s.ok()) {
     return std::move(done)(s, backend);
@@ -466,16 +476,22 @@ void Store::CreateWriter(WriteSpec spec, Callback<std::unique_ptr<Writer>> done)
                                options_.max_file_bytes, " bytes")),
                            backend);
   }
+  if (IsCancelled(cancel)) return std::move(done)(CancelledStatus(), backend);
   std::string tmp = absl::StrCat(kTmpDir, "/", RandomName());
   // Past the page cache unless it is declared smaller than one buffer
   // (store_writer.cc says why).
   const bool direct = spec.size == 0 || spec.size >= static_cast<int64_t>(pool_->buffer_size());
   engine_->Open(tmp, direct ? OpenMode::kCreateDirect : OpenMode::kCreateWrite,
-                [this, spec = std::move(spec), tmp, direct, done = std::move(done)](
+                [this, spec = std::move(spec), tmp, direct, cancel, done = std::move(done)](
                     absl::StatusOr<FileHandle> file, Backend b) mutable {
                   if (!file.ok()) return std::move(done)(file.status(), b);
-                  std::move(done)(
-                      NewWriter(this, std::move(spec), std::move(tmp), *file, direct, b), b);
+                  std::unique_ptr<Writer> writer =
+                      NewWriter(this, std::move(spec), std::move(tmp), *file, direct, cancel, b);
+                  if (IsCancelled(cancel)) {
+                    writer.reset();  // removes the temp file
+                    return std::move(done)(CancelledStatus(), b);
+                  }
+                  std::move(done)(std::move(writer), b);
                 });
 }
 

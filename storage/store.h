@@ -22,10 +22,35 @@
 // counter seeded by the clock (max(now µs, last + 1)), so they increase on
 // every commit of a path, also across delete and re-create.
 //
-// Every operation is asynchronous: it runs on the engine and calls back once,
-// on an engine thread, with the result and the Backend that did the file
-// work. Commits and deletes of one path are serialised; everything else runs
-// concurrently. Thread-safe.
+// Every operation is asynchronous and calls back exactly once, with the
+// result and the Backend that did the file work. Commits and deletes of one
+// path are serialised; everything else runs concurrently. Thread-safe.
+//
+// Threading. A callback runs on one of these threads, and nowhere else:
+//   - an engine thread, after the engine work it waited for (the usual case);
+//   - the calling thread, before the call returns ("inline"), exactly when
+//     (a) the call ends before any engine work of its own: a bad argument
+//         (each method names its InvalidArgument / ResourceExhausted
+//         checks), a dead Writer, or a Cancellation found cancelled; or
+//     (b) Writer::Append completed without waiting, or Writer::Commit
+//         failed before any engine work (each says when);
+//   - the thread that returns a pool buffer (a PooledBuffer's destructor,
+//     which may be any thread of the process, gRPC's included), for a
+//     Writer::Append that had to wait for one (BufferPool::Acquire);
+//   - the thread that calls Cancellation::Cancel(), for a Writer::Append
+//     waiting for a pool buffer when its Cancellation fires.
+// Callbacks must be quick and must not block. The Store never runs a
+// callback while it holds a lock of its own, so a callback may call the
+// Store again (and a caller may hold its own lock around a call only if its
+// callback does not take that lock).
+//
+// Cancellation. Calls that take a `Cancellation*` (may be null; else kept
+// alive until the call's callback has run, and not touched by the Store after
+// it) end early with Cancelled once it is cancelled: work not yet submitted
+// is not started, reads the kernel holds are asked to stop
+// (cancellation.h), and everything the call held (descriptors, pool buffers,
+// temp data) is released. Work already done is not undone: a call cancelled
+// late may still succeed.
 #ifndef RINGSTORE_STORAGE_STORE_H_
 #define RINGSTORE_STORAGE_STORE_H_
 
@@ -34,6 +59,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/functional/any_invocable.h"
@@ -42,7 +68,9 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "storage/engine/buffer_pool.h"
+#include "storage/engine/cancellation.h"
 #include "storage/engine/engine.h"
+#include "storage/engine/sync.h"
 
 namespace ringstore::storage {
 
@@ -130,10 +158,28 @@ class Writer {
   virtual int64_t size() const = 0;
   // Appends `data` (borrowed until `done` runs) through pool buffers.
   // InvalidArgument past WriteSpec::size, ResourceExhausted past
-  // max_file_bytes or on a full disk. After an error the Writer is dead:
-  // every later call fails and the temp data is gone.
+  // max_file_bytes or on a full disk, Cancelled if the upload's
+  // Cancellation (CreateWriter) fired: no further write is started, a wait
+  // for a pool buffer is abandoned at once and that buffer, when it comes,
+  // goes back. After an error the Writer is dead: every later call fails
+  // (FailedPrecondition) and the temp data is removed once the writes in
+  // flight have finished and given their buffers back.
+  //
+  // Write-behind: `done` runs once the last write of `data` is submitted,
+  // not completed (at most two writes of an upload are in flight; a failure
+  // among them fails the next call). So `done` runs inline when `data` needs
+  // no buffer (it stays in the writer until the next append), or a buffer is
+  // free and there is room for another write in flight; it runs on an engine
+  // thread when it had to wait for a write to complete, on the thread that
+  // returns a pool buffer when it had to wait for one (store.h's top says
+  // which threads). A failure runs `done` inline if no write is in flight,
+  // else on the engine thread that completes the last one.
   virtual void Append(absl::string_view data, Engine::DoneCallback done) = 0;
-  // Checks size and checksum, then commits. InvalidArgument if fewer bytes
+  // Checks size and checksum, then commits; runs to its end whatever the
+  // Cancellation says. `done` runs on an engine thread, or inline when the
+  // commit fails before any engine work of its own (a dead Writer, a size
+  // or checksum mismatch, an earlier write's failure) with no write in
+  // flight. InvalidArgument if fewer bytes
   // than WriteSpec::size arrived, DataLoss on a checksum mismatch,
   // AlreadyExists / FailedPrecondition for a failed precondition,
   // FailedPrecondition if the path is a directory or below a file. On any
@@ -167,12 +213,23 @@ class Store {
   const std::vector<std::string>& available_engines() const { return available_; }
 
   // InvalidArgument for a bad path; NotFound if there is no file there.
-  void Stat(std::string path, Callback<ObjectInfo> done);
-  void List(ListOptions options, Callback<ListResult> done);
-  // NotFound if absent; FailedPrecondition if `if_generation_match` is set
-  // and differs from the current generation.
+  // Cancelled if `cancel` fired before the answer.
+  void Stat(std::string path, Cancellation* cancel, Callback<ObjectInfo> done);
+  void Stat(std::string path, Callback<ObjectInfo> done) {
+    Stat(std::move(path), nullptr, std::move(done));
+  }
+  // InvalidArgument for a bad prefix, delimiter or page_size. Cancelled if
+  // `cancel` fired before the answer: the walk then starts no further
+  // directory read or stat.
+  void List(ListOptions options, Cancellation* cancel, Callback<ListResult> done);
+  void List(ListOptions options, Callback<ListResult> done) {
+    List(std::move(options), nullptr, std::move(done));
+  }
+  // InvalidArgument for a bad path; NotFound if absent; FailedPrecondition
+  // if `if_generation_match` is set and differs from the current generation.
   void Delete(std::string path, std::optional<int64_t> if_generation_match,
               Engine::DoneCallback done);
+  // InvalidArgument for a bad path; NotFound if there is no file there.
   void OpenReader(std::string path, Callback<std::unique_ptr<Reader>> done);
   // Reads the file at `path` into `dst` (inside a pool buffer, kept alive
   // until `done`) in one engine operation. `complete` says that `dst` holds
@@ -185,9 +242,16 @@ class Store {
   };
   void ReadSmall(std::string path, absl::Span<char> dst, Cancellation* cancel,
                  Callback<SmallRead> done);
-  // Validates the spec (path, size against max_file_bytes) and creates the
-  // temp file.
-  void CreateWriter(WriteSpec spec, Callback<std::unique_ptr<Writer>> done);
+  // Validates the spec (InvalidArgument for a bad path or a negative size
+  // or generation, ResourceExhausted for a size over max_file_bytes) and
+  // creates the temp file. `cancel` (may be null, else kept alive until the
+  // Writer is gone) is the upload's: it cuts short CreateWriter and every
+  // Writer::Append (not Commit).
+  void CreateWriter(WriteSpec spec, Cancellation* cancel,
+                    Callback<std::unique_ptr<Writer>> done);
+  void CreateWriter(WriteSpec spec, Callback<std::unique_ptr<Writer>> done) {
+    CreateWriter(std::move(spec), nullptr, std::move(done));
+  }
 
   // Internal, used by the commit and delete operations.
   int64_t NextGeneration();

@@ -20,9 +20,14 @@ ObjectInfo MakeInfo(std::string path, const FileStat& stat);
 void SyncDirectories(Engine* engine, std::vector<std::string> dirs, Engine::DoneCallback done);
 
 // The Writer of an upload whose temp file `tmp_path` is open as `file`,
-// opened OpenMode::kCreateDirect if `direct`.
+// opened OpenMode::kCreateDirect if `direct`; `cancel` (may be null) cuts
+// its appends short (store.h).
 std::unique_ptr<Writer> NewWriter(Store* store, WriteSpec spec, std::string tmp_path,
-                                  FileHandle file, bool direct, Backend backend);
+                                  FileHandle file, bool direct, Cancellation* cancel,
+                                  Backend backend);
+
+// The status of a call its Cancellation cut short.
+absl::Status CancelledStatus();
 
 }  // namespace ringstore::storage
 

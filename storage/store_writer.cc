@@ -35,9 +35,9 @@ namespace {
 using DoneCallback = Engine::DoneCallback;
 
 struct WriterState : std::enable_shared_from_this<WriterState> {
-  WriterState(Store* s, WriteSpec sp, std::string tmp, FileHandle f, bool d)
+  WriterState(Store* s, WriteSpec sp, std::string tmp, FileHandle f, bool d, Cancellation* c)
       : store(s), engine(&s->engine()), spec(std::move(sp)),
-        tmp_path(std::move(tmp)), file(f), direct(d) {}
+        tmp_path(std::move(tmp)), file(f), direct(d), cancel(c) {}
 
   Store* const store;
   Engine* const engine;
@@ -46,6 +46,8 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
   const FileHandle file;
   // Opened kCreateDirect: aligned writes only.
   const bool direct;
+  // The upload's; cuts appends short. May be null.
+  Cancellation* const cancel;
 
   // Touched only by the one call in flight.
   // Bytes appended; the first `size - carry.size()` are in the file or
@@ -82,16 +84,17 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
 
   static constexpr int kWritesInFlight = 2;
 
-  // Marks a call in flight; false (and `done` failed) if the writer is
-  // already finished.
-  bool Begin(absl::AnyInvocable<void(absl::Status) &&>& fail) {
+  // Marks a call in flight; false if the writer is already finished (the
+  // caller then fails the call, with no lock held).
+  bool Begin() {
     MutexLock lock(&mu);
-    if (finished) {
-      std::move(fail)(absl::FailedPreconditionError("upload is no longer active"));
-      return false;
-    }
+    if (finished) return false;
     busy = true;
     return true;
+  }
+
+  static absl::Status NoLongerActive() {
+    return absl::FailedPreconditionError("upload is no longer active");
   }
 
   // Whether the owner has gone with nothing in flight: then the temp data
@@ -183,13 +186,50 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
       std::move(done)(absl::OkStatus(), backend);
       return;
     }
+    if (IsCancelled(cancel)) return Fail(CancelledStatus(), std::move(done));
     auto self = shared_from_this();
     WhenWritesBelow(kWritesInFlight, [self, rest, done = std::move(done)]() mutable {
       absl::Status s = self->WriteStatus();
+      if (s.ok() && IsCancelled(self->cancel)) s = CancelledStatus();
       if (!s.ok()) return self->Fail(std::move(s), std::move(done));
-      self->store->pool().Acquire([self, rest, done = std::move(done)](PooledBuffer buf) mutable {
+      self->AcquireBuffer([self, rest, done = std::move(done)](PooledBuffer buf) mutable {
+        if (!buf.valid()) return self->Fail(CancelledStatus(), std::move(done));
         self->WriteOne(std::move(buf), rest, std::move(done));
       });
+    });
+  }
+
+  // Hands a pool buffer to `then`, or, if `cancel` fires while it waits for
+  // one, an invalid buffer at once (on the cancelling thread); the buffer
+  // that comes later then goes straight back to the pool.
+  void AcquireBuffer(absl::AnyInvocable<void(PooledBuffer) &&> then) {
+    if (cancel == nullptr) return store->pool().Acquire(std::move(then));
+    // Whoever takes `then` first, the pool or the cancellation, runs it.
+    struct Wait {
+      Mutex mu;
+      absl::AnyInvocable<void(PooledBuffer) &&> then ABSL_GUARDED_BY(mu);
+      absl::AnyInvocable<void(PooledBuffer) &&> Take() {
+        MutexLock lock(&mu);
+        return std::exchange(then, nullptr);
+      }
+    };
+    auto wait = std::make_shared<Wait>();
+    {
+      MutexLock lock(&wait->mu);
+      wait->then = std::move(then);
+    }
+    const uint64_t hook = cancel->AddHook([wait] {
+      if (auto then = wait->Take()) std::move(then)(PooledBuffer());
+    });
+    if (hook == 0) {  // cancelled already
+      if (auto then = wait->Take()) std::move(then)(PooledBuffer());
+      return;
+    }
+    store->pool().Acquire([wait, cancel = cancel, hook](PooledBuffer buf) {
+      auto then = wait->Take();
+      if (!then) return;  // cancelled: `buf` goes back
+      cancel->RemoveHook(hook);
+      std::move(then)(std::move(buf));
     });
   }
 
@@ -445,10 +485,8 @@ class WriterImpl final : public Writer {
 
   void Append(absl::string_view data, Engine::DoneCallback done) override {
     WriterState& w = *state_;
-    absl::AnyInvocable<void(absl::Status) &&> fail = [&](absl::Status s) {
-      std::move(done)(std::move(s), w.backend);
-    };
-    if (!w.Begin(fail)) return;
+    if (!w.Begin()) return std::move(done)(WriterState::NoLongerActive(), w.backend);
+    if (IsCancelled(w.cancel)) return w.Fail(CancelledStatus(), std::move(done));
     const int64_t new_size = w.size + static_cast<int64_t>(data.size());
     if (w.spec.size > 0 && new_size > w.spec.size) {
       return w.Fail(absl::InvalidArgumentError(absl::StrCat(
@@ -468,10 +506,7 @@ class WriterImpl final : public Writer {
 
   void Commit(Engine::Callback<ObjectInfo> done) override {
     WriterState& w = *state_;
-    absl::AnyInvocable<void(absl::Status) &&> fail = [&](absl::Status s) {
-      std::move(done)(std::move(s), w.backend);
-    };
-    if (!w.Begin(fail)) return;
+    if (!w.Begin()) return std::move(done)(WriterState::NoLongerActive(), w.backend);
     auto fail_commit = [&](absl::Status s) { w.FailCommit(std::move(s), std::move(done), false); };
     if (w.spec.size > 0 && w.size != w.spec.size) {
       return fail_commit(absl::InvalidArgumentError(absl::StrCat(
@@ -502,9 +537,10 @@ class WriterImpl final : public Writer {
 }  // namespace
 
 std::unique_ptr<Writer> NewWriter(Store* store, WriteSpec spec, std::string tmp_path,
-                                  FileHandle file, bool direct, Backend backend) {
+                                  FileHandle file, bool direct, Cancellation* cancel,
+                                  Backend backend) {
   auto state = std::make_shared<WriterState>(store, std::move(spec), std::move(tmp_path), file,
-                                             direct);
+                                             direct, cancel);
   state->backend = backend;
   return std::make_unique<WriterImpl>(std::move(state));
 }

@@ -9,6 +9,7 @@
 # missing kernel feature or tool) is skipped, never passed; junit_count.py
 # names each on stderr. Exits non-zero if any case failed or Bazel failed.
 # Extra arguments go to both `bazel test` runs.
+# The build with clang's thread-safety analysis counts as one more case.
 #
 # tests/junit_count.py reads only the test.xml files this invocation's build
 # event stream names: both runs share bazel-testlogs, so a target that does
@@ -57,6 +58,17 @@ bazel_rc=$(cat "$work/plain.rc")
 passed=${passed:-0}
 skipped=${skipped:-0}
 failed=$(( ${failed:-1} + ${asan_failed:-1} ))
+
+# Clang's thread-safety analysis (.bazelrc's --config=clang: clang-14 with
+# -Werror=thread-safety) over the whole build: one test case, passed if
+# every target builds.
+if bazel build --jobs=2 --keep_going --config=clang //...; then
+  echo "clang thread-safety build: passed"
+  passed=$(( passed + 1 ))
+else
+  echo "clang thread-safety build: failed"
+  failed=$(( failed + 1 ))
+fi
 # Bazel failed with every case passing (a target that is not a test did not
 # build): still a failure.
 if [ "$failed" -eq 0 ] && { [ "$asan_rc" -ne 0 ] || [ "$bazel_rc" -ne 0 ]; }; then

@@ -84,7 +84,7 @@ class Notification {
 
  private:
   Mutex mu_;
-  bool notified_ = false;
+  bool notified_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 #endif
@@ -102,8 +102,10 @@ extern "C" void AnnotateHappensAfter(const char* file, int line, const volatile 
 #define RS_HAPPENS_BEFORE(addr) AnnotateHappensBefore(__FILE__, __LINE__, (addr))
 #define RS_HAPPENS_AFTER(addr) AnnotateHappensAfter(__FILE__, __LINE__, (addr))
 #else
-#define RS_HAPPENS_BEFORE(addr) static_cast<void>(0)
-#define RS_HAPPENS_AFTER(addr) static_cast<void>(0)
+// The address is still evaluated, so that a pointer kept only for the
+// annotation does not count as unused.
+#define RS_HAPPENS_BEFORE(addr) static_cast<void>(addr)
+#define RS_HAPPENS_AFTER(addr) static_cast<void>(addr)
 #endif
 
 #endif  // RINGSTORE_STORAGE_ENGINE_SYNC_H_
