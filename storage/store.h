@@ -34,9 +34,9 @@
 //         checks), a dead Writer, or a Cancellation found cancelled; or
 //     (b) Writer::Append completed without waiting, or Writer::Commit
 //         failed before any engine work (each says when);
-//   - the thread that returns a pool buffer (a PooledBuffer's destructor,
-//     which may be any thread of the process, gRPC's included), for a
-//     Writer::Append that had to wait for one (BufferPool::Acquire);
+//   - the pool's own thread (buffer_pool.h), for a Writer::Append that had
+//     to wait for a pool buffer (never the thread that returned the buffer,
+//     which may be gRPC's);
 //   - the thread that calls Cancellation::Cancel(), for a Writer::Append
 //     waiting for a pool buffer when its Cancellation fires.
 // Callbacks must be quick and must not block. The Store never runs a
@@ -170,9 +170,9 @@ class Writer {
   // among them fails the next call). So `done` runs inline when `data` needs
   // no buffer (it stays in the writer until the next append), or a buffer is
   // free and there is room for another write in flight; it runs on an engine
-  // thread when it had to wait for a write to complete, on the thread that
-  // returns a pool buffer when it had to wait for one (store.h's top says
-  // which threads). A failure runs `done` inline if no write is in flight,
+  // thread when it had to wait for a write to complete, on the pool's own
+  // thread when it had to wait for a buffer (store.h's top says which
+  // threads). A failure runs `done` inline if no write is in flight,
   // else on the engine thread that completes the last one.
   virtual void Append(absl::string_view data, Engine::DoneCallback done) = 0;
   // Checks size and checksum, then commits; runs to its end whatever the

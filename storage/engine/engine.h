@@ -41,12 +41,12 @@
 // storage/engine/BUILD (its cc_library, and a dep of :engine_selector on
 // it); one line in engine_list.h, at its place in the preference order;
 // here, its Backend enumerator and the factory's declaration beside the
-// others; and the proto's Backend enum (the same number). Outside storage/,
-// server/convert.cc (ToProto) and client/client.cc (BackendName) still spell
-// the proto's values out, one case each. The selector, BackendName, the
-// server's --engine help, the engine, fault and store test suites, the
-// Python tests and bench/compare.py all take the engines from that list
-// (the Python side through the proto enum and the server).
+// others; and the proto's Backend enum (the same number, named BACKEND_ and
+// the engine's name in capitals). Nothing else: the selector, BackendName,
+// the server's --engine help and its proto conversion (server/convert.cc),
+// the CLI's backend names (from the proto enum), the engine, fault and store
+// test suites, the Python tests and bench/compare.py all take the engines
+// from that list (the Python side through the proto enum and the server).
 #ifndef RINGSTORE_STORAGE_ENGINE_ENGINE_H_
 #define RINGSTORE_STORAGE_ENGINE_ENGINE_H_
 
