@@ -1,73 +1,24 @@
 // Store calls cut short by a Cancellation (store.h): Stat, List,
 // CreateWriter and Writer::Append end Cancelled, and leave no temp data, no
 // pool buffer and no open file behind. On every engine.
-#include <dirent.h>
-
-#include <cstdlib>
-#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "storage/engine/cancellation.h"
-#include "storage/engine/engine_selector.h"
-#include "storage/engine/engine_test_fixture.h"
 #include "storage/engine/sync.h"
 #include "storage/store.h"
+#include "storage/store_test_util.h"
 
 namespace ringstore::storage {
 namespace {
 
-constexpr size_t kBuffer = 64 << 10;
-constexpr size_t kBuffers = 8;
+constexpr size_t kBuffers = 8;  // StoreTest's pool
 
-// Runs an async call and waits for its one callback.
-template <typename T>
-absl::StatusOr<T> Await(const std::function<void(Engine::Callback<T>)>& call) {
-  Notification done;
-  absl::StatusOr<T> result = absl::UnknownError("unset");
-  call([&](absl::StatusOr<T> r, Backend) {
-    result = std::move(r);
-    done.Notify();
-  });
-  done.WaitForNotification();
-  return result;
-}
-
-absl::Status AwaitStatus(const std::function<void(Engine::DoneCallback)>& call) {
-  Notification done;
-  absl::Status result = absl::UnknownError("unset");
-  call([&](absl::Status s, Backend) {
-    result = std::move(s);
-    done.Notify();
-  });
-  done.WaitForNotification();
-  return result;
-}
-
-class StoreCancelTest : public testing::TestWithParam<std::string> {
+class StoreCancelTest : public StoreTest {
  protected:
-  void SetUp() override {
-    if (absl::Status s = EngineStartsHere(GetParam()); !s.ok()) {
-      GTEST_SKIP() << GetParam() << " cannot run here: " << s;
-    }
-    const char* base = std::getenv("TEST_TMPDIR");
-    std::string dir = absl::StrCat(base ? base : "/tmp", "/store-cancel-XXXXXX");
-    ASSERT_NE(mkdtemp(dir.data()), nullptr);
-    root_ = dir + "/data";
-    StoreOptions options;
-    options.root = root_;
-    options.engine = GetParam();
-    options.buffer_count = kBuffers;
-    options.buffer_size = kBuffer;
-    auto store = Store::Open(options);
-    ASSERT_TRUE(store.ok()) << store.status();
-    store_ = *std::move(store);
-  }
-
   // Nothing is left behind: every buffer back in the pool, no file open on
   // the engine's direct slots, no temp data. Temp data and buffers of
   // writes in flight go back asynchronously: poll.
@@ -83,17 +34,6 @@ class StoreCancelTest : public testing::TestWithParam<std::string> {
     EXPECT_EQ(store_->engine().info().direct_slots_in_use, 0);
   }
 
-  std::vector<std::string> TempFiles() {
-    std::vector<std::string> out;
-    if (DIR* d = opendir((root_ + "/.ringstore/tmp").c_str())) {
-      while (dirent* e = readdir(d)) {
-        if (e->d_name[0] != '.') out.push_back(e->d_name);
-      }
-      closedir(d);
-    }
-    return out;
-  }
-
   absl::StatusOr<std::unique_ptr<Writer>> NewWriter(const std::string& path,
                                                     Cancellation* cancel) {
     WriteSpec spec;
@@ -101,17 +41,6 @@ class StoreCancelTest : public testing::TestWithParam<std::string> {
     return Await<std::unique_ptr<Writer>>(
         [&](auto cb) { store_->CreateWriter(spec, cancel, std::move(cb)); });
   }
-
-  absl::Status Put(const std::string& path, const std::string& data) {
-    auto w = NewWriter(path, nullptr);
-    if (!w.ok()) return w.status();
-    absl::Status s = AwaitStatus([&](auto cb) { (*w)->Append(data, std::move(cb)); });
-    if (!s.ok()) return s;
-    return Await<ObjectInfo>([&](auto cb) { (*w)->Commit(std::move(cb)); }).status();
-  }
-
-  std::string root_;
-  std::unique_ptr<Store> store_;
 };
 
 TEST_P(StoreCancelTest, StatWithCancelledCancellationEndsCancelled) {
