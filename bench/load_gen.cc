@@ -67,13 +67,12 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "client/client.h"
 #include "ringstore/v1/ringstore.grpc.pb.h"
-#include "third_party/system/crc32c.h"
+#include "bench/load_gen_report.h"
 #include "storage/engine/sync.h"
+#include "third_party/system/crc32c.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "Server address, HOST:PORT.");
 ABSL_FLAG(std::string, mode, "download", "download, upload or populate.");
@@ -101,33 +100,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 namespace v1 = ::ringstore::v1;
-
-constexpr int kMaxDistinctErrors = 5;
-constexpr int kBackendSlots = 4;  // v1::Backend values 0..3
-
-enum class Mode { kDownload, kUpload, kPopulate };
-
-// What the requests of one stream saw.
-struct StreamStats {
-  std::vector<int64_t> latencies_ns;  // successful requests only
-  int64_t requests = 0;               // completed, ok or not
-  int64_t bytes = 0;                  // payload of successful requests
-  std::array<int64_t, kBackendSlots> backends{};  // by v1::Backend
-  std::vector<int64_t> uploaded;      // populate: request numbers that succeeded
-};
-
-struct Config {
-  Mode mode = Mode::kDownload;
-  std::string mode_name;
-  std::string server;
-  int concurrency = 0;
-  int channels = 0;
-  absl::Duration duration;
-  int64_t count = 0;
-  absl::Duration rpc_timeout;
-  std::string upload_prefix;
-  uint64_t seed = 0;
-};
 
 // The messages of one upload, built once and shared read-only by every
 // stream: message 0 (spec + first chunk) is copied into each stream, which
@@ -162,87 +134,6 @@ UploadPlan MakeUploadPlan(int64_t size, int64_t chunk_bytes, uint64_t seed) {
   }
   if (!plan.rest.empty()) plan.rest.back().set_finish(true);
   return plan;
-}
-
-// The backend's name for slot `b` of the counts ("unspecified" for 0).
-std::string BackendName(int b) {
-  const std::string name = client::BackendName(static_cast<v1::Backend>(b));
-  return name.empty() ? "unspecified" : name;
-}
-
-// The backend a response named, else the one in the ringstore-backend
-// trailer, else BACKEND_UNSPECIFIED (also for values this build does not
-// know); always in [0, kBackendSlots).
-int ReportedBackend(v1::Backend in_message, const grpc::ClientContext& context) {
-  if (in_message > 0 && in_message < kBackendSlots) return in_message;
-  const auto& trailers = context.GetServerTrailingMetadata();
-  auto it = trailers.find("ringstore-backend");
-  if (it == trailers.end()) return v1::BACKEND_UNSPECIFIED;
-  const absl::string_view name(it->second.data(), it->second.size());
-  for (int b = 1; b < kBackendSlots; ++b) {
-    if (name == BackendName(b)) return b;
-  }
-  return v1::BACKEND_UNSPECIFIED;
-}
-
-// The first kMaxDistinctErrors distinct errors and how often each occurred;
-// errors are rare, so a lock is fine.
-class ErrorLog {
- public:
-  void Add(const grpc::Status& status) {
-    // absl and gRPC share the canonical code numbering.
-    const std::string code =
-        absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code()));
-    MutexLock lock(&mu_);
-    for (Entry& e : entries_) {
-      if (e.code == code && e.message == status.error_message()) {
-        ++e.count;
-        return;
-      }
-    }
-    if (entries_.size() < kMaxDistinctErrors) {
-      entries_.push_back({code, status.error_message(), 1});
-    }
-  }
-
-  // The entries as a JSON array.
-  std::string Json() const;
-
- private:
-  struct Entry {
-    std::string code;
-    std::string message;
-    int64_t count;
-  };
-  mutable Mutex mu_;
-  std::vector<Entry> entries_ ABSL_GUARDED_BY(mu_);
-};
-
-// `s` as a JSON string literal.
-std::string JsonString(absl::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20) {
-      absl::StrAppendFormat(&out, "\\u%04x", c);
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out + "\"";
-}
-
-std::string ErrorLog::Json() const {
-  MutexLock lock(&mu_);
-  std::string out = "[";
-  for (size_t i = 0; i < entries_.size(); ++i) {
-    absl::StrAppend(&out, i ? "," : "", "{\"code\":", JsonString(entries_[i].code),
-                    ",\"message\":", JsonString(entries_[i].message),
-                    ",\"count\":", entries_[i].count, "}");
-  }
-  return out + "]";
 }
 
 // Hands out request numbers until --count or --duration is reached; tells
@@ -498,46 +389,6 @@ void Stream::Next() {
         absl::StrCat(run_->config().upload_prefix, "/", index));
     new UploadCall(this, index);
   }
-}
-
-// Exact nearest-rank percentile num/den of sorted `v`, in milliseconds.
-double PercentileMs(const std::vector<int64_t>& v, int64_t num, int64_t den) {
-  if (v.empty()) return 0;
-  const int64_t n = static_cast<int64_t>(v.size());
-  const int64_t rank = std::max<int64_t>(1, (n * num + den - 1) / den);
-  return static_cast<double>(v[static_cast<size_t>(rank - 1)]) / 1e6;
-}
-
-// The output object (see the top of the file); `all.latencies_ns` sorted.
-std::string ReportJson(const Config& config, const std::string& server_engine, double seconds,
-                       const StreamStats& all, const ErrorLog& errors) {
-  const std::vector<int64_t>& latencies = all.latencies_ns;
-  std::string backend;
-  std::string backend_counts;
-  for (int b = 0; b < kBackendSlots; ++b) {
-    if (all.backends[b] == 0) continue;
-    backend = backend.empty() ? BackendName(b) : "mixed";
-    absl::StrAppend(&backend_counts, backend_counts.empty() ? "" : ",",
-                    JsonString(BackendName(b)), ":", all.backends[b]);
-  }
-  const double safe_seconds = seconds > 0 ? seconds : 1e-9;
-  std::string json = absl::StrCat(
-      "{\"mode\":", JsonString(config.mode_name), ",\"server\":", JsonString(config.server),
-      ",\"concurrency\":", config.concurrency, ",\"channels\":", config.channels,
-      ",\"requests\":", all.requests, ",\"errors\":{\"count\":",
-      all.requests - static_cast<int64_t>(latencies.size()), ",\"first\":", errors.Json(),
-      "},\"bytes\":", all.bytes);
-  absl::StrAppendFormat(
-      &json,
-      ",\"seconds\":%.3f,\"throughput_mib_s\":%.2f,\"requests_per_second\":%.1f,"
-      "\"latency_ms\":{\"p50\":%.3f,\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f}",
-      seconds, static_cast<double>(all.bytes) / (1 << 20) / safe_seconds,
-      static_cast<double>(all.requests) / safe_seconds, PercentileMs(latencies, 50, 100),
-      PercentileMs(latencies, 99, 100), PercentileMs(latencies, 999, 1000),
-      PercentileMs(latencies, 1, 1));
-  absl::StrAppend(&json, ",\"backend\":", JsonString(backend), ",\"backends\":{", backend_counts,
-                  "},\"server_engine\":", JsonString(server_engine), "}");
-  return json;
 }
 
 absl::StatusOr<std::vector<std::string>> ReadPaths(const std::string& file) {
