@@ -43,6 +43,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/config.h"
 #include "absl/strings/str_cat.h"
 #include "storage/engine/blocking_ops.h"
 #include "storage/engine/engine.h"
@@ -455,7 +456,7 @@ absl::StatusOr<std::unique_ptr<Engine>> NewPosixAioEngine(const EngineOptions& o
   if (options.root_fd < 0 || options.pool == nullptr) {
     return absl::InvalidArgumentError("engine needs a root and a buffer pool");
   }
-#if defined(__SANITIZE_THREAD__)
+#if defined(ABSL_HAVE_THREAD_SANITIZER)
   // glibc starts AIO threads from inside libc, where ThreadSanitizer cannot
   // register them; the sanitizer's allocator then crashes in them.
   return absl::UnimplementedError("not available in a ThreadSanitizer build");

@@ -11,18 +11,19 @@
 #ifndef RINGSTORE_STORAGE_ENGINE_SYNC_H_
 #define RINGSTORE_STORAGE_ENGINE_SYNC_H_
 
+#include "absl/base/config.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 
-#if defined(__SANITIZE_THREAD__)
+#if defined(ABSL_HAVE_THREAD_SANITIZER)
 #include <condition_variable>
 #include <mutex>
 #endif
 
 namespace ringstore {
 
-#if !defined(__SANITIZE_THREAD__)
+#if !defined(ABSL_HAVE_THREAD_SANITIZER)
 
 using Mutex = absl::Mutex;
 using MutexLock = absl::MutexLock;
@@ -96,7 +97,7 @@ class Notification {
 // does after the second, for an ordering a prebuilt library provides where
 // the sanitizer cannot see it (gRPC runs a reaction only after the Start*
 // or Finish call that caused it). No-ops outside --config=tsan.
-#if defined(__SANITIZE_THREAD__)
+#if defined(ABSL_HAVE_THREAD_SANITIZER)
 extern "C" void AnnotateHappensBefore(const char* file, int line, const volatile void* addr);
 extern "C" void AnnotateHappensAfter(const char* file, int line, const volatile void* addr);
 #define RS_HAPPENS_BEFORE(addr) AnnotateHappensBefore(__FILE__, __LINE__, (addr))

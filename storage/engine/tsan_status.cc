@@ -8,7 +8,9 @@
 // dynamic linker binds the inline callers to the first definition it finds,
 // which is this one) and does exactly what Abseil 20220623's does, in
 // instrumented code. Nothing here is compiled outside --config=tsan.
-#if defined(__SANITIZE_THREAD__)
+#include "absl/base/config.h"  // ABSL_HAVE_THREAD_SANITIZER
+
+#if defined(ABSL_HAVE_THREAD_SANITIZER)
 #include <atomic>
 #include <cstdint>
 
