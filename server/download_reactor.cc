@@ -34,9 +34,10 @@ using storage::PooledBuffer;
 class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   DownloadReactor(grpc::CallbackServerContext* context, storage::Store* store,
-                  absl::StatusOr<v1::DownloadRequest> request)
+                  const ServiceOptions* options, absl::StatusOr<v1::DownloadRequest> request)
       : context_(context),
         store_(store),
+        options_(options),
         path_(request.ok() ? request->path() : ""),
         offset_(request.ok() ? request->offset() : 0),
         limit_(request.ok() ? request->limit() : 0) {
@@ -373,6 +374,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
 
   grpc::CallbackServerContext* const context_;
   storage::Store* const store_;
+  const ServiceOptions* const options_;
   const std::string path_;
   const int64_t offset_;
   const int64_t limit_;
@@ -412,8 +414,8 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* NewDownloadReactor(
     grpc::CallbackServerContext* context, storage::Store* store,
-    const grpc::ByteBuffer* request) {
-  return new DownloadReactor(context, store, DecodeDownloadRequest(*request));
+    const ServiceOptions* options, const grpc::ByteBuffer* request) {
+  return new DownloadReactor(context, store, options, DecodeDownloadRequest(*request));
 }
 
 }  // namespace ringstore::server

@@ -19,6 +19,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "ringstore/v1/ringstore.pb.h"
+#include "server/service_options.h"
 #include "storage/store.h"
 
 namespace ringstore::server {
@@ -27,10 +28,11 @@ namespace ringstore::server {
 inline constexpr int kReadAhead = 2;
 
 // Starts a Download for the raw (serialised) DownloadRequest `request`; the
-// reactor deletes itself when the RPC is done.
+// reactor deletes itself when the RPC is done. `store` and `options` outlive
+// it.
 grpc::ServerWriteReactor<grpc::ByteBuffer>* NewDownloadReactor(
     grpc::CallbackServerContext* context, storage::Store* store,
-    const grpc::ByteBuffer* request);
+    const ServiceOptions* options, const grpc::ByteBuffer* request);
 
 }  // namespace ringstore::server
 

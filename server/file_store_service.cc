@@ -59,12 +59,12 @@ FileStoreService::FileStoreService(storage::Store* store, ServiceOptions options
 
 grpc::ServerReadReactor<v1::UploadRequest>* FileStoreService::Upload(
     grpc::CallbackServerContext* context, v1::UploadResponse* response) {
-  return NewUploadReactor(context, store_, response, options_.max_chunk_bytes);
+  return NewUploadReactor(context, store_, &options_, response);
 }
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* FileStoreService::Download(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
-  return NewDownloadReactor(context, store_, request);
+  return NewDownloadReactor(context, store_, &options_, request);
 }
 
 grpc::ServerUnaryReactor* FileStoreService::Stat(grpc::CallbackServerContext* context,

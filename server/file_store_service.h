@@ -12,15 +12,10 @@
 #include <string>
 
 #include "ringstore/v1/ringstore.grpc.pb.h"
+#include "server/service_options.h"
 #include "storage/store.h"
 
 namespace ringstore::server {
-
-struct ServiceOptions {
-  // Most data one message may carry (DESIGN.md §3: 2 MiB).
-  int64_t max_chunk_bytes = 2 << 20;
-  std::string version;
-};
 
 // Download is a raw method: its responses are built by hand so that file
 // data is not copied (download_message.h).

@@ -27,11 +27,11 @@ using storage::Backend;
 class UploadReactor final : public grpc::ServerReadReactor<v1::UploadRequest> {
  public:
   UploadReactor(grpc::CallbackServerContext* context, storage::Store* store,
-                v1::UploadResponse* response, int64_t max_chunk_bytes)
+                const ServiceOptions* options, v1::UploadResponse* response)
       : context_(context),
         store_(store),
-        response_(response),
-        max_chunk_bytes_(max_chunk_bytes) {
+        options_(options),
+        response_(response) {
     Read();
   }
 
@@ -98,9 +98,9 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadRequest> {
   void OnData() {
     if (cancel_.cancelled()) return End(Cancelled());
     const std::string& data = request_.data();
-    if (static_cast<int64_t>(data.size()) > max_chunk_bytes_) {
+    if (static_cast<int64_t>(data.size()) > options_->max_chunk_bytes) {
       return End(absl::ResourceExhaustedError(absl::StrCat(
-          "message carries ", data.size(), " bytes; the limit is ", max_chunk_bytes_)));
+          "message carries ", data.size(), " bytes; the limit is ", options_->max_chunk_bytes)));
     }
     if (request_.has_crc32c() && Crc32c(data) != request_.crc32c()) {
       return End(absl::DataLossError(absl::StrCat(
@@ -162,8 +162,8 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadRequest> {
 
   grpc::CallbackServerContext* const context_;
   storage::Store* const store_;
+  const ServiceOptions* const options_;
   v1::UploadResponse* const response_;
-  const int64_t max_chunk_bytes_;
   // The upload's: the Writer's appends watch it. Outlives the Writer.
   storage::Cancellation cancel_;
 
@@ -176,8 +176,8 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadRequest> {
 
 grpc::ServerReadReactor<v1::UploadRequest>* NewUploadReactor(
     grpc::CallbackServerContext* context, storage::Store* store,
-    v1::UploadResponse* response, int64_t max_chunk_bytes) {
-  return new UploadReactor(context, store, response, max_chunk_bytes);
+    const ServiceOptions* options, v1::UploadResponse* response) {
+  return new UploadReactor(context, store, options, response);
 }
 
 }  // namespace ringstore::server

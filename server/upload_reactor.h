@@ -24,14 +24,16 @@
 #include <grpcpp/grpcpp.h>
 
 #include "ringstore/v1/ringstore.pb.h"
+#include "server/service_options.h"
 #include "storage/store.h"
 
 namespace ringstore::server {
 
 // Starts an Upload; the reactor deletes itself when the RPC is done.
+// `store` and `options` outlive it.
 grpc::ServerReadReactor<v1::UploadRequest>* NewUploadReactor(
     grpc::CallbackServerContext* context, storage::Store* store,
-    v1::UploadResponse* response, int64_t max_chunk_bytes);
+    const ServiceOptions* options, v1::UploadResponse* response);
 
 }  // namespace ringstore::server
 

@@ -1,0 +1,20 @@
+// What the FileStore service and its reactors are configured with: limits
+// and the optional parts (auth, telemetry) that main() wires in. One struct
+// shared by the service and every reactor, so that a new knob is one field.
+#ifndef RINGSTORE_SERVER_SERVICE_OPTIONS_H_
+#define RINGSTORE_SERVER_SERVICE_OPTIONS_H_
+
+#include <cstdint>
+#include <string>
+
+namespace ringstore::server {
+
+struct ServiceOptions {
+  // Most data one message may carry (DESIGN.md §3: 2 MiB).
+  int64_t max_chunk_bytes = 2 << 20;
+  std::string version;
+};
+
+}  // namespace ringstore::server
+
+#endif  // RINGSTORE_SERVER_SERVICE_OPTIONS_H_
