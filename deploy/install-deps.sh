@@ -17,6 +17,7 @@ packages=(
   libgmock-dev
   libbenchmark-dev
   libisal-dev
+  libssl-dev
   libgoogle-perftools-dev
   python3-grpcio
   python3-protobuf

@@ -11,6 +11,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "server/authorize.h"
 #include "server/convert.h"
 #include "server/download_message.h"
 #include "storage/engine/buffer_pool.h"
@@ -42,6 +43,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
         offset_(request.ok() ? request->offset() : 0),
         limit_(request.ok() ? request->limit() : 0) {
     absl::Status invalid = request.status();
+    if (invalid.ok()) invalid = Authorize(*options_, *context_, Scope::kRead, path_);
     if (invalid.ok() && (offset_ < 0 || limit_ < 0)) {
       invalid = absl::InvalidArgumentError("offset and limit must not be negative");
     }

@@ -3,6 +3,7 @@
 #include <optional>
 #include <utility>
 
+#include "server/authorize.h"
 #include "server/convert.h"
 #include "server/download_reactor.h"
 #include "server/upload_reactor.h"
@@ -52,6 +53,15 @@ class CancellableUnaryReactor final : public grpc::ServerUnaryReactor {
   storage::Cancellation cancel_;
 };
 
+// A unary call refused before any storage work (auth), or nullptr to go on.
+grpc::ServerUnaryReactor* Refuse(grpc::CallbackServerContext* context,
+                                 const absl::Status& status) {
+  if (status.ok()) return nullptr;
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
 }  // namespace
 
 FileStoreService::FileStoreService(storage::Store* store, ServiceOptions options)
@@ -70,6 +80,9 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* FileStoreService::Download(
 grpc::ServerUnaryReactor* FileStoreService::Stat(grpc::CallbackServerContext* context,
                                                  const v1::StatRequest* request,
                                                  v1::FileInfo* response) {
+  if (auto* r = Refuse(context, Authorize(options_, *context, Scope::kRead, request->path()))) {
+    return r;
+  }
   auto* reactor = new CancellableUnaryReactor(context, store_);
   store_->Stat(request->path(), reactor->cancel(),
                [reactor, response](absl::StatusOr<storage::ObjectInfo> info, Backend b) {
@@ -82,6 +95,9 @@ grpc::ServerUnaryReactor* FileStoreService::Stat(grpc::CallbackServerContext* co
 grpc::ServerUnaryReactor* FileStoreService::List(grpc::CallbackServerContext* context,
                                                  const v1::ListRequest* request,
                                                  v1::ListResponse* response) {
+  if (auto* r = Refuse(context, Authorize(options_, *context, Scope::kRead, request->prefix()))) {
+    return r;
+  }
   auto* reactor = new CancellableUnaryReactor(context, store_);
   storage::ListOptions options;
   options.prefix = request->prefix();
@@ -107,6 +123,9 @@ grpc::ServerUnaryReactor* FileStoreService::List(grpc::CallbackServerContext* co
 grpc::ServerUnaryReactor* FileStoreService::Delete(grpc::CallbackServerContext* context,
                                                    const v1::DeleteRequest* request,
                                                    v1::DeleteResponse* response) {
+  if (auto* r = Refuse(context, Authorize(options_, *context, Scope::kDelete, request->path()))) {
+    return r;
+  }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   std::optional<int64_t> if_generation_match;
   if (request->has_if_generation_match()) {
@@ -130,30 +149,57 @@ grpc::ServerUnaryReactor* FileStoreService::NotYet(grpc::CallbackServerContext* 
 }
 
 grpc::ServerUnaryReactor* FileStoreService::StartUpload(
-    grpc::CallbackServerContext* context, const v1::StartUploadRequest*,
+    grpc::CallbackServerContext* context, const v1::StartUploadRequest* request,
     v1::StartUploadResponse*) {
+  if (auto* r = Refuse(context, Authorize(options_, *context, Scope::kWrite,
+                                          request->spec().path()))) {
+    return r;
+  }
   return NotYet(context);
 }
 
 grpc::ServerUnaryReactor* FileStoreService::QueryUpload(
     grpc::CallbackServerContext* context, const v1::QueryUploadRequest*,
     v1::QueryUploadResponse*) {
+  if (auto* r = Refuse(context, AuthorizeToken(options_, *context, Scope::kWrite))) {
+    return r;
+  }
   return NotYet(context);
 }
 
 grpc::ServerUnaryReactor* FileStoreService::CancelUpload(
     grpc::CallbackServerContext* context, const v1::CancelUploadRequest*,
     v1::CancelUploadResponse*) {
+  if (auto* r = Refuse(context, AuthorizeToken(options_, *context, Scope::kWrite))) {
+    return r;
+  }
   return NotYet(context);
 }
 
 grpc::ServerUnaryReactor* FileStoreService::GetServerInfo(
     grpc::CallbackServerContext* context, const v1::GetServerInfoRequest*,
     v1::ServerInfo* response) {
+  // Any valid token sees what a client needs; the machine's details need
+  // admin (auth.h).
+  bool details = true;
+  if (options_.authorizer != nullptr) {
+    const absl::Status admin = AuthorizeToken(options_, *context, Scope::kAdmin);
+    details = admin.ok();
+    if (admin.code() != absl::StatusCode::kPermissionDenied) {
+      if (auto* r = Refuse(context, admin)) return r;
+    }
+  }
   // Everything here is in memory: answering inline touches no disk.
   const storage::EngineInfo info = store_->engine().info();
   response->set_engine(std::string(storage::BackendName(info.backend)));
   response->set_backend(ToProto(info.backend));
+  response->set_version(options_.version);
+  response->set_max_chunk_bytes(options_.max_chunk_bytes);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (!details) {
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
   for (const std::string& name : store_->available_engines()) {
     response->add_engines_available(name);
   }
@@ -163,9 +209,6 @@ grpc::ServerUnaryReactor* FileStoreService::GetServerInfo(
   response->set_registered_buffer_count(static_cast<int32_t>(store_->pool().count()));
   response->set_registered_buffer_size(static_cast<int64_t>(store_->pool().buffer_size()));
   response->set_buffers_registered(info.buffers_registered);
-  response->set_version(options_.version);
-  response->set_max_chunk_bytes(options_.max_chunk_bytes);
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

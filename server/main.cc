@@ -3,7 +3,8 @@
 // Prints "ringstore-server listening on HOST:PORT engine=NAME" once it
 // accepts calls. SIGTERM or SIGINT drains: new calls are refused, calls in
 // flight get --drain_timeout to finish (then they are cancelled), and the
-// process exits 0.
+// process exits 0. SIGHUP reloads --auth_tokens (a bad file keeps the
+// tokens in use and says why on stderr).
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
@@ -21,6 +22,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "server/auth.h"
 #include "server/file_store_service.h"
 #include "storage/engine/engine_list.h"
 #include "storage/engine/engine_selector.h"
@@ -38,6 +40,9 @@ ABSL_FLAG(int64_t, max_file_bytes, 0, "Largest file an upload may create; 0 = no
 ABSL_FLAG(int32_t, buffer_count, 64, "I/O buffers in the pool (bounds data memory).");
 ABSL_FLAG(int64_t, buffer_size, 1 << 20, "Bytes per I/O buffer, a multiple of 4096.");
 ABSL_FLAG(int32_t, engine_threads, 4, "Worker threads of engines that use them.");
+ABSL_FLAG(std::string, auth_tokens, "",
+          "Tokens file: when set, every FileStore call needs \"authorization: Bearer "
+          "<token>\" (server/auth.h has the format). Reloaded on SIGHUP.");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(30),
           "On SIGTERM, how long calls in flight may take before they are cancelled.");
 
@@ -63,7 +68,23 @@ int Run() {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  // Tokens are never printed: neither here nor in Authorizer's messages.
+  std::unique_ptr<ringstore::server::Authorizer> authorizer;
+  const std::string auth_tokens = absl::GetFlag(FLAGS_auth_tokens);
+  if (!auth_tokens.empty()) {
+    absl::StatusOr<std::unique_ptr<ringstore::server::Authorizer>> loaded =
+        ringstore::server::Authorizer::Load(auth_tokens);
+    if (!loaded.ok()) {
+      std::cerr << "ringstore-server: --auth_tokens: " << loaded.status().message() << "\n";
+      return 1;
+    }
+    authorizer = *std::move(loaded);
+    std::cerr << "ringstore-server: auth on, " << authorizer->size() << " tokens from "
+              << auth_tokens << "\n";
+  }
 
   ringstore::storage::StoreOptions store_options;
   store_options.root = absl::GetFlag(FLAGS_root);
@@ -82,6 +103,7 @@ int Run() {
   ringstore::server::ServiceOptions service_options;
   service_options.max_chunk_bytes = max_chunk;
   service_options.version = kVersion;
+  service_options.authorizer = authorizer.get();
   ringstore::server::FileStoreService service(store->get(), service_options);
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -107,7 +129,17 @@ int Run() {
   std::fflush(stdout);
 
   int sig = 0;
-  sigwait(&signals, &sig);
+  while (sigwait(&signals, &sig) == 0 && sig == SIGHUP) {
+    if (authorizer == nullptr) {
+      std::cerr << "ringstore-server: SIGHUP: no --auth_tokens to reload\n";
+    } else if (absl::Status s = authorizer->Reload(); !s.ok()) {
+      std::cerr << "ringstore-server: SIGHUP: keeping the tokens in use: " << s.message()
+                << "\n";
+    } else {
+      std::cerr << "ringstore-server: SIGHUP: " << authorizer->size() << " tokens from "
+                << auth_tokens << "\n";
+    }
+  }
   std::cerr << "ringstore-server: signal " << sig << ", draining\n";
   server->Shutdown(absl::ToChronoTime(absl::Now() + absl::GetFlag(FLAGS_drain_timeout)));
   server->Wait();

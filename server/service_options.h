@@ -9,10 +9,15 @@
 
 namespace ringstore::server {
 
+class Authorizer;  // auth.h
+
 struct ServiceOptions {
   // Most data one message may carry (DESIGN.md §3: 2 MiB).
   int64_t max_chunk_bytes = 2 << 20;
   std::string version;
+  // Checks each call's token (auth.h, authorize.h); nullptr = auth off.
+  // Outlives the service.
+  const Authorizer* authorizer = nullptr;
 };
 
 }  // namespace ringstore::server

@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "server/authorize.h"
 #include "server/convert.h"
 #include "storage/engine/cancellation.h"
 #include "storage/engine/sync.h"
@@ -69,6 +70,15 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadRequest> {
 
  private:
   void OnFirstMessage() {
+    // Before any storage call. A resumed session names no path: only the
+    // token and its scope are checked for it.
+    if (absl::Status s = request_.first_case() == v1::UploadRequest::kSpec
+                             ? Authorize(*options_, *context_, Scope::kWrite,
+                                         request_.spec().path())
+                             : AuthorizeToken(*options_, *context_, Scope::kWrite);
+        !s.ok()) {
+      return End(s);
+    }
     switch (request_.first_case()) {
       case v1::UploadRequest::kUploadId:
         return End(absl::UnimplementedError(
