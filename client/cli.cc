@@ -1,6 +1,9 @@
 #include "client/cli.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <openssl/sha.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,10 +13,14 @@
 #include <iostream>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -30,7 +37,12 @@ const char kUsage[] =
     "  stat REMOTE\n"
     "  rm REMOTE\n"
     "  info\n"
+    "  token new [--scopes=read,write,delete,admin] [--prefix=P]\n"
+    "      prints a fresh token and its line for the server's --auth_tokens file\n"
+    "      (scopes default to read; P limits it to paths that start with P)\n"
     "--server defaults to $RINGSTORE_SERVER, then 127.0.0.1:50051.\n"
+    "The token sent is --token_file's contents, else $RINGSTORE_TOKEN; it is sent\n"
+    "only over TLS (--tls_ca) or to a loopback address.\n"
     "Exit status: 0 success, 1 failure, 2 usage error.\n";
 
 namespace {
@@ -43,8 +55,37 @@ struct CommandShape {
 
 constexpr CommandShape kCommands[] = {
     {"put", 2, 2}, {"get", 2, 2}, {"ls", 0, 1},
-    {"stat", 1, 1}, {"rm", 1, 1}, {"info", 0, 0},
+    {"stat", 1, 1}, {"rm", 1, 1}, {"info", 0, 0}, {"token", 1, 1},
 };
+
+// The scope names of server/auth.h's tokens file.
+constexpr const char* kScopeNames[] = {"read", "write", "delete", "admin"};
+
+bool ValidScopes(const std::string& scopes, std::string* error) {
+  for (absl::string_view name : absl::StrSplit(scopes, ',')) {
+    bool known = false;
+    for (const char* s : kScopeNames) known |= name == s;
+    if (!known) {
+      *error = absl::StrCat("--scopes is a comma list of read, write, delete, admin; got \"",
+                            scopes, "\"");
+      return false;
+    }
+  }
+  return true;
+}
+
+// A prefix the tokens file can hold: one field, not a comment, relative.
+bool ValidPrefix(const std::string& prefix, std::string* error) {
+  bool ok = prefix.empty() || (prefix[0] != '#' && prefix[0] != '/');
+  for (char c : prefix) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    ok &= u > 0x20 && u != 0x7f;
+  }
+  if (!ok) {
+    *error = "--prefix must not start with # or /, nor contain spaces or control characters";
+  }
+  return ok;
+}
 
 bool ParseInt(const std::string& flag, const std::string& value, int64_t* out,
               std::string* error) {
@@ -285,11 +326,16 @@ int CmdInfo(Client& client, const CliArgs& a) {
               << ",\"max_chunk_bytes\":" << info.max_chunk_bytes()
               << ",\"version\":" << JsonString(info.version()) << "}\n";
   } else {
-    std::cout << "engine: " << info.engine() << "\nengines available: "
-              << absl::StrJoin(available, ", ") << "\nbuffers: "
-              << info.registered_buffer_count() << " x " << info.registered_buffer_size()
-              << " bytes (registered with the kernel: "
-              << (info.buffers_registered() ? "yes" : "no") << ")\n";
+    std::cout << "engine: " << info.engine() << "\n";
+    if (available.empty()) {
+      // A server with auth shows its details to admin tokens only.
+      std::cout << "details: not shown to this token (they need the admin scope)\n";
+    } else {
+      std::cout << "engines available: " << absl::StrJoin(available, ", ") << "\nbuffers: "
+                << info.registered_buffer_count() << " x " << info.registered_buffer_size()
+                << " bytes (registered with the kernel: "
+                << (info.buffers_registered() ? "yes" : "no") << ")\n";
+    }
     if (!features.empty()) std::cout << "io_uring features: " << absl::StrJoin(features, ", ") << "\n";
     std::cout << "max chunk: " << info.max_chunk_bytes() << " bytes\nversion: " << info.version()
               << "\nserved by " << info.engine() << "\n";
@@ -297,7 +343,83 @@ int CmdInfo(Client& client, const CliArgs& a) {
   return kExitOk;
 }
 
+int CmdTokenNew(const CliArgs& a) {
+  const std::string scopes = a.scopes.empty() ? kDefaultTokenScopes : a.scopes;
+  const std::string token = NewToken();
+  if (token.empty()) return LocalFail("getrandom failed: no token made");
+  const std::string line = TokenFileLine(token, scopes, a.prefix);
+  if (a.json) {
+    std::cout << "{\"token\":" << JsonString(token) << ",\"line\":" << JsonString(line)
+              << ",\"scopes\":" << JsonString(scopes) << ",\"prefix\":" << JsonString(a.prefix)
+              << "}\n";
+  } else {
+    std::cout << token << "\n"
+              << "# the token above goes to the client (--token_file or $RINGSTORE_TOKEN);\n"
+              << "# this line goes into the server's --auth_tokens file (then SIGHUP it):\n"
+              << line << "\n";
+  }
+  return kExitOk;
+}
+
 }  // namespace
+
+bool IsLoopbackTarget(const std::string& target) {
+  absl::string_view t = target;
+  if (absl::StartsWith(t, "unix:") || absl::StartsWith(t, "unix-abstract:")) return true;
+  if (absl::ConsumePrefix(&t, "dns:")) {
+    // dns://AUTHORITY/HOST:PORT or dns:///HOST:PORT
+    if (absl::ConsumePrefix(&t, "//")) {
+      const size_t slash = t.find('/');
+      if (slash == absl::string_view::npos) return false;
+      t.remove_prefix(slash + 1);
+    }
+  } else if (!absl::ConsumePrefix(&t, "ipv4:")) {
+    absl::ConsumePrefix(&t, "ipv6:");
+  }
+  absl::string_view host = t;
+  if (absl::ConsumePrefix(&host, "[")) {
+    const size_t close = host.find(']');
+    if (close == absl::string_view::npos) return false;
+    host = host.substr(0, close);
+  } else if (const size_t colon = host.rfind(':');
+             colon != absl::string_view::npos && host.find(':') == colon) {
+    host = host.substr(0, colon);  // HOST:PORT; more colons: a bare IPv6
+  }
+  const std::string h(host);
+  if (absl::AsciiStrToLower(h) == "localhost") return true;
+  in_addr v4;
+  if (inet_pton(AF_INET, h.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6;
+  if (inet_pton(AF_INET6, h.c_str(), &v6) == 1) {
+    if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
+    return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
+  }
+  return false;
+}
+
+std::string NewToken() {
+  unsigned char bytes[32];
+  size_t have = 0;
+  while (have < sizeof(bytes)) {
+    const ssize_t n = getrandom(bytes + have, sizeof(bytes) - have, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return "";
+    have += static_cast<size_t>(n);
+  }
+  return absl::WebSafeBase64Escape(
+      absl::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes)));
+}
+
+std::string TokenFileLine(const std::string& token, const std::string& scopes,
+                          const std::string& prefix) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(token.data()), token.size(), digest);
+  std::string line = absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(digest), sizeof(digest)));
+  absl::StrAppend(&line, " ", scopes);
+  if (!prefix.empty()) absl::StrAppend(&line, " ", prefix);
+  return line;
+}
 
 bool ParseArgs(const std::vector<std::string>& argv, CliArgs* out, std::string* error) {
   std::vector<std::string> positional;
@@ -329,7 +451,8 @@ bool ParseArgs(const std::vector<std::string>& argv, CliArgs* out, std::string* 
       continue;
     }
     const bool valued = name == "server" || name == "token_file" || name == "tls_ca" ||
-                        name == "offset" || name == "length";
+                        name == "offset" || name == "length" || name == "scopes" ||
+                        name == "prefix";
     if (!valued) {
       *error = absl::StrCat("unknown flag --", name);
       return false;
@@ -346,6 +469,10 @@ bool ParseArgs(const std::vector<std::string>& argv, CliArgs* out, std::string* 
     if (name == "tls_ca") out->tls_ca = value;
     if (name == "offset" && !ParseInt(name, value, &out->offset, error)) return false;
     if (name == "length" && !ParseInt(name, value, &out->length, error)) return false;
+    if (name == "scopes" && !ValidScopes(value, error)) return false;
+    if (name == "scopes") out->scopes = value;
+    if (name == "prefix" && !ValidPrefix(value, error)) return false;
+    if (name == "prefix") out->prefix = value;
   }
   if (positional.empty()) {
     *error = "no command";
@@ -376,6 +503,14 @@ bool ParseArgs(const std::vector<std::string>& argv, CliArgs* out, std::string* 
   }
   if (out->long_format && out->command != "ls") {
     *error = "--long applies to ls only";
+    return false;
+  }
+  if (out->command == "token" && out->args[0] != "new") {
+    *error = absl::StrCat("unknown token command \"", out->args[0], "\" (only: token new)");
+    return false;
+  }
+  if ((!out->scopes.empty() || !out->prefix.empty()) && out->command != "token") {
+    *error = "--scopes and --prefix apply to token new only";
     return false;
   }
   return true;
@@ -426,6 +561,7 @@ std::string FileInfoJson(const v1::FileInfo& info, const std::string& backend) {
 }
 
 int RunCommand(const CliArgs& a) {
+  if (a.command == "token") return CmdTokenNew(a);  // no server involved
   ClientOptions options;
   options.server = a.server;
   if (options.server.empty()) {
@@ -440,6 +576,21 @@ int RunCommand(const CliArgs& a) {
   if (!a.token_file.empty()) {
     options.token = std::string(absl::StripAsciiWhitespace(ReadFileOrDie(a.token_file, &ok)));
     if (!ok) return LocalFail(absl::StrCat("cannot read --token_file ", a.token_file));
+  } else if (const char* env = std::getenv("RINGSTORE_TOKEN"); env != nullptr) {
+    options.token = std::string(absl::StripAsciiWhitespace(env));
+  }
+  // The token is never printed, not even in these refusals.
+  const char* const source = a.token_file.empty() ? "$RINGSTORE_TOKEN" : "--token_file";
+  for (char c : options.token) {
+    if (c < 0x21 || c > 0x7e) {
+      return LocalFail(absl::StrCat("the token from ", source,
+                                    " must be one word of printable ASCII characters"));
+    }
+  }
+  if (!options.token.empty() && a.tls_ca.empty() && !IsLoopbackTarget(options.server)) {
+    return LocalFail(absl::StrCat(
+        "refusing to send the token from ", source, " in plaintext to ", options.server,
+        ", which is not a loopback address: use TLS (--tls_ca) or drop the token"));
   }
   Client client(options);
   if (a.command == "put") return CmdPut(client, a);

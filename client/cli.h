@@ -21,7 +21,11 @@ struct CliArgs {
   std::string token_file;
   std::string tls_ca;
   bool json = false;
-  std::string command;  // put, get, ls, stat, rm, info
+  std::string command;  // put, get, ls, stat, rm, info, token
+  // token new: the scopes (a comma list; empty = kDefaultTokenScopes) and
+  // path prefix of the new token's line.
+  std::string scopes;
+  std::string prefix;
   std::vector<std::string> args;
   bool if_absent = false;
   bool resume = false;
@@ -35,6 +39,23 @@ struct CliArgs {
 bool ParseArgs(const std::vector<std::string>& argv, CliArgs* out, std::string* error);
 
 extern const char kUsage[];
+
+// What `token new` grants without --scopes: reading, the least.
+inline constexpr char kDefaultTokenScopes[] = "read";
+
+// Whether gRPC target `target` (HOST:PORT, [V6]:PORT, dns:, ipv4:, ipv6:,
+// unix:) is this machine: 127.0.0.0/8, ::1, "localhost" or a Unix socket.
+// The CLI sends a token over plaintext only to such a target.
+bool IsLoopbackTarget(const std::string& target);
+
+// A fresh token: 256 bits from getrandom(2) as URL-safe base64 without
+// padding (43 characters).
+std::string NewToken();
+
+// The tokens-file line for `token` (server/auth.h's format):
+// "<sha256 hex> <scopes>[ <prefix>]".
+std::string TokenFileLine(const std::string& token, const std::string& scopes,
+                          const std::string& prefix);
 
 // One JSON object for a file (no trailing newline), with "backend".
 std::string FileInfoJson(const v1::FileInfo& info, const std::string& backend);

@@ -1,5 +1,8 @@
 #include "client/cli.h"
 
+#include <cctype>
+#include <cstdlib>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -92,6 +95,19 @@ TEST(ParseArgs, UsageErrors) {
       {"ls", "--offset=3"},
       {"stat", "r", "--long"},
       {"stat", "r", "--json=maybe"},
+      {"token"},
+      {"token", "old"},
+      {"token", "new", "x"},
+      {"token", "new", "--scopes=read,sudo"},
+      {"token", "new", "--scopes=read,"},
+      {"token", "new", "--scopes="},
+      {"token", "new", "--scopes=Read"},
+      {"token", "new", "--prefix=/abs"},
+      {"token", "new", "--prefix=#x"},
+      {"token", "new", "--prefix=a b"},
+      {"token", "new", "--prefix=a\tb"},
+      {"put", "a", "b", "--scopes=write"},
+      {"ls", "--prefix=a/"},
   };
   for (const auto& argv : bad) {
     CliArgs a;
@@ -99,6 +115,87 @@ TEST(ParseArgs, UsageErrors) {
     EXPECT_FALSE(Parse(argv, &a, &error)) << "accepted argv of " << argv.size();
     EXPECT_FALSE(error.empty());
   }
+}
+
+TEST(ParseArgs, TokenNew) {
+  CliArgs a;
+  std::string error;
+  ASSERT_TRUE(Parse({"token", "new"}, &a, &error)) << error;
+  EXPECT_EQ(a.command, "token");
+  EXPECT_EQ(a.args, (std::vector<std::string>{"new"}));
+  EXPECT_EQ(a.scopes, "");  // kDefaultTokenScopes
+  EXPECT_EQ(a.prefix, "");
+  CliArgs b;
+  ASSERT_TRUE(Parse({"--json", "token", "new", "--scopes", "read,write,delete,admin",
+                     "--prefix=team-a/"},
+                    &b, &error))
+      << error;
+  EXPECT_EQ(b.scopes, "read,write,delete,admin");
+  EXPECT_EQ(b.prefix, "team-a/");
+  EXPECT_TRUE(b.json);
+  EXPECT_STREQ(kDefaultTokenScopes, "read");
+}
+
+TEST(IsLoopbackTarget, OnlyThisMachine) {
+  for (const char* t : {"127.0.0.1:50051", "127.1.2.3:1", "localhost:50051", "LocalHost:1",
+                        "[::1]:50051", "::1", "[::ffff:127.0.0.1]:5", "dns:///localhost:1",
+                        "dns:127.0.0.1:1", "dns://8.8.8.8/127.0.0.1:1", "ipv4:127.0.0.1:1",
+                        "ipv6:[::1]:1", "unix:/run/ringstore.sock", "unix-abstract:rs",
+                        "127.0.0.1"}) {
+    EXPECT_TRUE(IsLoopbackTarget(t)) << t;
+  }
+  for (const char* t : {"192.0.2.1:1", "10.0.0.1:50051", "128.0.0.1:1", "example.com:443",
+                        "localhost.example.com:1", "[::2]:1", "[2001:db8::1]:1",
+                        "[::ffff:10.0.0.1]:1", "dns:///example.com:1", "dns://127.0.0.1",
+                        "ipv4:10.0.0.1:1,127.0.0.1:1", "[::1", "", "127.0.0.1.nip.io:1",
+                        "0.0.0.0:1"}) {
+    EXPECT_FALSE(IsLoopbackTarget(t)) << t;
+  }
+}
+
+TEST(TokenNew, TokensAreFreshUrlSafeAnd256Bits) {
+  std::set<std::string> seen;
+  for (int i = 0; i < 100; ++i) {
+    const std::string t = NewToken();
+    ASSERT_EQ(t.size(), 43u) << t;  // 256 bits, base64 without padding
+    for (char c : t) {
+      EXPECT_TRUE(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_') << t;
+    }
+    EXPECT_TRUE(seen.insert(t).second);
+  }
+}
+
+TEST(TokenNew, LineIsTheHashScopesAndPrefix) {
+  // sha256("abc"), FIPS 180-2's example.
+  const std::string abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+  EXPECT_EQ(TokenFileLine("abc", "read", ""), abc + " read");
+  EXPECT_EQ(TokenFileLine("abc", "read,write", "team-a/"), abc + " read,write team-a/");
+}
+
+// The refusal comes before any connection: 192.0.2.1 (TEST-NET-1) would
+// otherwise hang until the deadline.
+TEST(RunCommand, RefusesATokenInPlaintextToAnotherHost) {
+  CliArgs a;
+  std::string error;
+  ASSERT_TRUE(Parse({"--server=192.0.2.1:1", "stat", "x"}, &a, &error)) << error;
+  setenv("RINGSTORE_TOKEN", "secret-token", 1);
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(RunCommand(a), kExitFailure);
+  std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("refusing to send the token from $RINGSTORE_TOKEN in plaintext to "
+                     "192.0.2.1:1"),
+            std::string::npos)
+      << err;
+  EXPECT_EQ(err.find("secret-token"), std::string::npos) << err;
+
+  setenv("RINGSTORE_TOKEN", "two words", 1);
+  a.server = "127.0.0.1:1";
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(RunCommand(a), kExitFailure);
+  err = testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("must be one word of printable ASCII"), std::string::npos) << err;
+  EXPECT_EQ(err.find("two words"), std::string::npos) << err;
+  unsetenv("RINGSTORE_TOKEN");
 }
 
 }  // namespace
