@@ -233,6 +233,27 @@ class AuthTest(unittest.TestCase):
                 call()
             self.assertNotIn(cm.exception.code(), (UNAUTHENTICATED, PERMISSION_DENIED))
 
+    def test_every_rpc_needs_its_scope(self):
+        needs = {"Stat": "read", "List": "read", "Download": "read", "Upload": "write",
+                 "StartUpload": "write", "QueryUpload": "write", "CancelUpload": "write",
+                 "Delete": "delete", "GetServerInfo": None}  # None: any valid token
+        for role in ("reader", "writer", "deleter", "admin"):
+            scope = Tokens.ROLES[role][0]
+            for name, call in self.every_call(md(self.tokens.token[role]), path="map/x"):
+                with self.subTest(role=role, rpc=name):
+                    allowed = needs[name] in (None, scope) or scope == "admin"
+                    try:
+                        call()
+                        code = grpc.StatusCode.OK
+                    except grpc.RpcError as e:
+                        code = e.code()
+                    if allowed:
+                        # Past auth: what the call itself gives (NOT_FOUND,
+                        # UNIMPLEMENTED for what the server lacks, OK).
+                        self.assertNotIn(code, (UNAUTHENTICATED, PERMISSION_DENIED))
+                    else:
+                        self.assertEqual(code, PERMISSION_DENIED)
+
     # --- prefixes
 
     def test_prefix_token_inside_and_outside(self):
