@@ -22,6 +22,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "server/file_store_service.h"
+#include "server/tls.h"
 #include "storage/engine/engine_list.h"
 #include "storage/engine/engine_selector.h"
 #include "storage/store.h"
@@ -38,6 +39,12 @@ ABSL_FLAG(int64_t, max_file_bytes, 0, "Largest file an upload may create; 0 = no
 ABSL_FLAG(int32_t, buffer_count, 64, "I/O buffers in the pool (bounds data memory).");
 ABSL_FLAG(int64_t, buffer_size, 1 << 20, "Bytes per I/O buffer, a multiple of 4096.");
 ABSL_FLAG(int32_t, engine_threads, 4, "Worker threads of engines that use them.");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain (leaf first): serve TLS on --listen. Re-read when it "
+          "changes on disk.");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert's certificate.");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA certificate(s): require a client certificate signed by one (mTLS).");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(30),
           "On SIGTERM, how long calls in flight may take before they are cancelled.");
 
@@ -57,6 +64,15 @@ int Run() {
     return 2;
   }
 
+  ringstore::server::TlsFiles tls_files;
+  tls_files.cert = absl::GetFlag(FLAGS_tls_cert);
+  tls_files.key = absl::GetFlag(FLAGS_tls_key);
+  tls_files.client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  if (absl::Status s = ringstore::server::CheckTlsFlags(tls_files); !s.ok()) {
+    std::cerr << "ringstore-server: " << s.message() << "\n";
+    return 2;
+  }
+
   // Signals are taken synchronously by this thread: block them before any
   // other thread exists so every thread inherits the mask.
   sigset_t signals;
@@ -64,6 +80,14 @@ int Run() {
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  // After the mask: the certificate watcher's thread must not take SIGTERM.
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> listen_credentials =
+      ringstore::server::ServerCredentialsFromFlags(tls_files);
+  if (!listen_credentials.ok()) {
+    std::cerr << "ringstore-server: " << listen_credentials.status().message() << "\n";
+    return 1;
+  }
 
   ringstore::storage::StoreOptions store_options;
   store_options.root = absl::GetFlag(FLAGS_root);
@@ -89,7 +113,7 @@ int Run() {
   grpc::ServerBuilder builder;
   int port = 0;
   const std::string listen = absl::GetFlag(FLAGS_listen);
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(listen, *listen_credentials, &port);
   builder.RegisterService(&service);
   // Oversized messages are refused by gRPC itself (RESOURCE_EXHAUSTED);
   // the slack covers the non-data fields.
@@ -130,7 +154,7 @@ int main(int argc, char** argv) {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::SetProgramUsageMessage(
       "Serves files over gRPC.\nUsage: ringstore-server [--listen=HOST:PORT] "
-      "[--root=DIR] [--engine=NAME]");
+      "[--root=DIR] [--engine=NAME] [--tls_cert=F --tls_key=F [--tls_client_ca=F]]");
   absl::ParseCommandLine(argc, argv);
   return Run();
 }
