@@ -18,6 +18,8 @@ packages=(
   libbenchmark-dev
   libisal-dev
   libgoogle-perftools-dev
+  libssl-dev
+  openssl
   python3-grpcio
   python3-protobuf
 )
