@@ -53,6 +53,11 @@ start_server() {
   [ -n "$port" ] || { cat "$work/server.err" >&2; exit 1; }
 }
 
+# User + system CPU time of the server so far, in clock ticks.
+server_cpu_ticks() {
+  awk '{print $14 + $15}' "/proc/$server_pid/stat"
+}
+
 stop_server() {
   kill "$server_pid"
   wait "$server_pid" || true
@@ -79,10 +84,13 @@ for round in $(seq "$ROUNDS"); do
       client_args=()
     fi
     for size in $SIZES; do
+      cpu0=$(server_cpu_ticks)
       json=$("$BIN/bench/load_gen" --server="127.0.0.1:$port" --mode=download \
         --path="bench/f$size/0" --concurrency="$CONCURRENCY" --duration="$DURATION" \
         "${client_args[@]}")
-      echo "{\"round\":$round,\"mode\":\"$mode\",\"size\":$size,\"load_gen\":$json}" |
+      cpu=$(( $(server_cpu_ticks) - cpu0 ))
+      echo "{\"round\":$round,\"mode\":\"$mode\",\"size\":$size,\"server_cpu_s\":$(
+        awk -v t="$cpu" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", t / hz}'),\"load_gen\":$json}" |
         tee -a "$work/results.jsonl"
     done
     stop_server
@@ -92,15 +100,23 @@ done
 /usr/bin/python3 - "$work/results.jsonl" <<'EOF'
 import json, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1])]
-print("%-9s %-10s %10s %12s %8s" % ("size", "mode", "MiB/s", "requests/s", "errors"))
+# Server CPU per GiB served and per 1000 requests: less sensitive than
+# throughput to what else the machine runs.
+print("%-9s %-10s %10s %12s %14s %14s %7s" % ("size", "mode", "MiB/s", "requests/s",
+                                               "srv cpu s/GiB", "srv cpu ms/kreq", "errors"))
 for size in sorted({r["size"] for r in runs}, reverse=True):
     med = {}
     for mode in ("plaintext", "tls"):
-        rs = [r["load_gen"] for r in runs if r["size"] == size and r["mode"] == mode]
-        med[mode] = (statistics.median(x["throughput_mib_s"] for x in rs),
-                     statistics.median(x["requests_per_second"] for x in rs))
-        errors = sum(x["errors"]["count"] for x in rs)
-        print("%-9d %-10s %10.1f %12.1f %8d" % (size, mode, med[mode][0], med[mode][1], errors))
-    print("%-9d %-10s %10.3f %12.3f" % (size, "tls/plain", med["tls"][0] / med["plaintext"][0],
-                                        med["tls"][1] / med["plaintext"][1]))
+        rs = [r for r in runs if r["size"] == size and r["mode"] == mode]
+        g = [r["load_gen"] for r in rs]
+        med[mode] = (statistics.median(x["throughput_mib_s"] for x in g),
+                     statistics.median(x["requests_per_second"] for x in g),
+                     statistics.median(r["server_cpu_s"] / (r["load_gen"]["bytes"] / 2**30)
+                                       for r in rs),
+                     statistics.median(r["server_cpu_s"] * 1e6 / r["load_gen"]["requests"]
+                                       for r in rs))
+        errors = sum(x["errors"]["count"] for x in g)
+        print("%-9d %-10s %10.1f %12.1f %14.2f %14.1f %7d" % ((size, mode) + med[mode] + (errors,)))
+    print("%-9d %-10s %10.3f %12.3f %14.3f %14.3f" % ((size, "tls/plain") + tuple(
+        t / p for t, p in zip(med["tls"], med["plaintext"]))))
 EOF
