@@ -200,10 +200,22 @@ class TlsTest(Base):
                 self.assertEqual(st["generation"], put["generation"])
 
     def test_cli_by_host_name(self):
-        # The certificate names DNS:localhost too.
+        # The certificate names DNS:localhost too. Resolving a name goes
+        # through gRPC's c-ares resolver, and Debian's libcares leaks 10 bytes
+        # once per process, which LeakSanitizer (--config=asan) would report
+        # as the CLI's: suppress exactly that library's leaks.
+        supp = self.local("lsan.supp", b"leak:libcares.so\n")
+        env = dict(os.environ, LSAN_OPTIONS="suppressions=" + supp)
         address = "localhost:%d" % self.server.port
-        self.cli_ok(address, self.ca, "put", self.local("h", b"by name"), "tls/by-name")
-        self.assertEqual(self.cli_ok(address, self.ca, "get", "tls/by-name", "-").stdout, b"by name")
+
+        def ok(*args):
+            r = subprocess.run([testlib.CLI, "--server=" + address, self.ca] + list(args),
+                               capture_output=True, timeout=300, env=env)
+            self.assertEqual(r.returncode, 0, r.stderr.decode())
+            return r
+
+        ok("put", self.local("h", b"by name"), "tls/by-name")
+        self.assertEqual(ok("get", "tls/by-name", "-").stdout, b"by name")
 
     def test_python_client_round_trip(self):
         data = testlib.random_bytes(2 * MiB + 123, seed=7)
