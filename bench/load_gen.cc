@@ -41,6 +41,9 @@
 // "unspecified"), "mixed" if they differ; `backends` counts each.
 // `server_engine` is GetServerInfo's engine ("" if that call failed).
 //
+// --tls_ca=F connects with TLS, trusting the PEM CA F (to measure what TLS
+// costs); --token=T sends "authorization: Bearer T" on every call.
+//
 // Exit status: 0 when the run completed (download and upload report errors
 // in the JSON only), 1 when the server cannot be reached or populate had
 // errors, 2 for bad flags.
@@ -91,6 +94,9 @@ ABSL_FLAG(std::string, upload_prefix, "load_gen",
           "upload, populate: files go to PREFIX/<request number>.");
 ABSL_FLAG(int64_t, chunk_bytes, 1 << 20, "upload, populate: data bytes per message.");
 ABSL_FLAG(absl::Duration, rpc_timeout, absl::Seconds(60), "Deadline of each request.");
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM CA certificate(s): connect with TLS and trust them; empty = plaintext.");
+ABSL_FLAG(std::string, token, "", "Bearer token sent in the authorization metadata.");
 ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(10),
           "How long to wait for each channel to connect before the run starts.");
 
@@ -230,6 +236,9 @@ class Stream {
 
   void Prepare(grpc::ClientContext* context) const {
     context->set_deadline(absl::ToChronoTime(absl::Now() + run_->config().rpc_timeout));
+    if (!run_->config().token.empty()) {
+      context->AddMetadata("authorization", absl::StrCat("Bearer ", run_->config().token));
+    }
   }
 
   Run* const run_;
@@ -417,6 +426,7 @@ int Main() {
   config.rpc_timeout = absl::GetFlag(FLAGS_rpc_timeout);
   config.upload_prefix = absl::GetFlag(FLAGS_upload_prefix);
   config.seed = static_cast<uint64_t>(absl::GetFlag(FLAGS_seed));
+  config.token = absl::GetFlag(FLAGS_token);
   const std::string paths_file = absl::GetFlag(FLAGS_paths_file);
   const int64_t upload_size = absl::GetFlag(FLAGS_upload_size);
   const int64_t chunk_bytes = absl::GetFlag(FLAGS_chunk_bytes);
@@ -465,6 +475,18 @@ int Main() {
   UploadPlan plan;
   if (config.mode != Mode::kDownload) plan = MakeUploadPlan(upload_size, chunk_bytes, config.seed);
 
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (const std::string ca_file = absl::GetFlag(FLAGS_tls_ca); !ca_file.empty()) {
+    std::ifstream in(ca_file, std::ios::binary);
+    std::string ca((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (!in || ca.find("-----BEGIN ") == std::string::npos) {
+      return Usage(absl::StrCat("--tls_ca file ", ca_file, " is not a readable PEM file"));
+    }
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = ca;
+    credentials = grpc::SslCredentials(ssl);
+  }
+
   // Distinct channel arguments and a local subchannel pool: each channel
   // gets a connection of its own instead of sharing one.
   std::vector<std::unique_ptr<v1::FileStore::Stub>> stubs;
@@ -475,7 +497,7 @@ int Main() {
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     args.SetInt("ringstore.load_gen.channel", i);
     std::shared_ptr<grpc::Channel> channel =
-        grpc::CreateCustomChannel(config.server, grpc::InsecureChannelCredentials(), args);
+        grpc::CreateCustomChannel(config.server, credentials, args);
     if (!channel->WaitForConnected(absl::ToChronoTime(connect_deadline))) {
       std::cerr << "load_gen: cannot connect to " << config.server << "\n";
       return 1;
@@ -487,6 +509,9 @@ int Main() {
   {
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    if (!config.token.empty()) {
+      context.AddMetadata("authorization", absl::StrCat("Bearer ", config.token));
+    }
     v1::GetServerInfoRequest request;
     v1::ServerInfo info;
     Notification done;

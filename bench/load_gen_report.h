@@ -71,6 +71,8 @@ struct Config {
   absl::Duration rpc_timeout;
   std::string upload_prefix;
   uint64_t seed = 0;
+  // Sent as "authorization: Bearer <token>" on every call when not empty.
+  std::string token;
 };
 
 // Exact nearest-rank percentile num/den of sorted `v`, in milliseconds.

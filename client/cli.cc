@@ -7,8 +7,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -29,7 +31,8 @@
 namespace ringstore::client {
 
 const char kUsage[] =
-    "usage: ringstore [--server=HOST:PORT] [--token_file=F] [--tls_ca=F] [--json] COMMAND\n"
+    "usage: ringstore [--server=HOST:PORT] [--token_file=F] [--tls_ca=F]\n"
+    "                 [--tls_cert=F --tls_key=F] [--json] COMMAND\n"
     "commands:\n"
     "  put LOCAL|- REMOTE [--if_absent] [--resume]\n"
     "  get REMOTE LOCAL|- [--offset=N] [--length=N]\n"
@@ -42,7 +45,9 @@ const char kUsage[] =
     "      (scopes default to read; P limits it to paths that start with P)\n"
     "--server defaults to $RINGSTORE_SERVER, then 127.0.0.1:50051.\n"
     "The token sent is --token_file's contents, else $RINGSTORE_TOKEN; it is sent\n"
-    "only over TLS (--tls_ca) or to a loopback address.\n"
+    "only over TLS (--tls_ca or --tls_cert) or to a loopback address.\n"
+    "TLS: --tls_ca=F trusts the PEM CA F (else the system's CAs when another TLS flag\n"
+    "is given); --tls_cert/--tls_key present a client certificate (mTLS).\n"
     "Exit status: 0 success, 1 failure, 2 usage error.\n";
 
 namespace {
@@ -102,6 +107,23 @@ std::string ReadFileOrDie(const std::string& path, bool* ok) {
   ss << in.rdbuf();
   *ok = static_cast<bool>(in);
   return ss.str();
+}
+
+// Reads a PEM file for a --tls_* flag; "" on success, else why not.
+std::string ReadPemFile(const std::string& path, std::string* pem) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::strerror(errno);
+  pem->clear();
+  char buf[16384];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
+    if (n > 0) pem->append(buf, static_cast<size_t>(n));
+  }
+  const int err = errno;
+  ::close(fd);
+  if (n < 0) return std::strerror(err);
+  if (pem->find("-----BEGIN ") == std::string::npos) return "not a PEM file";
+  return "";
 }
 
 int Fail(const grpc::Status& status) {
@@ -451,8 +473,8 @@ bool ParseArgs(const std::vector<std::string>& argv, CliArgs* out, std::string* 
       continue;
     }
     const bool valued = name == "server" || name == "token_file" || name == "tls_ca" ||
-                        name == "offset" || name == "length" || name == "scopes" ||
-                        name == "prefix";
+                        name == "tls_cert" || name == "tls_key" || name == "offset" ||
+                        name == "length" || name == "scopes" || name == "prefix";
     if (!valued) {
       *error = absl::StrCat("unknown flag --", name);
       return false;
@@ -467,12 +489,18 @@ bool ParseArgs(const std::vector<std::string>& argv, CliArgs* out, std::string* 
     if (name == "server") out->server = value;
     if (name == "token_file") out->token_file = value;
     if (name == "tls_ca") out->tls_ca = value;
+    if (name == "tls_cert") out->tls_cert = value;
+    if (name == "tls_key") out->tls_key = value;
     if (name == "offset" && !ParseInt(name, value, &out->offset, error)) return false;
     if (name == "length" && !ParseInt(name, value, &out->length, error)) return false;
     if (name == "scopes" && !ValidScopes(value, error)) return false;
     if (name == "scopes") out->scopes = value;
     if (name == "prefix" && !ValidPrefix(value, error)) return false;
     if (name == "prefix") out->prefix = value;
+  }
+  if (out->tls_cert.empty() != out->tls_key.empty()) {
+    *error = "--tls_cert and --tls_key come together (a client certificate and its key)";
+    return false;
   }
   if (positional.empty()) {
     *error = "no command";
@@ -569,9 +597,18 @@ int RunCommand(const CliArgs& a) {
     options.server = env != nullptr && *env != '\0' ? env : "127.0.0.1:50051";
   }
   bool ok = true;
-  if (!a.tls_ca.empty()) {
-    options.tls_ca_pem = ReadFileOrDie(a.tls_ca, &ok);
-    if (!ok) return LocalFail(absl::StrCat("cannot read --tls_ca file ", a.tls_ca));
+  const struct {
+    const char* flag;
+    const std::string& path;
+    std::string* pem;
+  } tls_files[] = {{"tls_ca", a.tls_ca, &options.tls_ca_pem},
+                   {"tls_cert", a.tls_cert, &options.tls_cert_pem},
+                   {"tls_key", a.tls_key, &options.tls_key_pem}};
+  for (const auto& f : tls_files) {
+    if (f.path.empty()) continue;
+    if (std::string error = ReadPemFile(f.path, f.pem); !error.empty()) {
+      return LocalFail(absl::StrCat("cannot use --", f.flag, " file ", f.path, ": ", error));
+    }
   }
   if (!a.token_file.empty()) {
     options.token = std::string(absl::StripAsciiWhitespace(ReadFileOrDie(a.token_file, &ok)));
@@ -587,7 +624,8 @@ int RunCommand(const CliArgs& a) {
                                     " must be one word of printable ASCII characters"));
     }
   }
-  if (!options.token.empty() && a.tls_ca.empty() && !IsLoopbackTarget(options.server)) {
+  const bool tls = !a.tls_ca.empty() || !a.tls_cert.empty();  // client.h: any TLS option
+  if (!options.token.empty() && !tls && !IsLoopbackTarget(options.server)) {
     return LocalFail(absl::StrCat(
         "refusing to send the token from ", source, " in plaintext to ", options.server,
         ", which is not a loopback address: use TLS (--tls_ca) or drop the token"));

@@ -19,7 +19,9 @@ inline constexpr int kExitUsage = 2;
 struct CliArgs {
   std::string server;  // empty: $RINGSTORE_SERVER, then 127.0.0.1:50051
   std::string token_file;
-  std::string tls_ca;
+  std::string tls_ca;    // PEM CA file: use TLS and trust it
+  std::string tls_cert;  // PEM client certificate chain (mTLS), with tls_key
+  std::string tls_key;
   bool json = false;
   std::string command;  // put, get, ls, stat, rm, info, token
   // token new: the scopes (a comma list; empty = kDefaultTokenScopes) and

@@ -76,6 +76,34 @@ TEST(ParseArgs, LsTakesAnOptionalPrefix) {
   EXPECT_TRUE(b.long_format);
 }
 
+TEST(ParseArgs, TlsFlags) {
+  CliArgs a;
+  std::string error;
+  ASSERT_TRUE(Parse({"--tls_ca=ca.pem", "stat", "r", "--tls_cert", "c.pem", "--tls_key=k.pem"},
+                    &a, &error))
+      << error;
+  EXPECT_EQ(a.tls_ca, "ca.pem");
+  EXPECT_EQ(a.tls_cert, "c.pem");
+  EXPECT_EQ(a.tls_key, "k.pem");
+  CliArgs b;
+  ASSERT_TRUE(Parse({"info", "--tls_ca", "ca.pem"}, &b, &error)) << error;
+  EXPECT_EQ(b.tls_ca, "ca.pem");
+  EXPECT_TRUE(b.tls_cert.empty());
+  EXPECT_TRUE(b.tls_key.empty());
+}
+
+TEST(ParseArgs, TlsCertAndKeyComeTogether) {
+  for (const std::vector<std::string>& argv :
+       {std::vector<std::string>{"info", "--tls_cert=c.pem"},
+        std::vector<std::string>{"info", "--tls_key=k.pem", "--tls_ca=ca.pem"},
+        std::vector<std::string>{"info", "--tls_key"}}) {
+    CliArgs a;
+    std::string error;
+    EXPECT_FALSE(Parse(argv, &a, &error)) << argv[1];
+    EXPECT_NE(error.find("--tls_"), std::string::npos) << error;
+  }
+}
+
 TEST(ParseArgs, UsageErrors) {
   const std::vector<std::vector<std::string>> bad = {
       {},

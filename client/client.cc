@@ -73,11 +73,13 @@ std::string BackendName(v1::Backend backend) {
 
 Client::Client(const ClientOptions& options) : options_(options) {
   std::shared_ptr<grpc::ChannelCredentials> creds;
-  if (options.tls_ca_pem.empty()) {
+  if (options.tls_ca_pem.empty() && options.tls_cert_pem.empty() && options.tls_key_pem.empty()) {
     creds = grpc::InsecureChannelCredentials();
   } else {
     grpc::SslCredentialsOptions ssl;
     ssl.pem_root_certs = options.tls_ca_pem;
+    ssl.pem_cert_chain = options.tls_cert_pem;
+    ssl.pem_private_key = options.tls_key_pem;
     creds = grpc::SslCredentials(ssl);
   }
   grpc::ChannelArguments args;

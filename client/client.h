@@ -27,8 +27,13 @@ namespace ringstore::client {
 
 struct ClientOptions {
   std::string server = "127.0.0.1:50051";
-  // PEM root certificates; empty = plaintext.
+  // TLS when any of the three is set, else plaintext. PEM root certificates
+  // the server's certificate must chain to (empty with TLS: the system's).
   std::string tls_ca_pem;
+  // PEM client certificate chain and its private key, for a server that
+  // requires client certificates (mTLS); both or neither.
+  std::string tls_cert_pem;
+  std::string tls_key_pem;
   // Sent as "authorization: Bearer <token>" when not empty.
   std::string token;
   absl::Duration unary_timeout = absl::Seconds(30);

@@ -19,6 +19,7 @@ packages=(
   libisal-dev
   libssl-dev
   libgoogle-perftools-dev
+  openssl
   python3-grpcio
   python3-protobuf
 )

@@ -24,6 +24,7 @@
 #include "absl/time/time.h"
 #include "server/auth.h"
 #include "server/file_store_service.h"
+#include "server/tls.h"
 #include "storage/engine/engine_list.h"
 #include "storage/engine/engine_selector.h"
 #include "storage/store.h"
@@ -43,6 +44,12 @@ ABSL_FLAG(int32_t, engine_threads, 4, "Worker threads of engines that use them."
 ABSL_FLAG(std::string, auth_tokens, "",
           "Tokens file: when set, every FileStore call needs \"authorization: Bearer "
           "<token>\" (server/auth.h has the format). Reloaded on SIGHUP.");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain (leaf first): serve TLS on --listen. Re-read when it "
+          "changes on disk.");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert's certificate.");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA certificate(s): require a client certificate signed by one (mTLS).");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(30),
           "On SIGTERM, how long calls in flight may take before they are cancelled.");
 
@@ -59,6 +66,15 @@ int Run() {
   const int64_t max_chunk = absl::GetFlag(FLAGS_max_chunk_bytes);
   if (max_chunk < 1 || max_chunk > (64 << 20)) {
     std::cerr << "ringstore-server: --max_chunk_bytes must be in [1, 64 MiB]\n";
+    return 2;
+  }
+
+  ringstore::server::TlsFiles tls_files;
+  tls_files.cert = absl::GetFlag(FLAGS_tls_cert);
+  tls_files.key = absl::GetFlag(FLAGS_tls_key);
+  tls_files.client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  if (absl::Status s = ringstore::server::CheckTlsFlags(tls_files); !s.ok()) {
+    std::cerr << "ringstore-server: " << s.message() << "\n";
     return 2;
   }
 
@@ -86,6 +102,14 @@ int Run() {
               << auth_tokens << "\n";
   }
 
+  // After the mask: the certificate watcher's thread must not take SIGTERM.
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> listen_credentials =
+      ringstore::server::ServerCredentialsFromFlags(tls_files);
+  if (!listen_credentials.ok()) {
+    std::cerr << "ringstore-server: " << listen_credentials.status().message() << "\n";
+    return 1;
+  }
+
   ringstore::storage::StoreOptions store_options;
   store_options.root = absl::GetFlag(FLAGS_root);
   store_options.engine = engine;
@@ -111,7 +135,7 @@ int Run() {
   grpc::ServerBuilder builder;
   int port = 0;
   const std::string listen = absl::GetFlag(FLAGS_listen);
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(listen, *listen_credentials, &port);
   builder.RegisterService(&service);
   // Oversized messages are refused by gRPC itself (RESOURCE_EXHAUSTED);
   // the slack covers the non-data fields.
@@ -162,7 +186,7 @@ int main(int argc, char** argv) {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::SetProgramUsageMessage(
       "Serves files over gRPC.\nUsage: ringstore-server [--listen=HOST:PORT] "
-      "[--root=DIR] [--engine=NAME]");
+      "[--root=DIR] [--engine=NAME] [--tls_cert=F --tls_key=F [--tls_client_ca=F]]");
   absl::ParseCommandLine(argc, argv);
   return Run();
 }
