@@ -208,10 +208,14 @@ class Store {
   // Creates the root if needed, starts the engine and the buffer pool,
   // checks that the file system keeps user extended attributes
   // (FailedPrecondition if not) and removes temp data left by a crash.
+  // Takes the quota's count from the attribute a clean shutdown left, or,
+  // with max_store_bytes set, walks the tree for it (quota_ledger.h: this
+  // blocks for as long as the walk takes), and marks the store dirty.
   static absl::StatusOr<std::unique_ptr<Store>> Open(const StoreOptions& options);
   // Every call's callback must have run, and every Reader and Writer must be
   // gone. Waits for the background work they left (closing, removing temp
-  // data), then stops the engine.
+  // data), then stops the engine and, if it keeps a count, leaves it clean
+  // for the next Open.
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
@@ -266,8 +270,9 @@ class Store {
   // the store quota cannot hold now, with nothing created) and creates the
   // temp file. A declared size is reserved against the quota here, an
   // unknown one by each Writer::Append; the reservation ends when the
-  // Writer commits (the replaced file's bytes are then released) or when
-  // its temp data is removed. `cancel` (may be null, else kept alive until the
+  // Writer commits (the replaced file's bytes are then released) or once
+  // its temp data has been removed (in the background, just after the
+  // failure was reported: used_bytes() may lag it by an unlink). `cancel` (may be null, else kept alive until the
   // Writer is gone) is the upload's: it cuts short CreateWriter and every
   // Writer::Append (not Commit).
   void CreateWriter(WriteSpec spec, Cancellation* cancel,

@@ -16,9 +16,10 @@
 //
 // Quota (quota.h): the writer holds a reservation of the bytes it may put
 // on disk (the declared size from the start, else what it has accepted) and
-// ends it exactly once: at the rename (Finish: committed, the replaced
-// file's bytes released) or once the temp data is removed (Discard:
-// released).
+// ends it exactly once (EndReservation takes it): at the rename (Finish,
+// or a CommitFile that failed after its rename: committed, the replaced
+// file's bytes released, under the path's lock) or once the temp data is
+// removed (Discard: released).
 #include <algorithm>
 #include <cstring>
 #include <memory>
@@ -74,9 +75,6 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
   // Bytes of the file the commit replaces (0 if none), from its stat under
   // the path's lock.
   int64_t replaced = 0;
-  // CommitFile failed at a step that may come after the rename (the
-  // directory's fsync): if the temp file is gone, the upload was committed.
-  bool maybe_renamed = false;
   Backend backend = Backend::kUnspecified;
 
   Mutex mu;
@@ -178,10 +176,8 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
     auto self = shared_from_this();
     store->BeginBackground();
     auto unlink = [self] {
-      self->engine->Unlink(self->tmp_path, [self](absl::Status s, Backend) {
-        // No temp file after a commit that failed late: it was renamed
-        // into place, and its bytes are committed ones.
-        self->EndReservation(self->maybe_renamed && s.code() == absl::StatusCode::kNotFound);
+      self->engine->Unlink(self->tmp_path, [self](absl::Status, Backend) {
+        self->EndReservation(false);
         self->store->EndBackground();
       });
     };
@@ -456,10 +452,19 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
       if (s.code() == absl::StatusCode::kNotFound) {
         s = absl::FailedPreconditionError(
             absl::StrCat("a parent of \"", self->spec.path, "\" is a file"));
-      } else if (!s.ok()) {
-        self->maybe_renamed = true;
+        return self->FailCommit(s, std::move(done), true);
       }
-      if (!s.ok()) return self->FailCommit(s, std::move(done), true);
+      if (!s.ok()) {
+        // A step after the rename (the directory's fsync) may have failed:
+        // then the temp file is gone and the new file in place. Count it
+        // as committed while the path is still locked.
+        return self->engine->StatPath(self->tmp_path, [self, s, done = std::move(done)](
+                                                          absl::StatusOr<FileStat> st,
+                                                          Backend) mutable {
+          if (st.status().code() == absl::StatusCode::kNotFound) self->EndReservation(true);
+          self->FailCommit(s, std::move(done), true);
+        });
+      }
       self->file_open = false;
       self->engine->Close(self->file, [self, done = std::move(done)](absl::Status, Backend) mutable {
         // The file is committed: a failed close loses nothing.
