@@ -38,6 +38,8 @@ ABSL_FLAG(std::string, engine, "auto",
           " (auto: the first of them that starts here).");
 ABSL_FLAG(int64_t, max_chunk_bytes, 2 << 20, "Most data one message may carry.");
 ABSL_FLAG(int64_t, max_file_bytes, 0, "Largest file an upload may create; 0 = no limit.");
+ABSL_FLAG(int64_t, max_store_bytes, 0,
+          "Hard quota: committed files plus uploads in flight never exceed it; 0 = none.");
 ABSL_FLAG(int32_t, buffer_count, 64, "I/O buffers in the pool (bounds data memory).");
 ABSL_FLAG(int64_t, buffer_size, 1 << 20, "Bytes per I/O buffer, a multiple of 4096.");
 ABSL_FLAG(int32_t, engine_threads, 4, "Worker threads of engines that use them.");
@@ -117,6 +119,7 @@ int Run() {
   store_options.buffer_size = static_cast<size_t>(absl::GetFlag(FLAGS_buffer_size));
   store_options.engine_threads = absl::GetFlag(FLAGS_engine_threads);
   store_options.max_file_bytes = absl::GetFlag(FLAGS_max_file_bytes);
+  store_options.max_store_bytes = absl::GetFlag(FLAGS_max_store_bytes);
   absl::StatusOr<std::unique_ptr<ringstore::storage::Store>> store =
       ringstore::storage::Store::Open(store_options);
   if (!store.ok()) {

@@ -17,6 +17,8 @@
 #include "storage/metadata_cache.h"
 #include "storage/path.h"
 #include "storage/path_locks.h"
+#include "storage/quota.h"
+#include "storage/quota_ledger.h"
 #include "storage/engine/posix_ops.h"
 #include "storage/engine/status_util.h"
 #include "storage/store_internal.h"
@@ -157,8 +159,11 @@ struct DeleteOp : std::enable_shared_from_this<DeleteOp> {
             absl::StrCat("generation of \"", self->path, "\" is ", generation,
                          ", not ", *self->if_generation_match)));
       }
-      self->store->engine().Unlink(self->path, [self](absl::Status s, Backend) {
+      const int64_t size = st->size;
+      self->store->engine().Unlink(self->path, [self, size](absl::Status s, Backend) {
         if (!s.ok()) return self->Finish(s);
+        // Gone, whatever the directory's fsync says.
+        if (Quota* quota = self->store->quota()) quota->Remove(size);
         SyncDirectories(&self->store->engine(), {std::string(ParentDir(self->path))},
                         [self](absl::Status s, Backend) { self->Finish(s); });
       });
@@ -248,6 +253,41 @@ void DecodeMetadata(absl::string_view metadata, absl::Time modified,
 // ---------------------------------------------------------------------------
 // Store
 
+namespace {
+
+// The quota's count at start-up (quota_ledger.h): the clean count the last
+// run left, else (only with a limit) a walk of the tree; null when neither
+// (no limit, and a store that did not stop cleanly: no count is kept). A
+// store that keeps a count is marked dirty before it takes a write.
+absl::StatusOr<std::unique_ptr<Quota>> OpenQuota(int root_fd, const PosixFiles& files,
+                                                 const StoreOptions& options) {
+  if (options.max_store_bytes < 0) {
+    return absl::InvalidArgumentError("max_store_bytes must not be negative");
+  }
+  absl::StatusOr<int> dir = files.OpenBeneath(kPrivateDir, O_RDONLY | O_DIRECTORY);
+  if (!dir.ok()) return dir.status();
+  absl::StatusOr<std::unique_ptr<Quota>> out = [&]() -> absl::StatusOr<std::unique_ptr<Quota>> {
+    absl::StatusOr<std::optional<int64_t>> clean = ReadCleanCount(*dir);
+    if (!clean.ok()) return clean.status();
+    int64_t committed;
+    if (*clean) {
+      committed = **clean;
+    } else if (options.max_store_bytes == 0) {
+      return nullptr;
+    } else {
+      absl::StatusOr<int64_t> walked = SumFileBytes(root_fd);
+      if (!walked.ok()) return walked.status();
+      committed = *walked;
+    }
+    if (absl::Status s = MarkDirty(*dir); !s.ok()) return s;
+    return std::make_unique<Quota>(options.max_store_bytes, committed);
+  }();
+  close(*dir);
+  return out;
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   std::error_code ec;
   std::filesystem::create_directories(options.root, ec);
@@ -286,6 +326,8 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
           " does not keep user extended attributes (", s.message(), ")")));
     }
   }
+  absl::StatusOr<std::unique_ptr<Quota>> quota = OpenQuota(root_fd, files, options);
+  if (!quota.ok()) return fail(quota.status());
   absl::StatusOr<std::unique_ptr<BufferPool>> pool =
       BufferPool::Create(options.buffer_count, options.buffer_size);
   if (!pool.ok()) return fail(pool.status());
@@ -297,11 +339,13 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
   absl::StatusOr<StartedEngine> engine = StartEngine(options.engine, engine_options);
   if (!engine.ok()) return fail(engine.status());
   return std::unique_ptr<Store>(new Store(options, root_fd, *std::move(pool),
-                                          std::move(engine->engine), std::move(engine->available)));
+                                          std::move(engine->engine), std::move(engine->available),
+                                          *std::move(quota)));
 }
 
 Store::Store(StoreOptions options, int root_fd, std::unique_ptr<BufferPool> pool,
-             std::unique_ptr<Engine> engine, std::vector<std::string> available)
+             std::unique_ptr<Engine> engine, std::vector<std::string> available,
+             std::unique_ptr<Quota> quota)
     : options_(std::move(options)),
       root_fd_(root_fd),
       pool_(std::move(pool)),
@@ -309,6 +353,7 @@ Store::Store(StoreOptions options, int root_fd, std::unique_ptr<BufferPool> pool
       locks_(std::make_unique<PathLocks>()),
       metadata_(std::make_unique<MetadataCache>(options_.metadata_cache_entries)),
       available_(std::move(available)),
+      quota_(std::move(quota)),
       last_generation_(absl::ToUnixMicros(absl::Now())) {}
 
 Store::~Store() {
@@ -318,8 +363,23 @@ Store::~Store() {
         +[](int* n) { return *n == 0; }, &background_));
   }
   engine_.reset();  // finishes queued work while the pool still exists
+  if (quota_ != nullptr) {
+    // Every upload has ended: the count is exact (as far as this process
+    // knows), so the next Open may trust it. Failing that, it walks.
+    absl::StatusOr<int> dir =
+        PosixFiles(root_fd_, EngineOptions().metadata_attr)
+            .OpenBeneath(kPrivateDir, O_RDONLY | O_DIRECTORY);
+    if (dir.ok()) {
+      (void)MarkClean(*dir, quota_->committed());
+      close(*dir);
+    }
+  }
   close(root_fd_);
 }
+
+int64_t Store::used_bytes() const { return quota_ ? quota_->used() : -1; }
+
+int64_t Store::committed_bytes() const { return quota_ ? quota_->committed() : -1; }
 
 void Store::BeginBackground() {
   MutexLock lock(&background_mu_);
@@ -477,16 +537,27 @@ void Store::CreateWriter(WriteSpec spec, Cancellation* cancel,
                            backend);
   }
   if (IsCancelled(cancel)) return std::move(done)(CancelledStatus(), backend);
+  // A declared size is reserved whole, before anything reaches the disk.
+  const int64_t reserved = quota_ ? spec.size : 0;
+  if (reserved > 0) {
+    if (absl::Status s = quota_->Reserve(reserved); !s.ok()) {
+      return std::move(done)(std::move(s), backend);
+    }
+  }
   std::string tmp = absl::StrCat(kTmpDir, "/", RandomName());
   // Past the page cache unless it is declared smaller than one buffer
   // (store_writer.cc says why).
   const bool direct = spec.size == 0 || spec.size >= static_cast<int64_t>(pool_->buffer_size());
   engine_->Open(tmp, direct ? OpenMode::kCreateDirect : OpenMode::kCreateWrite,
-                [this, spec = std::move(spec), tmp, direct, cancel, done = std::move(done)](
-                    absl::StatusOr<FileHandle> file, Backend b) mutable {
-                  if (!file.ok()) return std::move(done)(file.status(), b);
-                  std::unique_ptr<Writer> writer =
-                      NewWriter(this, std::move(spec), std::move(tmp), *file, direct, cancel, b);
+                [this, spec = std::move(spec), tmp, direct, cancel, reserved,
+                 done = std::move(done)](absl::StatusOr<FileHandle> file, Backend b) mutable {
+                  if (!file.ok()) {
+                    if (reserved > 0) quota_->Release(reserved);
+                    return std::move(done)(file.status(), b);
+                  }
+                  // The writer owns the reservation from here on.
+                  std::unique_ptr<Writer> writer = NewWriter(this, std::move(spec), std::move(tmp),
+                                                             *file, direct, cancel, reserved, b);
                   if (IsCancelled(cancel)) {
                     writer.reset();  // removes the temp file
                     return std::move(done)(CancelledStatus(), b);

@@ -4,6 +4,9 @@
 // Layout on disk:
 //   <root>/<path>                  committed files, plain files in plain dirs
 //   <root>/.ringstore/tmp/<random> data of uploads in progress
+// Extended attributes of <root>/.ringstore hold the store's own bookkeeping:
+// `user.ringstore.bytes`, the quota's count left by a clean shutdown
+// (quota_ledger.h).
 // Each committed file carries one extended attribute, `user.ringstore.meta`
 // = "v1 <generation> <crc32c> <size> <commit time ns>", set on the temp file
 // before the rename, so
@@ -76,6 +79,7 @@ namespace ringstore::storage {
 
 class MetadataCache;
 class PathLocks;
+class Quota;
 
 struct ObjectInfo {
   std::string path;
@@ -96,6 +100,11 @@ struct StoreOptions {
   int engine_threads = 4;
   // Largest file an upload may create; 0 = no limit.
   int64_t max_file_bytes = 0;
+  // Hard quota (quota.h): bytes of committed files plus bytes reserved by
+  // uploads in flight never exceed it; 0 = no limit. With a limit, Open
+  // knows the committed bytes from the count a clean shutdown left, or
+  // else walks the tree once (quota_ledger.h).
+  int64_t max_store_bytes = 0;
   // Files whose metadata the store remembers (metadata_cache.h), so that
   // small downloads skip reading it; 0 turns that off.
   size_t metadata_cache_entries = 65536;
@@ -158,7 +167,8 @@ class Writer {
   virtual int64_t size() const = 0;
   // Appends `data` (borrowed until `done` runs) through pool buffers.
   // InvalidArgument past WriteSpec::size, ResourceExhausted past
-  // max_file_bytes or on a full disk, Cancelled if the upload's
+  // max_file_bytes, past the store quota (an upload of unknown size) or
+  // on a full disk, Cancelled if the upload's
   // Cancellation (CreateWriter) fired: no further write is started, a wait
   // for a pool buffer is abandoned at once and that buffer, when it comes,
   // goes back. After an error the Writer is dead: every later call fails
@@ -198,10 +208,14 @@ class Store {
   // Creates the root if needed, starts the engine and the buffer pool,
   // checks that the file system keeps user extended attributes
   // (FailedPrecondition if not) and removes temp data left by a crash.
+  // Takes the quota's count from the attribute a clean shutdown left, or,
+  // with max_store_bytes set, walks the tree for it (quota_ledger.h: this
+  // blocks for as long as the walk takes), and marks the store dirty.
   static absl::StatusOr<std::unique_ptr<Store>> Open(const StoreOptions& options);
   // Every call's callback must have run, and every Reader and Writer must be
   // gone. Waits for the background work they left (closing, removing temp
-  // data), then stops the engine.
+  // data), then stops the engine and, if it keeps a count, leaves it clean
+  // for the next Open.
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
@@ -211,6 +225,15 @@ class Store {
   const StoreOptions& options() const { return options_; }
   // Engines that could start on this machine, probed at Open.
   const std::vector<std::string>& available_engines() const { return available_; }
+
+  // The quota (for metrics); may be called from any thread. quota_bytes is
+  // max_store_bytes (0 = none). used_bytes is committed_bytes plus the
+  // bytes reserved by uploads in flight. Both are -1 ("unknown") when the
+  // store has no quota and did not find a clean count at Open (it then
+  // keeps no count, so that its start-up needs no walk).
+  int64_t quota_bytes() const { return options_.max_store_bytes; }
+  int64_t used_bytes() const;
+  int64_t committed_bytes() const;
 
   // InvalidArgument for a bad path; NotFound if there is no file there.
   // Cancelled if `cancel` fired before the answer.
@@ -243,8 +266,13 @@ class Store {
   void ReadSmall(std::string path, absl::Span<char> dst, Cancellation* cancel,
                  Callback<SmallRead> done);
   // Validates the spec (InvalidArgument for a bad path or a negative size
-  // or generation, ResourceExhausted for a size over max_file_bytes) and
-  // creates the temp file. `cancel` (may be null, else kept alive until the
+  // or generation, ResourceExhausted for a size over max_file_bytes or one
+  // the store quota cannot hold now, with nothing created) and creates the
+  // temp file. A declared size is reserved against the quota here, an
+  // unknown one by each Writer::Append; the reservation ends when the
+  // Writer commits (the replaced file's bytes are then released) or once
+  // its temp data has been removed (in the background, just after the
+  // failure was reported: used_bytes() may lag it by an unlink). `cancel` (may be null, else kept alive until the
   // Writer is gone) is the upload's: it cuts short CreateWriter and every
   // Writer::Append (not Commit).
   void CreateWriter(WriteSpec spec, Cancellation* cancel,
@@ -257,6 +285,8 @@ class Store {
   int64_t NextGeneration();
   PathLocks& locks() { return *locks_; }
   MetadataCache& metadata() { return *metadata_; }
+  // The byte count, or null when the store keeps none (used_bytes()).
+  Quota* quota() { return quota_.get(); }
   // Internal: engine work nobody waits for (closing a reader's file,
   // removing an abandoned upload's temp data) is bracketed by these;
   // ~Store waits for all of it before it stops the engine.
@@ -270,7 +300,8 @@ class Store {
                              Callback<SmallRead> done);
 
   Store(StoreOptions options, int root_fd, std::unique_ptr<BufferPool> pool,
-        std::unique_ptr<Engine> engine, std::vector<std::string> available);
+        std::unique_ptr<Engine> engine, std::vector<std::string> available,
+        std::unique_ptr<Quota> quota);
 
   const StoreOptions options_;
   const int root_fd_;
@@ -279,6 +310,8 @@ class Store {
   std::unique_ptr<PathLocks> locks_;
   std::unique_ptr<MetadataCache> metadata_;
   const std::vector<std::string> available_;
+  // Null: no count kept.
+  const std::unique_ptr<Quota> quota_;
   std::atomic<int64_t> last_generation_{0};
   Mutex background_mu_;
   int background_ ABSL_GUARDED_BY(background_mu_) = 0;

@@ -21,10 +21,11 @@ void SyncDirectories(Engine* engine, std::vector<std::string> dirs, Engine::Done
 
 // The Writer of an upload whose temp file `tmp_path` is open as `file`,
 // opened OpenMode::kCreateDirect if `direct`; `cancel` (may be null) cuts
-// its appends short (store.h).
+// its appends short (store.h). It takes over `reserved` bytes already
+// reserved against the store's quota (store_writer.cc ends them).
 std::unique_ptr<Writer> NewWriter(Store* store, WriteSpec spec, std::string tmp_path,
                                   FileHandle file, bool direct, Cancellation* cancel,
-                                  Backend backend);
+                                  int64_t reserved, Backend backend);
 
 // The status of a call its Cancellation cut short.
 absl::Status CancelledStatus();

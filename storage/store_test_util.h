@@ -85,7 +85,8 @@ class StoreTest : public testing::TestWithParam<std::string> {
     OpenStore();
   }
 
-  void OpenStore(int64_t max_file_bytes = 0, FaultInjector* faults = nullptr) {
+  void OpenStore(int64_t max_file_bytes = 0, FaultInjector* faults = nullptr,
+                 int64_t max_store_bytes = 0) {
     store_.reset();
     StoreOptions options;
     options.root = root_;
@@ -93,6 +94,7 @@ class StoreTest : public testing::TestWithParam<std::string> {
     options.buffer_count = 8;
     options.buffer_size = kBuffer;
     options.max_file_bytes = max_file_bytes;
+    options.max_store_bytes = max_store_bytes;
     options.faults = faults;
     auto store = Store::Open(options);
     ASSERT_TRUE(store.ok()) << store.status();

@@ -13,6 +13,13 @@
 // buffer) into the next append; the commit writes the last carry padded
 // with zeros and truncates the file to its real size. Small uploads (a
 // declared size under one buffer) stay buffered and are written exactly.
+//
+// Quota (quota.h): the writer holds a reservation of the bytes it may put
+// on disk (the declared size from the start, else what it has accepted) and
+// ends it exactly once (EndReservation takes it): at the rename (Finish,
+// or a CommitFile that failed after its rename: committed, the replaced
+// file's bytes released, under the path's lock) or once the temp data is
+// removed (Discard: released).
 #include <algorithm>
 #include <cstring>
 #include <memory>
@@ -26,6 +33,7 @@
 #include "storage/metadata_cache.h"
 #include "storage/path.h"
 #include "storage/path_locks.h"
+#include "storage/quota.h"
 #include "storage/store_internal.h"
 #include "storage/engine/sync.h"
 
@@ -35,9 +43,10 @@ namespace {
 using DoneCallback = Engine::DoneCallback;
 
 struct WriterState : std::enable_shared_from_this<WriterState> {
-  WriterState(Store* s, WriteSpec sp, std::string tmp, FileHandle f, bool d, Cancellation* c)
+  WriterState(Store* s, WriteSpec sp, std::string tmp, FileHandle f, bool d, Cancellation* c,
+              int64_t r)
       : store(s), engine(&s->engine()), spec(std::move(sp)),
-        tmp_path(std::move(tmp)), file(f), direct(d), cancel(c) {}
+        tmp_path(std::move(tmp)), file(f), direct(d), cancel(c), reserved(r) {}
 
   Store* const store;
   Engine* const engine;
@@ -63,6 +72,9 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
   absl::Time modified;
   std::vector<std::string> created_dirs;
   bool rename_retried = false;
+  // Bytes of the file the commit replaces (0 if none), from its stat under
+  // the path's lock.
+  int64_t replaced = 0;
   Backend backend = Backend::kUnspecified;
 
   Mutex mu;
@@ -81,6 +93,9 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
   // The call waiting for fewer than `waiter_limit` writes in flight.
   absl::AnyInvocable<void() &&> waiter ABSL_GUARDED_BY(mu);
   int waiter_limit ABSL_GUARDED_BY(mu) = 0;
+  // Bytes reserved against the store quota, until the reservation ends
+  // (EndReservation). Always 0 when the store keeps no count.
+  int64_t reserved ABSL_GUARDED_BY(mu);
 
   static constexpr int kWritesInFlight = 2;
 
@@ -138,13 +153,33 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
     return write_status;
   }
 
-  // Closes (if open) and removes the temp file, in the background.
+  // Ends the quota reservation, once: the bytes become committed ones
+  // (replacing `replaced`), or are given back.
+  void EndReservation(bool committed) {
+    int64_t bytes;
+    {
+      MutexLock lock(&mu);
+      bytes = std::exchange(reserved, 0);
+    }
+    Quota* quota = store->quota();
+    if (quota == nullptr) return;
+    if (committed) {
+      quota->Commit(bytes, replaced);
+    } else {
+      quota->Release(bytes);
+    }
+  }
+
+  // Closes (if open) and removes the temp file, in the background; then
+  // ends the quota reservation (the temp bytes are gone).
   void Discard() {
     auto self = shared_from_this();
     store->BeginBackground();
     auto unlink = [self] {
-      self->engine->Unlink(self->tmp_path,
-                           [self](absl::Status, Backend) { self->store->EndBackground(); });
+      self->engine->Unlink(self->tmp_path, [self](absl::Status, Backend) {
+        self->EndReservation(false);
+        self->store->EndBackground();
+      });
     };
     if (file_open) {
       file_open = false;
@@ -337,6 +372,7 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
                                   std::move(done), true);
         }
         current = MakeInfo(self->spec.path, *st).generation;
+        if (st->is_regular) self->replaced = st->size;
       } else if (st.status().code() != absl::StatusCode::kNotFound) {
         return self->FailCommit(st.status(), std::move(done), true);
       }
@@ -416,8 +452,19 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
       if (s.code() == absl::StatusCode::kNotFound) {
         s = absl::FailedPreconditionError(
             absl::StrCat("a parent of \"", self->spec.path, "\" is a file"));
+        return self->FailCommit(s, std::move(done), true);
       }
-      if (!s.ok()) return self->FailCommit(s, std::move(done), true);
+      if (!s.ok()) {
+        // A step after the rename (the directory's fsync) may have failed:
+        // then the temp file is gone and the new file in place. Count it
+        // as committed while the path is still locked.
+        return self->engine->StatPath(self->tmp_path, [self, s, done = std::move(done)](
+                                                          absl::StatusOr<FileStat> st,
+                                                          Backend) mutable {
+          if (st.status().code() == absl::StatusCode::kNotFound) self->EndReservation(true);
+          self->FailCommit(s, std::move(done), true);
+        });
+      }
       self->file_open = false;
       self->engine->Close(self->file, [self, done = std::move(done)](absl::Status, Backend) mutable {
         // The file is committed: a failed close loses nothing.
@@ -456,6 +503,9 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
     } else {
       store->metadata().Erase(spec.path);
     }
+    // Renamed into place: the upload's bytes are committed (even if a
+    // directory's fsync failed afterwards), the old file's are gone.
+    EndReservation(true);
     store->locks().Unlock(spec.path);
     {
       MutexLock lock(&mu);
@@ -499,6 +549,15 @@ class WriterImpl final : public Writer {
                         "upload exceeds the limit of ", limit, " bytes")),
                     std::move(done));
     }
+    // Unknown size: reserve these bytes before they reach the disk (a
+    // declared size was reserved whole by CreateWriter).
+    if (Quota* quota = w.store->quota(); quota != nullptr && w.spec.size == 0) {
+      if (absl::Status s = quota->Reserve(static_cast<int64_t>(data.size())); !s.ok()) {
+        return w.Fail(std::move(s), std::move(done));
+      }
+      MutexLock lock(&w.mu);
+      w.reserved += static_cast<int64_t>(data.size());
+    }
     w.crc = Crc32cExtend(w.crc, data);
     w.size = new_size;
     w.WriteChunks(data, std::move(done));
@@ -538,9 +597,9 @@ class WriterImpl final : public Writer {
 
 std::unique_ptr<Writer> NewWriter(Store* store, WriteSpec spec, std::string tmp_path,
                                   FileHandle file, bool direct, Cancellation* cancel,
-                                  Backend backend) {
+                                  int64_t reserved, Backend backend) {
   auto state = std::make_shared<WriterState>(store, std::move(spec), std::move(tmp_path), file,
-                                             direct, cancel);
+                                             direct, cancel, reserved);
   state->backend = backend;
   return std::make_unique<WriterImpl>(std::move(state));
 }
