@@ -20,6 +20,8 @@ packages=(
   libgoogle-perftools-dev
   python3-grpcio
   python3-protobuf
+  libcpp-httplib-dev
+  prometheus
 )
 
 missing=()
