@@ -12,8 +12,13 @@
 
 #include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/support/server_interceptor.h>
 
 #include <memory>
+#include <mutex>
+#include <map>
+#include <condition_variable>
+#include <chrono>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -27,6 +32,42 @@ inline constexpr char kFileStoreServiceName[] = "ringstore.v1.FileStore";
 // (grpc::EnableDefaultHealthCheckService must have been on when it was
 // built). Thread-safe.
 void SetServing(grpc::Server* server, bool serving);
+
+// gRPC's default health service never ends a Watch call by itself: a
+// client that watches the main port (gRPC's client-side health checking
+// does) would hold every drain open for the whole --drain_timeout. This
+// keeps the Watch calls in flight, through a server interceptor that sees
+// only them, and cancels them when the drain begins, just after they have
+// been told NOT_SERVING.
+class HealthWatches {
+ public:
+  HealthWatches() = default;
+  HealthWatches(const HealthWatches&) = delete;
+  HealthWatches& operator=(const HealthWatches&) = delete;
+
+  // For ServerBuilder::experimental().SetInterceptorCreators; this object
+  // must outlive the server.
+  std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> NewFactory();
+
+  // The drain: MarkDrain() before the health services are set NOT_SERVING,
+  // then CancelAll() cancels every Watch call in flight (their clients see
+  // CANCELLED), each once it has started sending a message since
+  // MarkDrain() (that NOT_SERVING), or after `grace`. Blocks up to `grace`.
+  void MarkDrain();
+  void CancelAll(std::chrono::milliseconds grace);
+
+  // The interceptor's side (health.cc).
+  void Add(grpc::ServerContextBase* context);
+  void Sent(grpc::ServerContextBase* context);
+  void Remove(grpc::ServerContextBase* context);
+
+ private:
+  std::mutex mu_;
+  std::condition_variable sent_;
+  // Each Watch in flight, and whether it has sent a message since the
+  // drain began.
+  std::map<grpc::ServerContextBase*, bool> calls_;  // guarded by mu_
+};
 
 class HealthListener {
  public:

@@ -16,6 +16,7 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <signal.h>
 
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -143,9 +144,11 @@ int Run() {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  if (observer != nullptr) {
+  ringstore::server::HealthWatches health_watches;
+  {
     std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
-    creators.push_back(observer->NewFactory());
+    if (observer != nullptr) creators.push_back(observer->NewFactory());
+    creators.push_back(health_watches.NewFactory());
     builder.experimental().SetInterceptorCreators(std::move(creators));
   }
   int port = 0;
@@ -203,8 +206,12 @@ int Run() {
     }
   }
   // Probes see the drain before anything is refused.
+  health_watches.MarkDrain();
   ringstore::server::SetServing(server.get(), false);
   if (health != nullptr) health->SetServing(false);
+  // Watchers have been told NOT_SERVING; their calls would otherwise hold
+  // the drain open until --drain_timeout.
+  health_watches.CancelAll(std::chrono::seconds(1));
   std::cerr << "ringstore-server: signal " << sig << ", draining\n";
   server->Shutdown(absl::ToChronoTime(absl::Now() + absl::GetFlag(FLAGS_drain_timeout)));
   server->Wait();
