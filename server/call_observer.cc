@@ -9,6 +9,7 @@
 #include "ringstore/v1/ringstore.grpc.pb.h"
 #include "server/convert.h"
 #include "storage/engine/engine_selector.h"
+#include "storage/engine/sync.h"
 
 namespace ringstore::server {
 
@@ -145,6 +146,8 @@ class CallInterceptor final : public grpc::experimental::Interceptor {
   }
 
   ~CallInterceptor() override {
+    // gRPC destroys the interceptor after the call's last batch.
+    RS_HAPPENS_AFTER(this);
     if (method_->is_upload && observer_->uploads_in_progress() != nullptr) {
       observer_->uploads_in_progress()->Add(-1);
     }
@@ -174,6 +177,7 @@ class CallInterceptor final : public grpc::experimental::Interceptor {
   }
 
   void Intercept(InterceptorBatchMethods* m) override {
+    RS_HAPPENS_AFTER(this);
     const bool logging = observer_->access_log() != nullptr;
     if (logging && m->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_INITIAL_METADATA)) {
       peer_ = info_->server_context()->peer();
@@ -207,6 +211,9 @@ class CallInterceptor final : public grpc::experimental::Interceptor {
       if (it != trailers->end()) backend_ = observer_->BackendIndex(it->second);
       status_seen_ = true;
     }
+    // The fields set here are read by the next batch or the destructor,
+    // which gRPC runs after this one (storage/engine/sync.h).
+    RS_HAPPENS_BEFORE(this);
     m->Proceed();
   }
 
