@@ -22,6 +22,8 @@ packages=(
   openssl
   python3-grpcio
   python3-protobuf
+  libcpp-httplib-dev
+  prometheus
 )
 
 missing=()

@@ -3,17 +3,27 @@
 // Prints "ringstore-server listening on HOST:PORT engine=NAME" once it
 // accepts calls. SIGTERM or SIGINT drains: new calls are refused, calls in
 // flight get --drain_timeout to finish (then they are cancelled), and the
-// process exits 0. SIGHUP reloads --auth_tokens (a bad file keeps the
-// tokens in use and says why on stderr).
+// process exits 0. Health reports NOT_SERVING from the drain's first moment
+// (health.h). SIGHUP reloads --auth_tokens (a bad file keeps the tokens in
+// use and says why on stderr) and reopens the access log.
+//
+// Optional outputs, each off when its flag is empty: Prometheus metrics
+// (--metrics_listen), a health-only listener (--health_listen) and the
+// access log (--access_log). Their bound addresses go to stderr before the
+// "listening on" line, as "ringstore-server: metrics on http://HOST:PORT/metrics"
+// and "ringstore-server: health on HOST:PORT".
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <signal.h>
 
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -22,8 +32,14 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "server/access_log.h"
 #include "server/auth.h"
+#include "server/call_observer.h"
 #include "server/file_store_service.h"
+#include "server/health.h"
+#include "server/metrics.h"
+#include "server/metrics_http.h"
+#include "server/server_metrics.h"
 #include "server/tls.h"
 #include "storage/engine/engine_list.h"
 #include "storage/engine/engine_selector.h"
@@ -54,6 +70,12 @@ ABSL_FLAG(std::string, tls_client_ca, "",
           "PEM CA certificate(s): require a client certificate signed by one (mTLS).");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(30),
           "On SIGTERM, how long calls in flight may take before they are cancelled.");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "HOST:PORT for Prometheus metrics at GET /metrics (plain HTTP); empty = off.");
+ABSL_FLAG(std::string, health_listen, "",
+          "HOST:PORT for a plaintext listener with only grpc.health.v1.Health; empty = off.");
+ABSL_FLAG(std::string, access_log, "",
+          "File for the access log, one JSON object per call; - = stderr; empty = off.");
 
 namespace {
 
@@ -133,9 +155,47 @@ int Run() {
   service_options.authorizer = authorizer.get();
   ringstore::server::FileStoreService service(store->get(), service_options);
 
+  // Metrics and the access log: a registry, the log's writer, and the
+  // interceptor that feeds both, installed only when one is on.
+  const std::string metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  const std::string access_log_target = absl::GetFlag(FLAGS_access_log);
+  std::unique_ptr<ringstore::server::MetricsRegistry> metrics;
+  if (!metrics_listen.empty()) {
+    metrics = std::make_unique<ringstore::server::MetricsRegistry>();
+    ringstore::storage::Store* s = store->get();
+    ringstore::server::GaugeSources sources;
+    sources.pool_buffers = [s] { return s->pool().count(); };
+    sources.pool_free = [s] { return s->pool().free_count(); };
+    sources.store_bytes = [s] { return s->used_bytes(); };
+    sources.store_quota_bytes = [s] { return s->quota_bytes(); };
+    sources.engine_stats = [s] { return s->engine().stats(); };
+    ringstore::server::RegisterServerMetrics(metrics.get(), std::move(sources));
+  }
+  std::unique_ptr<ringstore::server::AccessLog> access_log;
+  if (!access_log_target.empty()) {
+    absl::StatusOr<std::unique_ptr<ringstore::server::AccessLog>> log =
+        ringstore::server::AccessLog::Open(access_log_target);
+    if (!log.ok()) {
+      std::cerr << "ringstore-server: " << log.status().message() << "\n";
+      return 1;
+    }
+    access_log = *std::move(log);
+  }
+  std::unique_ptr<ringstore::server::CallObserver> observer;
+  if (metrics != nullptr || access_log != nullptr) {
+    observer = std::make_unique<ringstore::server::CallObserver>(metrics.get(), access_log.get());
+  }
+
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  ringstore::server::HealthWatches health_watches;
+  {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+    if (observer != nullptr) creators.push_back(observer->NewFactory());
+    creators.push_back(health_watches.NewFactory());
+    builder.experimental().SetInterceptorCreators(std::move(creators));
+  }
   int port = 0;
   const std::string listen = absl::GetFlag(FLAGS_listen);
   builder.AddListeningPort(listen, *listen_credentials, &port);
@@ -148,6 +208,33 @@ int Run() {
     std::cerr << "ringstore-server: cannot listen on " << listen << "\n";
     return 1;
   }
+  ringstore::server::SetServing(server.get(), true);
+
+  std::unique_ptr<ringstore::server::HealthListener> health;
+  if (const std::string address = absl::GetFlag(FLAGS_health_listen); !address.empty()) {
+    absl::StatusOr<std::unique_ptr<ringstore::server::HealthListener>> h =
+        ringstore::server::HealthListener::Start(address);
+    if (!h.ok()) {
+      std::cerr << "ringstore-server: " << h.status().message() << "\n";
+      return 1;
+    }
+    health = *std::move(h);
+    health->SetServing(true);
+    std::cerr << "ringstore-server: health on " << health->address() << std::endl;
+  }
+  std::unique_ptr<ringstore::server::MetricsHttpServer> metrics_http;
+  if (metrics != nullptr) {
+    absl::StatusOr<std::unique_ptr<ringstore::server::MetricsHttpServer>> m =
+        ringstore::server::MetricsHttpServer::Start(metrics_listen, metrics.get());
+    if (!m.ok()) {
+      std::cerr << "ringstore-server: " << m.status().message() << "\n";
+      return 1;
+    }
+    metrics_http = *std::move(m);
+    std::cerr << "ringstore-server: metrics on http://" << metrics_http->address() << "/metrics"
+              << std::endl;
+  }
+
   const std::string host = listen.substr(0, listen.rfind(':'));
   const std::string engine_name(
       ringstore::storage::BackendName((*store)->engine().info().backend));
@@ -157,24 +244,45 @@ int Run() {
 
   int sig = 0;
   while (sigwait(&signals, &sig) == 0 && sig == SIGHUP) {
-    if (authorizer == nullptr) {
-      std::cerr << "ringstore-server: SIGHUP: no --auth_tokens to reload\n";
-    } else if (absl::Status s = authorizer->Reload(); !s.ok()) {
-      std::cerr << "ringstore-server: SIGHUP: keeping the tokens in use: " << s.message()
-                << "\n";
+    if (authorizer != nullptr) {
+      if (absl::Status s = authorizer->Reload(); !s.ok()) {
+        std::cerr << "ringstore-server: SIGHUP: keeping the tokens in use: " << s.message()
+                  << "\n";
+      } else {
+        std::cerr << "ringstore-server: SIGHUP: " << authorizer->size() << " tokens from "
+                  << auth_tokens << "\n";
+      }
     } else {
-      std::cerr << "ringstore-server: SIGHUP: " << authorizer->size() << " tokens from "
-                << auth_tokens << "\n";
+      std::cerr << "ringstore-server: SIGHUP: no --auth_tokens to reload\n";
+    }
+    if (access_log != nullptr) {
+      if (absl::Status s = access_log->Reopen(); !s.ok()) {
+        std::cerr << "ringstore-server: " << s.message() << "\n";
+      }
     }
   }
+  // Probes see the drain before anything is refused.
+  health_watches.MarkDrain();
+  ringstore::server::SetServing(server.get(), false);
+  if (health != nullptr) health->SetServing(false);
+  // Watchers have been told NOT_SERVING; their calls would otherwise hold
+  // the drain open until --drain_timeout.
+  health_watches.CancelAll(std::chrono::seconds(1));
   std::cerr << "ringstore-server: signal " << sig << ", draining\n";
   server->Shutdown(absl::ToChronoTime(absl::Now() + absl::GetFlag(FLAGS_drain_timeout)));
   server->Wait();
+  // The health listener answers NOT_SERVING until the drain is over.
+  health.reset();
+  metrics_http.reset();
   // Every call has finished: what their storage callbacks did happens
   // before the store goes. gRPC orders that; the annotation lets
   // ThreadSanitizer see it (storage/sync.h).
   RS_HAPPENS_AFTER(store->get());
   server.reset();
+  // Every call has ended: flush the log's last lines.
+  observer.reset();
+  access_log.reset();
+  metrics.reset();
   store->reset();
   std::cerr << "ringstore-server: stopped\n";
   return 0;

@@ -164,6 +164,25 @@ struct EngineInfo {
   int direct_slots_in_use = 0;
 };
 
+// Counters an engine keeps about its own work, since it started: a
+// snapshot, for metrics (server/metrics_wiring.h exports them). Engines
+// count with relaxed atomics; a snapshot is not atomic across fields.
+struct EngineStats {
+  // io_uring: io_uring_enter calls that submitted SQEs, the SQEs they
+  // submitted (their ratio is the batching), and SQEs that were
+  // read_fixed/write_fixed on the registered pool. Zero on other engines.
+  uint64_t io_uring_submits = 0;
+  uint64_t io_uring_sqes = 0;
+  uint64_t io_uring_fixed_buffer_ops = 0;
+  // Operations one engine refused and the next one ran (fallback_engine.h).
+  struct Fallback {
+    Backend from = Backend::kUnspecified;
+    Backend to = Backend::kUnspecified;
+    uint64_t count = 0;
+  };
+  std::vector<Fallback> fallbacks;
+};
+
 class Engine {
  public:
   template <typename T>
@@ -176,6 +195,10 @@ class Engine {
 
   // Information about this engine. Thread-safe, never blocks.
   virtual EngineInfo info() const = 0;
+
+  // Counters of this engine (and of the engines it falls back to).
+  // Thread-safe, never blocks; an engine that counts nothing returns zeros.
+  virtual EngineStats stats() const { return {}; }
 
   // Opens `path` as `mode` says. NotFound if it (or, for kCreateWrite, its
   // parent) does not exist; AlreadyExists for kCreateWrite on an existing

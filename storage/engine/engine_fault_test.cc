@@ -385,6 +385,19 @@ TEST_P(EngineFaultTest, RefusedOperationRunsOnTheNextEngine) {
   engine_->ReadFile("f", buf.span(), ReadFileOptions(), failed.callback());
   EXPECT_EQ(failed.Wait().status().code(), absl::StatusCode::kInternal);
   EXPECT_EQ(failed.backend(), backend_);
+
+  // The wrapper counted each refusal (EngineStats, for metrics): the
+  // read, the write and, on io_uring, the open.
+  const EngineStats stats = engine_->stats();
+  uint64_t moved = 0;
+  for (const EngineStats::Fallback& f : stats.fallbacks) {
+    if (f.from == backend_ && f.to == next) moved = f.count;
+  }
+  EXPECT_EQ(moved, backend_ == Backend::kIoUring ? 3u : 2u);
+  if (backend_ == Backend::kIoUring) {
+    EXPECT_GT(stats.io_uring_submits, 0u);
+    EXPECT_GE(stats.io_uring_sqes, stats.io_uring_submits);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(AllEngines, EngineFaultTest, testing::ValuesIn(EngineNames()),

@@ -77,6 +77,16 @@ class IoUringEngine final : public Engine {
     return info;
   }
 
+  EngineStats stats() const override {
+    EngineStats stats;
+    for (const Lane& lane : lanes_) {
+      stats.io_uring_submits += lane.ring->submits();
+      stats.io_uring_sqes += lane.ring->sqes();
+      stats.io_uring_fixed_buffer_ops += lane.ring->fixed_buffer_ops();
+    }
+    return stats;
+  }
+
   void Open(std::string path, OpenMode mode, Callback<FileHandle> done) override {
     Next().Open(std::move(path), mode, std::move(done));
   }

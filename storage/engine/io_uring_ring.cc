@@ -157,6 +157,7 @@ absl::Status Ring::CheckNopInjection() {
 
 void Ring::Wait() {
   const int rc = io_uring_submit_and_wait(&ring_, 1);
+  CountSubmit(rc);
   if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
     std::fprintf(stderr, "ringstore: io_uring_submit_and_wait: %s\n", std::strerror(-rc));
   }
@@ -193,7 +194,7 @@ io_uring_sqe* Ring::GetSqe() {
   io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
   while (sqe == nullptr) {
     // Full submission queue: hand it to the kernel, then retry.
-    io_uring_submit(&ring_);
+    CountSubmit(io_uring_submit(&ring_));
     sqe = io_uring_get_sqe(&ring_);
   }
   return sqe;
@@ -209,6 +210,9 @@ void Ring::Submit(Step step, const Prep& prep, Cont done, uint64_t op) {
     sqe->rw_flags = static_cast<__kernel_rwf_t>(kNopInjectResult);
     sqe->len = static_cast<unsigned>(-err);
     sqe->flags = links;
+  }
+  if (sqe->opcode == IORING_OP_READ_FIXED || sqe->opcode == IORING_OP_WRITE_FIXED) {
+    fixed_ops_.store(fixed_ops_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
   auto* c = new Completion{std::move(done), op};
   if (op != 0) {
@@ -231,7 +235,7 @@ void Ring::SubmitChain(std::vector<ChainStep> steps,
   join->pending = steps.size();
   join->done = std::move(done);
   // The whole chain goes in one submission.
-  if (io_uring_sq_space_left(&ring_) < steps.size()) io_uring_submit(&ring_);
+  if (io_uring_sq_space_left(&ring_) < steps.size()) CountSubmit(io_uring_submit(&ring_));
   for (size_t i = 0; i < steps.size(); ++i) {
     const unsigned link = i + 1 < steps.size() ? steps[i].link : 0;
     const Prep& prep = steps[i].prep;
@@ -299,6 +303,15 @@ int Ring::TakeSlot() {
 void Ring::ReleaseSlot(int slot) {
   free_slots_.push_back(slot);
   slots_in_use_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+// Only the ring thread writes the counters: a plain load and store (no
+// locked read-modify-write) is enough.
+void Ring::CountSubmit(int rc) {
+  if (rc <= 0) return;
+  submits_.store(submits_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  sqes_.store(sqes_.load(std::memory_order_relaxed) + static_cast<uint64_t>(rc),
+              std::memory_order_relaxed);
 }
 
 void Ring::ArmWake() {

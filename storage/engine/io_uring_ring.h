@@ -102,6 +102,11 @@ class Ring final : private EventLoop::Driver {
   int direct_slots() const { return direct_slots_; }
   int direct_slots_in_use() const { return slots_in_use_.load(std::memory_order_relaxed); }
   int root() const { return root_.get(); }
+  // Any thread: io_uring_enter calls that submitted SQEs, SQEs submitted,
+  // and read_fixed/write_fixed SQEs (engine.h, EngineStats).
+  uint64_t submits() const { return submits_.load(std::memory_order_relaxed); }
+  uint64_t sqes() const { return sqes_.load(std::memory_order_relaxed); }
+  uint64_t fixed_buffer_ops() const { return fixed_ops_.load(std::memory_order_relaxed); }
   const std::string& attr() const { return attr_; }
   int threads() const { return threads_; }
 
@@ -149,6 +154,8 @@ class Ring final : private EventLoop::Driver {
   absl::Status CheckNopInjection();
   void ArmWake();
   io_uring_sqe* GetSqe();
+  // Counts the result of an io_uring_submit*: `rc` SQEs in one call.
+  void CountSubmit(int rc);
   // Asks the kernel to cancel every SQE of `op` still in flight.
   void CancelOp(uint64_t op);
 
@@ -173,6 +180,10 @@ class Ring final : private EventLoop::Driver {
   std::unordered_map<uint64_t, OpState> ops_;
   // SQEs whose CQE has not been reaped (the wake-up read aside).
   int64_t in_flight_ = 0;
+  // Counters (written by the ring thread only, read by any thread).
+  std::atomic<uint64_t> submits_{0};
+  std::atomic<uint64_t> sqes_{0};
+  std::atomic<uint64_t> fixed_ops_{0};
   // Copied CQEs of one batch (Wait).
   std::vector<std::pair<uint64_t, int>> cqes_;
 
