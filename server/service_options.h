@@ -7,12 +7,19 @@
 #include <cstdint>
 #include <string>
 
+#include "server/idle_timer.h"
+
 namespace ringstore::server {
 
 struct ServiceOptions {
   // Most data one message may carry (DESIGN.md §3: 2 MiB).
   int64_t max_chunk_bytes = 2 << 20;
   std::string version;
+  // --idle_timeout: an upload whose client sends nothing, or a download
+  // whose client reads nothing (a write pending), for the timer's timeout
+  // ends DEADLINE_EXCEEDED and gives its buffers back. Null: never. Owned
+  // by main(); outlives every call.
+  IdleTimer* idle_timer = nullptr;
 };
 
 }  // namespace ringstore::server
