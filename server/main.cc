@@ -22,6 +22,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "server/file_store_service.h"
+#include "server/idle_timer.h"
 #include "storage/engine/engine_list.h"
 #include "storage/engine/engine_selector.h"
 #include "storage/store.h"
@@ -40,6 +41,11 @@ ABSL_FLAG(int64_t, buffer_size, 1 << 20, "Bytes per I/O buffer, a multiple of 40
 ABSL_FLAG(int32_t, engine_threads, 4, "Worker threads of engines that use them.");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(30),
           "On SIGTERM, how long calls in flight may take before they are cancelled.");
+ABSL_FLAG(absl::Duration, idle_timeout, absl::Seconds(60),
+          "An upload whose client sends nothing, or a download whose client reads "
+          "nothing, for this long ends with DEADLINE_EXCEEDED; 0 = never.");
+ABSL_FLAG(int32_t, max_streams_per_connection, 100,
+          "Concurrent calls (HTTP/2 streams) one client connection may have open.");
 
 namespace {
 
@@ -54,6 +60,17 @@ int Run() {
   const int64_t max_chunk = absl::GetFlag(FLAGS_max_chunk_bytes);
   if (max_chunk < 1 || max_chunk > (64 << 20)) {
     std::cerr << "ringstore-server: --max_chunk_bytes must be in [1, 64 MiB]\n";
+    return 2;
+  }
+
+  const absl::Duration idle_timeout = absl::GetFlag(FLAGS_idle_timeout);
+  if (idle_timeout < absl::ZeroDuration()) {
+    std::cerr << "ringstore-server: --idle_timeout must not be negative\n";
+    return 2;
+  }
+  const int32_t max_streams = absl::GetFlag(FLAGS_max_streams_per_connection);
+  if (max_streams < 1) {
+    std::cerr << "ringstore-server: --max_streams_per_connection must be at least 1\n";
     return 2;
   }
 
@@ -79,9 +96,16 @@ int Run() {
     return 1;
   }
 
+  // Outlives the server (declared before it): streams close their watches
+  // before they end.
+  std::unique_ptr<ringstore::server::IdleTimer> idle_timer;
+  if (idle_timeout > absl::ZeroDuration()) {
+    idle_timer = std::make_unique<ringstore::server::IdleTimer>(idle_timeout);
+  }
   ringstore::server::ServiceOptions service_options;
   service_options.max_chunk_bytes = max_chunk;
   service_options.version = kVersion;
+  service_options.idle_timer = idle_timer.get();
   ringstore::server::FileStoreService service(store->get(), service_options);
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -94,6 +118,8 @@ int Run() {
   // Oversized messages are refused by gRPC itself (RESOURCE_EXHAUSTED);
   // the slack covers the non-data fields.
   builder.SetMaxReceiveMessageSize(static_cast<int>(max_chunk + (64 << 10)));
+  // A client opening more streams on one connection waits for one to end.
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, max_streams);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     std::cerr << "ringstore-server: cannot listen on " << listen << "\n";
