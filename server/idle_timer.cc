@@ -64,7 +64,7 @@ void IdleTimer::Loop() {
     {
       MutexLock lock(&mu_);
       for (IdleWatch* w : watches_) {
-        const int64_t at = w->armed_at_.load(std::memory_order_relaxed);
+        const int64_t at = w->armed_at_.load(std::memory_order_acquire);
         if (at != IdleWatch::kDisarmed && now - at > ticks_to_fire_) idle.push_back(w);
       }
     }
@@ -83,10 +83,10 @@ bool IdleTimer::BeginFiring(IdleWatch* w, int64_t now) {
   // stream), or disarmed or re-armed since: not idle. The exchange makes
   // the firing once per arming.
   if (watches_.find(w) == watches_.end()) return false;
-  int64_t at = w->armed_at_.load(std::memory_order_relaxed);
+  int64_t at = w->armed_at_.load(std::memory_order_acquire);
   if (at == IdleWatch::kDisarmed || now - at <= ticks_to_fire_ ||
       !w->armed_at_.compare_exchange_strong(at, IdleWatch::kDisarmed,
-                                            std::memory_order_relaxed)) {
+                                            std::memory_order_acquire)) {
     return false;
   }
   firing_ = w;

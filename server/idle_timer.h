@@ -5,7 +5,7 @@
 // the streams' IdleWatches. A stream arms its watch when it starts waiting
 // for its client (an upload's read of the next message, a download's write
 // to a client that must read it) and disarms it when the wait ends, so the
-// per-message cost is one relaxed atomic store of a tick counter each way:
+// per-message cost is one atomic store of a tick counter each way:
 // no clock read, no lock, no allocation. A watch armed at tick t fires at
 // the first scan at tick t + ceil(timeout / tick) + 1 or later, so never
 // before `timeout` has passed and at most about two ticks after.
@@ -87,9 +87,11 @@ class IdleWatch {
   IdleWatch(const IdleWatch&) = delete;
   IdleWatch& operator=(const IdleWatch&) = delete;
 
-  // The stream waits for its client from now on: the clock runs.
+  // The stream waits for its client from now on: the clock runs. What the
+  // caller did before Arm happens before a firing of this arming (a
+  // release store: on x86 a plain one).
   void Arm() {
-    if (timer_ != nullptr) armed_at_.store(timer_->now_tick(), std::memory_order_relaxed);
+    if (timer_ != nullptr) armed_at_.store(timer_->now_tick(), std::memory_order_release);
   }
   // The wait is over: the clock stops.
   void Disarm() { armed_at_.store(kDisarmed, std::memory_order_relaxed); }
