@@ -20,25 +20,34 @@ void AppendVarint(uint64_t v, std::string* out) {
   out->push_back(static_cast<char>(v));
 }
 
-void ReturnToPool(void* buffer) { delete static_cast<storage::PooledBuffer*>(buffer); }
+struct Lent {
+  storage::PooledBuffer buffer;
+  storage::BufferPool::Loan loan;
+};
+
+void ReturnToPool(void* lent) { delete static_cast<Lent*>(lent); }
 
 }  // namespace
 
-grpc::ByteBuffer EncodeDownloadResponse(const v1::DownloadResponse& header,
-                                        storage::PooledBuffer buffer, size_t length) {
+grpc::Slice LendToGrpc(storage::PooledBuffer buffer, size_t length,
+                       storage::BufferPool::Loan loan) {
+  char* data = buffer.data();
+  return grpc::Slice(data, length, &ReturnToPool,
+                     new Lent{std::move(buffer), std::move(loan)});
+}
+
+grpc::Slice CopyToGrpc(const char* data, size_t length) { return grpc::Slice(data, length); }
+
+grpc::ByteBuffer EncodeDownloadResponse(const v1::DownloadResponse& header, grpc::Slice data) {
   std::string head;
   header.SerializeToString(&head);
-  if (length == 0) {
+  if (data.size() == 0) {
     grpc::Slice slice(head);
     return grpc::ByteBuffer(&slice, 1);
   }
   head.push_back(kDataTag);
-  AppendVarint(length, &head);
-  char* data = buffer.data();
-  grpc::Slice slices[2] = {
-      grpc::Slice(head),
-      grpc::Slice(data, length, &ReturnToPool, new storage::PooledBuffer(std::move(buffer))),
-  };
+  AppendVarint(data.size(), &head);
+  grpc::Slice slices[2] = {grpc::Slice(head), std::move(data)};
   return grpc::ByteBuffer(slices, 2);
 }
 

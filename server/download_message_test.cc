@@ -41,8 +41,10 @@ TEST(DownloadMessage, ParsesAsTheSameResponseAndGivesTheBufferBack) {
     const std::string data(buffer.data(), length);
     const char* where = buffer.data();
     {
-      grpc::ByteBuffer message = EncodeDownloadResponse(Header(), std::move(buffer), length);
+      grpc::ByteBuffer message =
+          EncodeDownloadResponse(Header(), LendToGrpc(std::move(buffer), length, (*pool)->TryLend()));
       EXPECT_EQ((*pool)->free_count(), 0u);  // gRPC holds it
+      EXPECT_EQ((*pool)->lent_count(), 1u);
       std::vector<grpc::Slice> slices;
       ASSERT_TRUE(message.Dump(&slices).ok());
       ASSERT_EQ(slices.size(), 2u);
@@ -54,11 +56,32 @@ TEST(DownloadMessage, ParsesAsTheSameResponseAndGivesTheBufferBack) {
       EXPECT_EQ(parsed.SerializeAsString(), expected.SerializeAsString());
     }
     EXPECT_EQ((*pool)->free_count(), 1u);
+    EXPECT_EQ((*pool)->lent_count(), 0u);
   }
 }
 
+// A copied chunk parses the same and holds no pool buffer.
+TEST(DownloadMessage, CopiedDataParsesTheSame) {
+  auto pool = storage::BufferPool::Create(1, 1 << 16);
+  ASSERT_TRUE(pool.ok());
+  std::string data(65536, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 13);
+  grpc::ByteBuffer message;
+  {
+    storage::PooledBuffer buffer = (*pool)->TryAcquire();
+    std::memcpy(buffer.data(), data.data(), data.size());
+    message = EncodeDownloadResponse(Header(), CopyToGrpc(buffer.data(), data.size()));
+  }
+  EXPECT_EQ((*pool)->free_count(), 1u);  // back while gRPC holds the message
+  v1::DownloadResponse parsed;
+  ASSERT_TRUE(parsed.ParseFromString(Bytes(message)));
+  v1::DownloadResponse expected = Header();
+  expected.set_data(data);
+  EXPECT_EQ(parsed.SerializeAsString(), expected.SerializeAsString());
+}
+
 TEST(DownloadMessage, NoData) {
-  grpc::ByteBuffer message = EncodeDownloadResponse(Header(), storage::PooledBuffer(), 0);
+  grpc::ByteBuffer message = EncodeDownloadResponse(Header(), grpc::Slice());
   v1::DownloadResponse parsed;
   ASSERT_TRUE(parsed.ParseFromString(Bytes(message)));
   EXPECT_EQ(parsed.SerializeAsString(), Header().SerializeAsString());

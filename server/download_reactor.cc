@@ -1,5 +1,7 @@
 #include "server/download_reactor.h"
 
+#include <grpc/grpc.h>
+
 #include <algorithm>
 #include <limits>
 #include <map>
@@ -11,9 +13,11 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "server/authorize.h"
 #include "server/convert.h"
 #include "server/download_message.h"
+#include "server/idle_timer.h"
 #include "storage/engine/buffer_pool.h"
 #include "storage/engine/cancellation.h"
 #include "storage/engine/sync.h"
@@ -23,6 +27,7 @@ namespace ringstore::server {
 namespace {
 
 using storage::Backend;
+using storage::BufferPool;
 using storage::PooledBuffer;
 
 // How a download runs. Every storage step (a wait for a pool buffer, the
@@ -31,7 +36,8 @@ using storage::PooledBuffer;
 // the one place that decides what happens next: start reads while there is
 // room, send the next chunk, or end the RPC. The RPC ends once its outcome
 // is known and nothing is in flight (no call, no write), so nothing touches
-// the reactor after Finish but gRPC's reactions, and OnDone deletes it.
+// the reactor after Finish but gRPC's reactions and the idle timer, which
+// OnDone stops before it deletes the reactor.
 class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   DownloadReactor(grpc::CallbackServerContext* context, storage::Store* store,
@@ -41,7 +47,8 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
         options_(options),
         path_(request.ok() ? request->path() : ""),
         offset_(request.ok() ? request->offset() : 0),
-        limit_(request.ok() ? request->limit() : 0) {
+        limit_(request.ok() ? request->limit() : 0),
+        idle_(options->idle_timer, [this] { OnIdle(); }) {
     absl::Status invalid = request.status();
     if (invalid.ok()) invalid = Authorize(*options_, *context_, Scope::kRead, path_);
     if (invalid.ok() && (offset_ < 0 || limit_ < 0)) {
@@ -58,7 +65,11 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
     BeginCall();
     if (offset_ == 0) {
       // Most files fit in one buffer: try one engine operation first.
-      store_->pool().Acquire([this](PooledBuffer buffer) { ReadSmall(std::move(buffer)); });
+      store_->pool().Acquire(
+          [this, loan = store_->pool().TryLend()](PooledBuffer buffer) mutable {
+            ReadSmall(std::move(buffer), std::move(loan));
+          },
+          &cancel_);
     } else {
       Open();
     }
@@ -66,6 +77,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
 
   void OnWriteDone(bool ok) override {
     RS_HAPPENS_AFTER(this);
+    idle_.Disarm();
     {
       MutexLock lock(&mu_);
       writing_ = false;
@@ -86,15 +98,47 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
 
   void OnDone() override {
     RS_HAPPENS_AFTER(this);
+    idle_.Close();  // waits for an OnIdle running on the timer's thread
     delete this;
   }
 
  private:
+  // A chunk read and not yet sent: its data in a pool buffer lent to gRPC,
+  // or in a copy (download_message.h).
   struct Chunk {
-    PooledBuffer buffer;
-    size_t length = 0;
+    grpc::Slice data;
     uint32_t crc32c = 0;
   };
+
+  // A read to start: `loan` set for a whole pool buffer sent without a
+  // copy, else a kCopyChunk read that is copied.
+  struct PlannedRead {
+    int64_t offset;
+    size_t length;
+    BufferPool::Loan loan;
+  };
+
+  // The client has read nothing for --idle_timeout while a write waited
+  // for it (on the idle timer's thread). Cancelling the call makes gRPC drop
+  // the pending message, and with it the buffer or copy it held; the RPC
+  // then ends as any cancelled one does, with the outcome set here, and the
+  // client sees DEADLINE_EXCEEDED. The last thing it does with the reactor
+  // is the cancel: the reactions it triggers may run here and end the RPC.
+  void OnIdle() {
+    const std::string message = absl::StrCat(
+        "the client read nothing for ", absl::FormatDuration(idle_timeout()), " (--idle_timeout)");
+    {
+      MutexLock lock(&mu_);
+      SetOutcome(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, message));
+    }
+    grpc_call_cancel_with_status(context_->c_call(), GRPC_STATUS_DEADLINE_EXCEEDED,
+                                 message.c_str(), nullptr);
+  }
+
+  absl::Duration idle_timeout() const {
+    return options_->idle_timer != nullptr ? options_->idle_timer->timeout()
+                                           : absl::InfiniteDuration();
+  }
 
   // --- Storage calls: each starts with BeginCall (or within Advance); its
   // completion records its result under mu_ and then calls Advance(1),
@@ -107,24 +151,29 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
     ++calls_;
   }
 
-  // Reads the whole file into `buffer` with one engine operation; a file
+  // Reads the whole file into `buffer` with one engine operation (all of
+  // it with a loan, else the first kCopyHeld * kCopyChunk bytes); a file
   // that does not fit goes on to Open (the same call).
-  void ReadSmall(PooledBuffer buffer) {
+  void ReadSmall(PooledBuffer buffer, BufferPool::Loan loan) {
+    if (!buffer.valid()) return Withdrawn();
     if (Ending()) return EndCall();  // `buffer` goes back
     // Taken before the call: the callback's capture moves `buffer`, and the
     // order in which a call's arguments are evaluated is unspecified.
-    const absl::Span<char> span = buffer.span();
+    const absl::Span<char> span =
+        loan.valid() ? buffer.span()
+                     : buffer.span().subspan(0, std::min(buffer.capacity(), kCopyHeld * kCopyChunk));
     store_->ReadSmall(path_, span, &cancel_,
-                      [this, buffer = std::move(buffer)](
+                      [this, buffer = std::move(buffer), loan = std::move(loan)](
                           absl::StatusOr<storage::Store::SmallRead> r, Backend backend) mutable {
-                        OnSmallRead(std::move(r), backend, std::move(buffer));
+                        OnSmallRead(std::move(r), backend, std::move(buffer), std::move(loan));
                       });
   }
 
   void OnSmallRead(absl::StatusOr<storage::Store::SmallRead> r, Backend backend,
-                   PooledBuffer buffer) {
+                   PooledBuffer buffer, BufferPool::Loan loan) {
     if (r.ok() && !r->complete) {
       buffer = PooledBuffer();
+      loan = BufferPool::Loan();
       {
         MutexLock lock(&mu_);
         backend_ = backend;
@@ -141,7 +190,10 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
       FillHeader(backend, &header);
       header.set_offset(0);
       header.set_crc32c(Crc32c(absl::string_view(buffer.data(), n)));
-      message = EncodeDownloadResponse(header, std::move(buffer), n);
+      message = EncodeDownloadResponse(header, loan.valid()
+                                                   ? LendToGrpc(std::move(buffer), n, std::move(loan))
+                                                   : CopyToGrpc(buffer.data(), n));
+      buffer = PooledBuffer();  // a copy's buffer goes back now
     }
     {
       MutexLock lock(&mu_);
@@ -184,7 +236,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
         v1::DownloadResponse header;
         FillHeader(backend, &header);
         header.set_offset(offset_);
-        message = EncodeDownloadResponse(header, PooledBuffer(), 0);
+        message = EncodeDownloadResponse(header, grpc::Slice());
       }
     }
     {
@@ -205,19 +257,21 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
   }
 
   // A pool buffer for the chunk at `offset` has come: read into it.
-  void ReadChunk(int64_t offset, size_t len, PooledBuffer buffer) {
+  void ReadChunk(int64_t offset, size_t len, BufferPool::Loan loan, PooledBuffer buffer) {
+    if (!buffer.valid()) return Withdrawn();
     if (Ending()) return EndCall();  // `buffer` goes back
     char* data = buffer.data();
     reader_->Read(offset, absl::Span<char>(data, len), &cancel_,
-                  [this, offset, len, buffer = std::move(buffer)](absl::StatusOr<size_t> n,
-                                                                  Backend) mutable {
-                    OnChunkRead(offset, len, std::move(n), std::move(buffer));
+                  [this, offset, len, buffer = std::move(buffer), loan = std::move(loan)](
+                      absl::StatusOr<size_t> n, Backend) mutable {
+                    OnChunkRead(offset, len, std::move(n), std::move(buffer), std::move(loan));
                   });
   }
 
-  // Runs on an engine thread: the CRC32C is computed here, not in a
-  // reaction.
-  void OnChunkRead(int64_t offset, size_t len, absl::StatusOr<size_t> n, PooledBuffer buffer) {
+  // Runs on an engine thread: the CRC32C and a copy are made here, not in
+  // a reaction. Without a loan the pool buffer goes back at once.
+  void OnChunkRead(int64_t offset, size_t len, absl::StatusOr<size_t> n, PooledBuffer buffer,
+                   BufferPool::Loan loan) {
     Chunk chunk;
     absl::Status error;
     if (!n.ok()) {
@@ -226,8 +280,9 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
       error = absl::AbortedError("the file changed during the download");
     } else {
       chunk.crc32c = Crc32c(absl::string_view(buffer.data(), len));
-      chunk.length = len;
-      chunk.buffer = std::move(buffer);
+      chunk.data = loan.valid() ? LendToGrpc(std::move(buffer), len, std::move(loan))
+                                : CopyToGrpc(buffer.data(), len);
+      buffer = PooledBuffer();
     }
     {
       MutexLock lock(&mu_);
@@ -240,11 +295,24 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
     // A chunk (or buffer) not kept goes back here, with no lock held.
     chunk = Chunk();
     buffer = PooledBuffer();
+    loan = BufferPool::Loan();
     Advance(/*ended_calls=*/1);
   }
 
   // A call ended with nothing to record (the download is ending).
   void EndCall() { Advance(/*ended_calls=*/1); }
+
+  // A wait for a pool buffer ended without one: the RPC was cancelled
+  // (OnCancel fires cancel_, which withdraws the wait, possibly before
+  // OnCancel has recorded the outcome: recorded here too, so that Advance
+  // starts nothing more).
+  void Withdrawn() {
+    {
+      MutexLock lock(&mu_);
+      SetOutcome(grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the download"));
+    }
+    EndCall();
+  }
 
   // --- Deciding and ending
 
@@ -275,14 +343,16 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
   }
 
   // Ends `ended_calls` storage calls (the caller's own), then does what the
-  // state allows now: reads while the download holds fewer than kReadAhead
-  // buffers, the next chunk's write if it has been read and no write is in
-  // flight, or, once the outcome is known and nothing is in flight, the end
-  // of the RPC. Called after every change, from any thread. Touches the
-  // reactor after its critical section only for what that section gave
+  // state allows now: reads while there is room (download_reactor.h: a
+  // lent whole buffer while the download holds fewer than kReadAhead + 1
+  // chunks and the pool lends, else a copied kCopyChunk while it holds fewer
+  // than kCopyHeld), the next chunk's write if it has been read and no write
+  // is in flight, or, once the outcome is known and nothing is in flight,
+  // the end of the RPC. Called after every change, from any thread. Touches
+  // the reactor after its critical section only for what that section gave
   // this thread alone (reads it counted, the write it marked, the end).
   void Advance(int ended_calls = 0) {
-    std::vector<std::pair<int64_t, size_t>> reads;
+    std::vector<PlannedRead> reads;
     std::optional<Chunk> send;
     int64_t send_offset = 0;
     bool first = false;
@@ -296,13 +366,20 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
       if (finished_) return;
       backend = backend_;
       if (!outcome_ && streaming_) {
-        const size_t buffer_size = store_->pool().buffer_size();
-        while (next_read_ < end_ && calls_ + static_cast<int>(ready_.size()) < kReadAhead) {
-          const size_t len =
-              static_cast<size_t>(std::min<int64_t>(buffer_size, end_ - next_read_));
-          reads.emplace_back(next_read_, len);
+        BufferPool& pool = store_->pool();
+        // Chunks held: read or being read (a wait for a buffer included),
+        // and the one being sent.
+        int held = calls_ + static_cast<int>(ready_.size()) + (writing_ ? 1 : 0);
+        while (next_read_ < end_ && held < kReadAhead + 1) {
+          BufferPool::Loan loan = pool.TryLend();
+          if (!loan.valid() && held >= kCopyHeld) break;
+          const size_t len = static_cast<size_t>(std::min<int64_t>(
+              loan.valid() ? pool.buffer_size() : std::min(kCopyChunk, pool.buffer_size()),
+              end_ - next_read_));
+          reads.push_back(PlannedRead{next_read_, len, std::move(loan)});
           next_read_ += static_cast<int64_t>(len);
           ++calls_;
+          ++held;
         }
         if (!writing_) {
           auto it = ready_.find(next_write_);
@@ -311,7 +388,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
             ready_.erase(it);
             send_offset = next_write_;
             first = next_write_ == offset_;
-            next_write_ += static_cast<int64_t>(send->length);
+            next_write_ += static_cast<int64_t>(send->data.size());
             writing_ = true;
           } else if (next_write_ == end_) {
             outcome_ = grpc::Status::OK;  // all sent
@@ -328,28 +405,32 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
       }
     }
     dropped.clear();  // buffers go back with no lock held
-    for (const auto& [offset, len] : reads) {
+    for (PlannedRead& read : reads) {
       // Acquire may call back at once, or later on another thread.
-      store_->pool().Acquire([this, offset = offset, len = len](PooledBuffer buffer) {
-        ReadChunk(offset, len, std::move(buffer));
-      });
+      store_->pool().Acquire(
+          [this, offset = read.offset, len = read.length,
+           loan = std::move(read.loan)](PooledBuffer buffer) mutable {
+            ReadChunk(offset, len, std::move(loan), std::move(buffer));
+          },
+          &cancel_);
     }
     if (send) Write(*std::move(send), send_offset, first, backend);
     if (finish) End(*finish, with_message, backend);
   }
 
-  // Sends `chunk`, which starts at `offset`. Its buffer goes to gRPC with the
-  // message and back to the pool when the bytes are on the socket
-  // (download_message.h). header_ and message_ belong to the one write in
-  // flight. The reaction may run on another thread, which gRPC orders after
-  // this call.
+  // Sends `chunk`, which starts at `offset`. Its data goes to gRPC with the
+  // message; a lent buffer goes back to the pool when the bytes are on the
+  // socket (download_message.h). header_ and message_ belong to the one
+  // write in flight. The idle clock runs until the write completes. The
+  // reaction may run on another thread, which gRPC orders after this call.
   void Write(Chunk chunk, int64_t offset, bool first, Backend backend) {
     header_.Clear();
     if (first) FillHeader(backend, &header_);
     header_.set_offset(offset);
     header_.set_crc32c(chunk.crc32c);
-    message_ = EncodeDownloadResponse(header_, std::move(chunk.buffer), chunk.length);
+    message_ = EncodeDownloadResponse(header_, std::move(chunk.data));
     RS_HAPPENS_BEFORE(this);
+    idle_.Arm();
     StartWrite(&message_);
   }
 
@@ -363,6 +444,10 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
     RS_HAPPENS_BEFORE(this);
     RS_HAPPENS_BEFORE(store_);  // see main.cc
     if (with_message) {
+      // A client that never reads this message is cut off by the idle
+      // timer too, so that gRPC lets go of the data (OnIdle; the status
+      // stays the one given here).
+      idle_.Arm();
       StartWriteAndFinish(&message_, grpc::WriteOptions(), status);
     } else {
       Finish(status);
@@ -380,9 +465,13 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
   const std::string path_;
   const int64_t offset_;
   const int64_t limit_;
-  // Cuts short the engine reads of a cancelled RPC. Outlives them: the RPC
-  // ends only once every call has called back.
+  // Cuts short the engine reads of a cancelled RPC and withdraws its waits
+  // for pool buffers. Outlives them: the RPC ends only once every call has
+  // called back.
   storage::Cancellation cancel_;
+  // Runs while a write waits for the client; OnIdle when it has waited
+  // --idle_timeout. Closed by OnDone.
+  IdleWatch idle_;
   // Set by the open (or small read) before streaming_ or outcome_ says so,
   // constant afterwards; reader_ is released by End.
   std::unique_ptr<storage::Reader> reader_;

@@ -1,7 +1,8 @@
 // The FileStore service in process, over a real gRPC channel on a port
 // picked by the kernel: what cancelled calls leave behind (nothing: no temp
 // data, every pool buffer back), and that the cancellable Stat and List
-// still answer as before. On every engine.
+// still answer as before; streams whose client goes silent end at the idle
+// timeout with nothing left behind. On every engine.
 #include "server/file_store_service.h"
 
 #include <dirent.h>
@@ -14,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "server/idle_timer.h"
 #include "gtest/gtest.h"
 #include "ringstore/v1/ringstore.grpc.pb.h"
 #include "storage/engine/engine_selector.h"
@@ -44,7 +46,12 @@ class FileStoreServiceTest : public testing::TestWithParam<std::string> {
     auto store = storage::Store::Open(options);
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);
-    service_ = std::make_unique<FileStoreService>(store_.get(), ServiceOptions());
+    ServiceOptions service_options;
+    if (idle_timeout_ > absl::ZeroDuration()) {
+      idle_timer_ = std::make_unique<IdleTimer>(idle_timeout_);
+      service_options.idle_timer = idle_timer_.get();
+    }
+    service_ = std::make_unique<FileStoreService>(store_.get(), service_options);
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -52,8 +59,8 @@ class FileStoreServiceTest : public testing::TestWithParam<std::string> {
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
     ASSERT_NE(port, 0);
-    stub_ = v1::FileStore::NewStub(grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
-                                                       grpc::InsecureChannelCredentials()));
+    target_ = absl::StrCat("127.0.0.1:", port);
+    stub_ = v1::FileStore::NewStub(grpc::CreateChannel(target_, grpc::InsecureChannelCredentials()));
   }
 
   void TearDown() override {
@@ -63,6 +70,7 @@ class FileStoreServiceTest : public testing::TestWithParam<std::string> {
     }
     server_.reset();
     service_.reset();
+    idle_timer_.reset();
     store_.reset();  // waits for background work: a leak would hang or crash
   }
 
@@ -102,7 +110,11 @@ class FileStoreServiceTest : public testing::TestWithParam<std::string> {
     return stream->Finish();
   }
 
+  // Set by a fixture before SetUp: the service's --idle_timeout (0 = none).
+  absl::Duration idle_timeout_ = absl::ZeroDuration();
   std::string root_;
+  std::string target_;
+  std::unique_ptr<IdleTimer> idle_timer_;
   std::unique_ptr<storage::Store> store_;
   std::unique_ptr<FileStoreService> service_;
   std::unique_ptr<grpc::Server> server_;
@@ -209,6 +221,56 @@ TEST_P(FileStoreServiceTest, StatAndListAnswerWithTheBackendTrailer) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllEngines, FileStoreServiceTest,
+                         testing::ValuesIn(storage::EngineNames()), storage::EngineParamName);
+
+class FileStoreServiceIdleTest : public FileStoreServiceTest {
+ protected:
+  FileStoreServiceIdleTest() { idle_timeout_ = absl::Milliseconds(500); }
+};
+
+// An upload whose client sends data and then nothing (no half-close) ends
+// DEADLINE_EXCEEDED at the idle timeout; its temp data goes.
+TEST_P(FileStoreServiceIdleTest, AnUploadThatGoesSilentEndsAndLeavesNothing) {
+  grpc::ClientContext context;
+  v1::UploadResponse response;
+  auto stream = stub_->Upload(&context, &response);
+  v1::UploadRequest request;
+  request.mutable_spec()->set_path("silent");
+  request.set_data(std::string(3 * kBuffer + 1000, 'x'));
+  ASSERT_TRUE(stream->Write(request));
+  for (int i = 0; i < 1000 && TempFiles().empty(); ++i) absl::SleepFor(absl::Milliseconds(10));
+  ASSERT_FALSE(TempFiles().empty());
+  const grpc::Status status = stream->Finish();  // no WritesDone: the client is silent
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << status.error_message();
+  ExpectNothingLeft();
+}
+
+// A download whose client stops reading (a 64 KiB stream window: no BDP
+// probing) is cancelled at the idle timeout; gRPC then drops the message
+// it held, and every buffer and loan is back.
+TEST_P(FileStoreServiceIdleTest, ADownloadNobodyReadsEndsAndGivesEverythingBack) {
+  const grpc::Status uploaded = Upload("file", std::string(24 * kBuffer, 'd'));
+  ASSERT_TRUE(uploaded.ok()) << uploaded.error_message();
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  auto stub = v1::FileStore::NewStub(
+      grpc::CreateCustomChannel(target_, grpc::InsecureChannelCredentials(), args));
+  grpc::ClientContext context;
+  v1::DownloadRequest request;
+  request.set_path("file");
+  auto stream = stub->Download(&context, request);
+  v1::DownloadResponse response;
+  ASSERT_TRUE(stream->Read(&response));
+  absl::SleepFor(absl::Seconds(3));  // six timeouts without a read
+  while (stream->Read(&response)) {
+  }
+  const grpc::Status status = stream->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << status.error_message();
+  ExpectNothingLeft();
+  EXPECT_EQ(store_->pool().lent_count(), 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllEngines, FileStoreServiceIdleTest,
                          testing::ValuesIn(storage::EngineNames()), storage::EngineParamName);
 
 }  // namespace

@@ -37,6 +37,7 @@
 #include "server/call_observer.h"
 #include "server/file_store_service.h"
 #include "server/health.h"
+#include "server/idle_timer.h"
 #include "server/metrics.h"
 #include "server/metrics_http.h"
 #include "server/server_metrics.h"
@@ -76,6 +77,11 @@ ABSL_FLAG(std::string, health_listen, "",
           "HOST:PORT for a plaintext listener with only grpc.health.v1.Health; empty = off.");
 ABSL_FLAG(std::string, access_log, "",
           "File for the access log, one JSON object per call; - = stderr; empty = off.");
+ABSL_FLAG(absl::Duration, idle_timeout, absl::Seconds(60),
+          "An upload whose client sends nothing, or a download whose client reads "
+          "nothing, for this long ends with DEADLINE_EXCEEDED; 0 = never.");
+ABSL_FLAG(int32_t, max_streams_per_connection, 100,
+          "Concurrent calls (HTTP/2 streams) one client connection may have open.");
 
 namespace {
 
@@ -99,6 +105,17 @@ int Run() {
   tls_files.client_ca = absl::GetFlag(FLAGS_tls_client_ca);
   if (absl::Status s = ringstore::server::CheckTlsFlags(tls_files); !s.ok()) {
     std::cerr << "ringstore-server: " << s.message() << "\n";
+    return 2;
+  }
+
+  const absl::Duration idle_timeout = absl::GetFlag(FLAGS_idle_timeout);
+  if (idle_timeout < absl::ZeroDuration()) {
+    std::cerr << "ringstore-server: --idle_timeout must not be negative\n";
+    return 2;
+  }
+  const int32_t max_streams = absl::GetFlag(FLAGS_max_streams_per_connection);
+  if (max_streams < 1) {
+    std::cerr << "ringstore-server: --max_streams_per_connection must be at least 1\n";
     return 2;
   }
 
@@ -149,10 +166,17 @@ int Run() {
     return 1;
   }
 
+  // Outlives the server (declared before it): streams close their watches
+  // before they end.
+  std::unique_ptr<ringstore::server::IdleTimer> idle_timer;
+  if (idle_timeout > absl::ZeroDuration()) {
+    idle_timer = std::make_unique<ringstore::server::IdleTimer>(idle_timeout);
+  }
   ringstore::server::ServiceOptions service_options;
   service_options.max_chunk_bytes = max_chunk;
   service_options.version = kVersion;
   service_options.authorizer = authorizer.get();
+  service_options.idle_timer = idle_timer.get();
   ringstore::server::FileStoreService service(store->get(), service_options);
 
   // Metrics and the access log: a registry, the log's writer, and the
@@ -166,6 +190,7 @@ int Run() {
     ringstore::server::GaugeSources sources;
     sources.pool_buffers = [s] { return s->pool().count(); };
     sources.pool_free = [s] { return s->pool().free_count(); };
+    sources.pool_waiters = [s] { return s->pool().waiter_count(); };
     sources.store_bytes = [s] { return s->used_bytes(); };
     sources.store_quota_bytes = [s] { return s->quota_bytes(); };
     sources.engine_stats = [s] { return s->engine().stats(); };
@@ -203,6 +228,8 @@ int Run() {
   // Oversized messages are refused by gRPC itself (RESOURCE_EXHAUSTED);
   // the slack covers the non-data fields.
   builder.SetMaxReceiveMessageSize(static_cast<int>(max_chunk + (64 << 10)));
+  // A client opening more streams on one connection waits for one to end.
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, max_streams);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     std::cerr << "ringstore-server: cannot listen on " << listen << "\n";

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <string>
 
+#include "server/idle_timer.h"
+
 namespace ringstore::server {
 
 class Authorizer;  // auth.h
@@ -18,6 +20,11 @@ struct ServiceOptions {
   // Checks each call's token (auth.h, authorize.h); nullptr = auth off.
   // Outlives the service.
   const Authorizer* authorizer = nullptr;
+  // --idle_timeout: an upload whose client sends nothing, or a download
+  // whose client reads nothing (a write pending), for the timer's timeout
+  // ends DEADLINE_EXCEEDED and gives its buffers back. Null: never. Owned
+  // by main(); outlives every call.
+  IdleTimer* idle_timer = nullptr;
 };
 
 }  // namespace ringstore::server

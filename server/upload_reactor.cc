@@ -1,14 +1,19 @@
 #include "server/upload_reactor.h"
 
+#include <grpc/grpc.h>
+
 #include <algorithm>
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "server/authorize.h"
 #include "server/convert.h"
+#include "server/idle_timer.h"
 #include "storage/engine/cancellation.h"
 #include "storage/engine/sync.h"
 #include "third_party/system/crc32c.h"
@@ -24,7 +29,8 @@ using storage::Backend;
 // is in flight, or none once End has run. State is touched only by the step
 // in flight, in chain order (gRPC and the Store order each step's
 // completion after its start), except cancel_, which OnCancel may fire from
-// another thread at any time.
+// another thread at any time, and idle_fired_, which the idle timer sets
+// (OnIdle) when a read has waited --idle_timeout for the client.
 class UploadReactor final : public grpc::ServerReadReactor<v1::UploadRequest> {
  public:
   UploadReactor(grpc::CallbackServerContext* context, storage::Store* store,
@@ -32,14 +38,16 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadRequest> {
       : context_(context),
         store_(store),
         options_(options),
-        response_(response) {
+        response_(response),
+        idle_(options->idle_timer, [this] { OnIdle(); }) {
     Read();
   }
 
   void OnReadDone(bool ok) override {
     RS_HAPPENS_AFTER(this);
+    idle_.Disarm();
     if (!ok) {
-      if (cancel_.cancelled()) return End(Cancelled());
+      if (cancel_.cancelled() || idle_fired_.load()) return End(Cancelled());
       // The client half-closed before sending finish.
       return End(absl::InvalidArgumentError(
           "upload stream ended without finish=true; nothing was committed"));
@@ -65,10 +73,25 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadRequest> {
 
   void OnDone() override {
     RS_HAPPENS_AFTER(this);
+    idle_.Close();  // waits for an OnIdle running on the timer's thread
     delete this;
   }
 
  private:
+  // The client has sent nothing for --idle_timeout while a read waited for
+  // it (on the idle timer's thread). Cancelling the call fails that read
+  // and fires cancel_ (OnCancel), and the chain ends as a cancelled upload
+  // does (its temp data removed), with DEADLINE_EXCEEDED, which the client
+  // sees too. The cancel is the last thing it does with the reactor.
+  void OnIdle() {
+    idle_fired_.store(true);
+    const std::string message = absl::StrCat(
+        "the client sent nothing for ", absl::FormatDuration(options_->idle_timer->timeout()),
+        " (--idle_timeout)");
+    grpc_call_cancel_with_status(context_->c_call(), GRPC_STATUS_DEADLINE_EXCEEDED,
+                                 message.c_str(), nullptr);
+  }
+
   void OnFirstMessage() {
     // Before any storage call. A resumed session names no path: only the
     // token and its scope are checked for it.
@@ -148,7 +171,12 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadRequest> {
     });
   }
 
-  static absl::Status Cancelled() {
+  absl::Status Cancelled() const {
+    if (idle_fired_.load()) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "the client sent nothing for ", absl::FormatDuration(options_->idle_timer->timeout()),
+          " (--idle_timeout); nothing was committed"));
+    }
     return absl::CancelledError("upload cancelled by the client");
   }
 
@@ -163,10 +191,12 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadRequest> {
     Finish(ToGrpcStatus(status));
   }
 
-  // The next message, into request_. The reaction may run on another
-  // thread, which gRPC orders after this call.
+  // The next message, into request_. The idle clock runs until it comes.
+  // The reaction may run on another thread, which gRPC orders after this
+  // call.
   void Read() {
     RS_HAPPENS_BEFORE(this);
+    idle_.Arm();
     StartRead(&request_);
   }
 
@@ -176,6 +206,9 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadRequest> {
   v1::UploadResponse* const response_;
   // The upload's: the Writer's appends watch it. Outlives the Writer.
   storage::Cancellation cancel_;
+  // Runs while a read waits for the client; closed by OnDone.
+  IdleWatch idle_;
+  std::atomic<bool> idle_fired_{false};
 
   v1::UploadRequest request_;
   std::unique_ptr<storage::Writer> writer_;

@@ -63,6 +63,7 @@ BufferPool::BufferPool(char* base, size_t count, size_t buffer_size)
     : base_(base),
       count_(count),
       buffer_size_(buffer_size),
+      lend_limit_(count / 2 > 0 ? count / 2 : 1),
       waiter_thread_(std::make_unique<WorkerPool>(1, "rs-bufpool")) {
   free_.reserve(count);
   // Hand out low indexes first.
@@ -79,18 +80,44 @@ PooledBuffer BufferPool::Wrap(int index) {
   return PooledBuffer(this, index, base_ + index * buffer_size_, buffer_size_);
 }
 
-void BufferPool::Acquire(AcquireCallback done) {
-  int index;
+void BufferPool::Acquire(AcquireCallback done) { Acquire(std::move(done), nullptr); }
+
+void BufferPool::Acquire(AcquireCallback done, Cancellation* cancel) {
+  if (IsCancelled(cancel)) return std::move(done)(PooledBuffer());
+  int index = -1;
   {
     MutexLock lock(&mu_);
     if (free_.empty()) {
-      waiters_.push_back(std::move(done));
-      return;
+      const uint64_t ticket = next_ticket_++;
+      Waiter& waiter = waiters_[ticket];
+      waiter.done = std::move(done);
+      if (cancel == nullptr) return;
+      // Lock order: the pool's lock, then the Cancellation's. Cancel() runs
+      // hooks with no lock held, so Withdraw may take the pool's.
+      waiter.cancel = cancel;
+      waiter.hook = cancel->AddHook([this, ticket] { Withdraw(ticket); });
+      if (waiter.hook != 0) return;
+      // Cancelled since the check above: withdrawn before anyone saw it.
+      done = std::move(waiter.done);
+      waiters_.erase(ticket);
+    } else {
+      index = free_.back();
+      free_.pop_back();
     }
-    index = free_.back();
-    free_.pop_back();
   }
-  std::move(done)(Wrap(index));
+  std::move(done)(index < 0 ? PooledBuffer() : Wrap(index));
+}
+
+void BufferPool::Withdraw(uint64_t ticket) {
+  MutexLock lock(&mu_);
+  auto it = waiters_.find(ticket);
+  if (it == waiters_.end()) return;  // served already
+  // The Cancellation has dropped this hook (it is running it): nothing to
+  // remove. Queued, not run: no callback runs on the cancelling thread.
+  waiter_thread_->Run([done = std::move(it->second.done)]() mutable {
+    std::move(done)(PooledBuffer());
+  });
+  waiters_.erase(it);
 }
 
 PooledBuffer BufferPool::TryAcquire() {
@@ -101,9 +128,10 @@ PooledBuffer BufferPool::TryAcquire() {
   return Wrap(index);
 }
 
-BufferPool::AcquireCallback BufferPool::PopWaiter() {
-  AcquireCallback waiter = std::move(waiters_.front());
-  waiters_.pop_front();
+BufferPool::Waiter BufferPool::PopWaiter() {
+  auto it = waiters_.begin();
+  Waiter waiter = std::move(it->second);
+  waiters_.erase(it);
   return waiter;
 }
 
@@ -118,8 +146,45 @@ void BufferPool::Release(int index) {
   // one. Queued under the lock, so that waiters run in the order they were
   // served. WorkerPool::Run only queues: nothing runs here.
   waiter_thread_->Run([waiter = PopWaiter(), buffer = Wrap(index)]() mutable {
-    std::move(waiter)(std::move(buffer));
+    // The Cancellation is alive until `done` has run; a hook it is running
+    // now finds the waiter gone and does nothing.
+    if (waiter.hook != 0) waiter.cancel->RemoveHook(waiter.hook);
+    std::move(waiter.done)(std::move(buffer));
   });
+}
+
+BufferPool::Loan& BufferPool::Loan::operator=(Loan&& other) noexcept {
+  if (this != &other) {
+    Reset();
+    pool_ = std::exchange(other.pool_, nullptr);
+  }
+  return *this;
+}
+
+void BufferPool::Loan::Reset() {
+  if (pool_ != nullptr) std::exchange(pool_, nullptr)->ReturnLoan();
+}
+
+BufferPool::Loan BufferPool::TryLend() {
+  MutexLock lock(&mu_);
+  if (lent_ >= lend_limit_ || !waiters_.empty()) return Loan();
+  ++lent_;
+  return Loan(this);
+}
+
+void BufferPool::ReturnLoan() {
+  MutexLock lock(&mu_);
+  --lent_;
+}
+
+size_t BufferPool::lent_count() const {
+  MutexLock lock(&mu_);
+  return lent_;
+}
+
+size_t BufferPool::waiter_count() const {
+  MutexLock lock(&mu_);
+  return waiters_.size();
 }
 
 size_t BufferPool::free_count() const {

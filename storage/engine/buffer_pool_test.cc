@@ -2,11 +2,13 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <set>
 #include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "storage/engine/cancellation.h"
 #include "storage/engine/sync.h"
 
 namespace ringstore::storage {
@@ -232,6 +234,155 @@ TEST(BufferPool, ConcurrentUseNeverExceedsTheCount) {
   EXPECT_EQ(served.load(), 8 * 2000);
   EXPECT_LE(max_seen.load(), static_cast<int>(kCount));
   EXPECT_EQ(pool->free_count(), kCount);
+}
+
+// A waiting Acquire whose Cancellation fires leaves the queue at once: it
+// runs with no buffer on the pool's thread (not the cancelling one), stops
+// counting as a waiter, and the next buffer goes to the waiter behind it.
+TEST(BufferPool, ACancelledWaiterLeavesTheQueueAtOnce) {
+  auto pool = MakePool(1, 4096);
+  PooledBuffer held = pool->TryAcquire();
+  Cancellation cancel;
+  Notification a_ran, b_served;
+  bool a_got_buffer = true;
+  std::thread::id a_thread;
+  PooledBuffer got_b;
+  pool->Acquire(
+      [&](PooledBuffer b) {
+        a_got_buffer = b.valid();
+        a_thread = std::this_thread::get_id();
+        a_ran.Notify();
+      },
+      &cancel);
+  pool->Acquire([&](PooledBuffer b) {
+    got_b = std::move(b);
+    b_served.Notify();
+  });
+  EXPECT_EQ(pool->waiter_count(), 2u);
+  cancel.Cancel();
+  EXPECT_EQ(pool->waiter_count(), 1u);  // before the withdrawn one has even run
+  a_ran.WaitForNotification();
+  EXPECT_FALSE(a_got_buffer);
+  EXPECT_NE(a_thread, std::this_thread::get_id());
+  EXPECT_FALSE(b_served.HasBeenNotified());
+  held = PooledBuffer();  // goes to b, not to the withdrawn a
+  b_served.WaitForNotification();
+  EXPECT_TRUE(got_b.valid());
+  EXPECT_EQ(pool->waiter_count(), 0u);
+  got_b = PooledBuffer();
+  EXPECT_EQ(pool->free_count(), 1u);
+}
+
+TEST(BufferPool, AcquireWithACancelledCancellationRunsInlineWithoutABuffer) {
+  auto pool = MakePool(1, 4096);
+  Cancellation cancel;
+  cancel.Cancel();
+  bool ran = false;
+  pool->Acquire(
+      [&](PooledBuffer b) {
+        ran = true;
+        EXPECT_FALSE(b.valid());
+      },
+      &cancel);
+  EXPECT_TRUE(ran);  // even though a buffer is free
+  EXPECT_EQ(pool->free_count(), 1u);
+  EXPECT_EQ(pool->waiter_count(), 0u);
+}
+
+// A Cancellation that fires after its waiter was served changes nothing,
+// and the served waiter's hook is gone from it.
+TEST(BufferPool, ALateCancellationDoesNotTakeTheBufferBack) {
+  auto pool = MakePool(1, 4096);
+  PooledBuffer held = pool->TryAcquire();
+  Cancellation cancel;
+  Notification served;
+  PooledBuffer got;
+  int runs = 0;
+  pool->Acquire(
+      [&](PooledBuffer b) {
+        ++runs;
+        got = std::move(b);
+        served.Notify();
+      },
+      &cancel);
+  held = PooledBuffer();
+  served.WaitForNotification();
+  cancel.Cancel();
+  EXPECT_EQ(runs, 1);
+  EXPECT_TRUE(got.valid());
+  EXPECT_EQ(pool->free_count(), 0u);
+  got = PooledBuffer();
+  EXPECT_EQ(pool->free_count(), 1u);
+}
+
+// Cancellations racing returned buffers: every Acquire runs exactly once,
+// with a buffer or (only if cancelled) without, and every buffer comes back.
+TEST(BufferPool, CancellationsRacingReleasesLoseNothing) {
+  constexpr size_t kCount = 3;
+  constexpr int kWaiters = 400;
+  auto pool = MakePool(kCount, 4096);
+  std::vector<PooledBuffer> held;
+  for (size_t i = 0; i < kCount; ++i) held.push_back(pool->TryAcquire());
+  std::vector<std::unique_ptr<Cancellation>> cancels;
+  std::atomic<int> runs{0}, with_buffer{0}, bad{0};
+  for (int i = 0; i < kWaiters; ++i) {
+    cancels.push_back(std::make_unique<Cancellation>());
+    pool->Acquire(
+        [&, i](PooledBuffer b) {
+          if (!b.valid() && !cancels[i]->cancelled()) ++bad;
+          if (b.valid()) ++with_buffer;
+          ++runs;
+        },
+        cancels[i].get());
+  }
+  EXPECT_EQ(pool->waiter_count(), static_cast<size_t>(kWaiters));
+  std::thread canceller([&] {
+    for (int i = 0; i < kWaiters; i += 2) cancels[i]->Cancel();
+  });
+  held.clear();  // each served waiter frees its buffer, serving the next
+  canceller.join();
+  while (runs.load() < kWaiters) std::this_thread::yield();
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_GE(with_buffer.load(), kWaiters / 2);
+  EXPECT_EQ(pool->waiter_count(), 0u);
+  EXPECT_EQ(pool->free_count(), kCount);
+}
+
+// The fairness rule: at most half the pool is lent out for unbounded holds,
+// and no loan is granted while an Acquire waits.
+TEST(BufferPool, LoansAreCappedAtHalfThePoolAndRefusedWhileAnyoneWaits) {
+  auto pool = MakePool(5, 4096);
+  EXPECT_EQ(pool->lend_limit(), 2u);
+  EXPECT_EQ(MakePool(1, 4096)->lend_limit(), 1u);
+  BufferPool::Loan a = pool->TryLend();
+  BufferPool::Loan b = pool->TryLend();
+  EXPECT_TRUE(a.valid());
+  EXPECT_TRUE(b.valid());
+  EXPECT_FALSE(pool->TryLend().valid());
+  EXPECT_EQ(pool->lent_count(), 2u);
+  BufferPool::Loan moved = std::move(a);
+  EXPECT_FALSE(a.valid());  // NOLINT(bugprone-use-after-move)
+  EXPECT_EQ(pool->lent_count(), 2u);
+  moved = BufferPool::Loan();
+  EXPECT_EQ(pool->lent_count(), 1u);
+
+  // Every buffer taken, one Acquire waiting: no loan, though one is free.
+  std::vector<PooledBuffer> held;
+  for (int i = 0; i < 5; ++i) held.push_back(pool->TryAcquire());
+  Notification served;
+  pool->Acquire([&](PooledBuffer) { served.Notify(); });
+  EXPECT_EQ(pool->waiter_count(), 1u);
+  EXPECT_FALSE(pool->TryLend().valid());
+  held.pop_back();
+  served.WaitForNotification();
+  EXPECT_EQ(pool->waiter_count(), 0u);
+  BufferPool::Loan c = pool->TryLend();
+  EXPECT_TRUE(c.valid());
+  EXPECT_EQ(pool->lent_count(), 2u);
+  held.clear();
+  b = BufferPool::Loan();
+  c = BufferPool::Loan();
+  EXPECT_EQ(pool->lent_count(), 0u);
 }
 
 }  // namespace
