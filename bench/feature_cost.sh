@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# What TLS costs a download: the same ringstore-server over one root, once
-# plaintext and once with --tls_cert/--tls_key (a P-256 certificate made here
-# with openssl), driven by load_gen in download mode, in interleaved rounds so
-# drift on a shared machine hits both alike. Prints each run's load_gen JSON
-# and then, per file size, the median MiB/s and requests/s of each mode and
-# the ratio TLS/plaintext.
+# What the optional parts of the server cost a download: the same
+# ringstore-server over one root, started in each MODE in turn, driven by
+# load_gen in download mode, in interleaved rounds so drift on a shared
+# machine hits every mode alike. Modes:
+#   plaintext  the defaults: no TLS, no auth, no metrics, no access log
+#   tls        --tls_cert/--tls_key (a P-256 certificate made here with openssl)
+#   auth       --auth_tokens (one admin token, sent by load_gen --token)
+#   observe    --metrics_listen and --access_log (to a file)
+#   old        $OLD_SERVER (another build of ringstore-server) with the
+#              defaults: what a change cost, on the same data
+# Prints each run's load_gen JSON and then, per file size, the median MiB/s,
+# requests/s and server CPU of each mode and its ratio to plaintext.
 #
 #   bazel build -c opt //server:ringstore-server //bench:load_gen
-#   bench/tls_cost.sh            # ROUNDS=3 DURATION=5s CONCURRENCY=16 SIZES="1048576 4096"
+#   bench/feature_cost.sh   # ROUNDS=3 DURATION=5s CONCURRENCY=16 SIZES="1048576 4096"
+#                           # MODES="plaintext tls auth observe" [OLD_SERVER=path MODES+=old]
 #
 # Run by hand; nothing here is a test.
 set -euo pipefail
@@ -18,6 +25,8 @@ DURATION=${DURATION:-5s}
 CONCURRENCY=${CONCURRENCY:-16}
 SIZES=${SIZES:-"1048576 4096"}
 SERVER_ARGS=${SERVER_ARGS:-}
+MODES=${MODES:-"plaintext tls auth observe"}
+OLD_SERVER=${OLD_SERVER:-}
 
 work=$(mktemp -d)
 server_pid=""
@@ -39,10 +48,15 @@ trap cleanup EXIT
     -extfile server.ext -out server.crt 2>/dev/null
 )
 
-# start_server ARGS...: sets $server_pid and $port.
+# A bearer token and its tokens-file line.
+token=bench-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+echo "$(printf %s "$token" | sha256sum | cut -d' ' -f1) admin" >"$work/tokens"
+
+# start_server ARGS...: sets $server_pid and $port ($server: which binary).
+server="$BIN/server/ringstore-server"
 start_server() {
   # shellcheck disable=SC2086
-  "$BIN/server/ringstore-server" --listen=127.0.0.1:0 --root="$work/data" $SERVER_ARGS "$@" \
+  "$server" --listen=127.0.0.1:0 --root="$work/data" $SERVER_ARGS "$@" \
     >"$work/server.out" 2>>"$work/server.err" &
   server_pid=$!
   for _ in $(seq 100); do
@@ -72,17 +86,22 @@ for size in $SIZES; do
 done
 stop_server
 
-tls_args=(--tls_cert="$work/server.crt" --tls_key="$work/server.key")
 : >"$work/results.jsonl"
 for round in $(seq "$ROUNDS"); do
-  for mode in plaintext tls; do
-    if [ "$mode" = tls ]; then
-      start_server "${tls_args[@]}"
-      client_args=(--tls_ca="$work/ca.crt")
-    else
-      start_server
-      client_args=()
-    fi
+  for mode in $MODES; do
+    server="$BIN/server/ringstore-server"
+    client_args=()
+    case "$mode" in
+      plaintext) start_server ;;
+      tls) start_server --tls_cert="$work/server.crt" --tls_key="$work/server.key"
+           client_args=(--tls_ca="$work/ca.crt") ;;
+      auth) start_server --auth_tokens="$work/tokens"
+            client_args=(--token="$token") ;;
+      observe) start_server --metrics_listen=127.0.0.1:0 --access_log="$work/access.log" ;;
+      old) [ -n "$OLD_SERVER" ] || { echo "mode old needs OLD_SERVER" >&2; exit 2; }
+           server=$OLD_SERVER; start_server ;;
+      *) echo "unknown mode $mode" >&2; exit 2 ;;
+    esac
     for size in $SIZES; do
       cpu0=$(server_cpu_ticks)
       json=$("$BIN/bench/load_gen" --server="127.0.0.1:$port" --mode=download \
@@ -100,13 +119,14 @@ done
 /usr/bin/python3 - "$work/results.jsonl" <<'EOF'
 import json, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1])]
+modes = list(dict.fromkeys(r["mode"] for r in runs))
 # Server CPU per GiB served and per 1000 requests: less sensitive than
 # throughput to what else the machine runs.
 print("%-9s %-10s %10s %12s %14s %14s %7s" % ("size", "mode", "MiB/s", "requests/s",
                                                "srv cpu s/GiB", "srv cpu ms/kreq", "errors"))
 for size in sorted({r["size"] for r in runs}, reverse=True):
     med = {}
-    for mode in ("plaintext", "tls"):
+    for mode in modes:
         rs = [r for r in runs if r["size"] == size and r["mode"] == mode]
         g = [r["load_gen"] for r in rs]
         med[mode] = (statistics.median(x["throughput_mib_s"] for x in g),
@@ -117,6 +137,8 @@ for size in sorted({r["size"] for r in runs}, reverse=True):
                                        for r in rs))
         errors = sum(x["errors"]["count"] for x in g)
         print("%-9d %-10s %10.1f %12.1f %14.2f %14.1f %7d" % ((size, mode) + med[mode] + (errors,)))
-    print("%-9d %-10s %10.3f %12.3f %14.3f %14.3f" % ((size, "tls/plain") + tuple(
-        t / p for t, p in zip(med["tls"], med["plaintext"]))))
+    for mode in modes:
+        if mode != "plaintext" and "plaintext" in med:
+            print("%-9d %-10s %10.3f %12.3f %14.3f %14.3f" % ((size, mode + "/plain") + tuple(
+                t / p for t, p in zip(med[mode], med["plaintext"]))))
 EOF
