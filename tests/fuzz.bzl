@@ -11,8 +11,9 @@
 `srcs` define `extern "C" int LLVMFuzzerTestOneInput(const uint8_t*, size_t)`
 and, if they need one-time set-up, `LLVMFuzzerInitialize(int*, char***)`;
 they report a broken property with FUZZ_CHECK (tests/fuzz_check.h), which
-aborts. The seed corpus is every file in fuzz_corpus/<name>/ beside the
-BUILD file (or the files given as `corpus`). The macro makes:
+aborts; tests/fuzz_input.h reads structured values from the bytes. The
+seed corpus is every file in fuzz_corpus/<name>/ beside the BUILD file
+(or the files given as `corpus`). The macro makes:
 
   <name>         a cc_test that runs every corpus file through the target
                  once (tests/fuzz_replay_main.cc): part of `bazel test //...`
@@ -40,7 +41,7 @@ def ringstore_fuzz_test(name, srcs, deps = [], corpus = None, size = "small", **
     native.cc_library(
         name = name + "_lib",
         srcs = srcs,
-        deps = deps + ["//tests:fuzz_check"],
+        deps = deps + ["//tests:fuzz_support"],
         testonly = True,
         alwayslink = True,
     )
