@@ -9,13 +9,14 @@
 //   path      < 0xE0: one of kPaths (valid, nested, below a file, traversal,
 //             private, malformed); else a length byte and that many bytes
 //   first     low 4 bits: 0..11 spec; 12 upload_id (resume); 13 no spec;
-//             14 spec again in the second message; 15 upload_id and spec
+//             14 spec again in the second message; 15 spec, then upload_id
+//             in the same oneof (so a resume)
 //   spec      bits 0-1 size: unknown, exact, wrong by the next byte, -1;
 //             bits 2-3 if_generation_match: absent, 0, the model's current
 //             generation, the next byte + 1 (mostly wrong);
 //             bits 4-5 whole-file crc32c: absent, right, wrong, absent;
 //             bit 6 end without finish (half-close); bit 7 cancel instead
-//   data      2 bytes: length % 3000 (the service takes at most kMaxChunk
+//   data      2 bytes: length % 6000 (the service takes at most kMaxChunk
 //             bytes a message, the store kMaxFileBytes a file), then a
 //             byte the data's pattern starts from
 //   messages  1 + byte % 4 messages, each sending the next piece of data;
@@ -39,16 +40,18 @@
 // as it was), byte for byte, and no other file.
 //
 // The engine is thread_pool (deterministic everywhere); RINGSTORE_FUZZ_ENGINE
-// names another.
+// names another. RINGSTORE_FUZZ_VERBOSE=1 prints every call's status.
 #include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <google/protobuf/stubs/logging.h>
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -297,7 +300,7 @@ Call Decode(FuzzInput& in, const std::map<std::string, Committed>& model) {
   call.path = which < 0xE0 ? Paths()[which % Paths().size()] : in.ShortString();
   const uint8_t first = in.Byte() & 0x0F;
   const uint8_t specbits = in.Byte();
-  const size_t length = in.U16() % 3000;
+  const size_t length = in.U16() % 6000;
   const uint8_t pattern = in.Byte();
   std::string data(length, '\0');
   for (size_t i = 0; i < length; ++i) data[i] = static_cast<char>(pattern + i * 7 + (i >> 8));
@@ -329,10 +332,11 @@ Call Decode(FuzzInput& in, const std::map<std::string, Committed>& model) {
   for (int i = 0; i < count; ++i) {
     v1::UploadRequest m;
     if (i == 0) {
-      if (first == 12 || first == 15) m.set_upload_id("00112233445566778899aabbccddeeff");
+      // `first` is a oneof: for 15 the upload_id set last replaces the spec.
       if (first < 12 || first == 14 || first == 15) *m.mutable_spec() = spec;
-      if (first == 12) call.resume = true;
-      if (first >= 12) Invalid(&call, "the first message is not one spec");
+      if (first == 12 || first == 15) m.set_upload_id("00112233445566778899aabbccddeeff");
+      call.resume = first == 12 || first == 15;
+      if (first >= 12 && first != 14) Invalid(&call, "the first message carries no spec");
     } else if (i == 1 && first == 14) {
       *m.mutable_spec() = spec;
     }
@@ -349,6 +353,7 @@ Call Decode(FuzzInput& in, const std::map<std::string, Committed>& model) {
                             : data.substr(sent, end - sent);
     if (bits & 0x20) piece.resize(kMaxChunk + 1 + in.Byte(), 'p');
     m.set_offset(offset);
+    m.set_data(piece);
     if (bits & 4) m.set_crc32c(ringstore::Crc32c(piece) ^ ((bits & 8) ? 1 : 0));
     const bool last = i + 1 == count || (bits & 0x10);
     m.set_finish(last && finish);
@@ -411,6 +416,8 @@ void Run(World& w, const Call& call) {
   const grpc::StatusCode code = status.error_code();
   const std::string what = absl::StrCat("upload of \"", absl::CEscape(call.path), "\" -> ", code,
                                         " ", status.error_message());
+  static const bool verbose = std::getenv("RINGSTORE_FUZZ_VERBOSE") != nullptr;
+  if (verbose) std::fprintf(stderr, "  %s\n", what.c_str());
 
   static const std::set<grpc::StatusCode> kAllowed = {
       grpc::OK, grpc::INVALID_ARGUMENT, grpc::NOT_FOUND, grpc::FAILED_PRECONDITION,
@@ -438,6 +445,9 @@ void Run(World& w, const Call& call) {
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  // Paths of any bytes are the point: not a log line for each one that is
+  // not UTF-8 (protobuf logs it when it refuses the message).
+  google::protobuf::SetLogHandler(nullptr);
   TheWorld();
   return 0;
 }
