@@ -2,7 +2,7 @@
 // where libFuzzer is not: runs LLVMFuzzerInitialize once, if the target has
 // one, then LLVMFuzzerTestOneInput on every file named on the command line
 // and every file below every directory named there, in sorted order, each
-// once. A broken property aborts (FUZZ_CHECK) after the input's name is
+// once; arguments starting with '-' (libFuzzer's flags) are ignored. A broken property aborts (FUZZ_CHECK) after the input's name is
 // printed. No input at all is a failure: an empty corpus tests nothing.
 #include <algorithm>
 #include <cstdint>
@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   if (LLVMFuzzerInitialize != nullptr) LLVMFuzzerInitialize(&argc, &argv);
   std::vector<std::string> inputs;
   for (int i = 1; i < argc; ++i) {
+    if (argv[i][0] == '-') continue;  // a libFuzzer flag: means nothing here
     if (fs::is_directory(argv[i])) {
       for (const auto& e : fs::recursive_directory_iterator(argv[i])) {
         if (e.is_regular_file()) inputs.push_back(e.path().string());
