@@ -24,6 +24,8 @@ seed corpus is every file in fuzz_corpus/<name>/ beside the BUILD file
                  (clang-14, ASan + UBSan + coverage; .bazelrc). Built without
                  --config=fuzz it is the replay driver again.
   <name>_corpus  a filegroup of the seed corpus (tests/run_all.sh copies it).
+
+Other arguments (tags, timeout, ...) go to the cc_test.
 """
 
 def ringstore_fuzz_test(name, srcs, deps = [], corpus = None, size = "small", **kwargs):
