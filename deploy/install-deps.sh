@@ -7,6 +7,7 @@ packages=(
   bazel-bootstrap
   g++
   clang-14
+  libclang-rt-14-dev
   libgrpc++-dev
   protobuf-compiler-grpc
   protobuf-compiler

@@ -9,7 +9,8 @@
 # missing kernel feature or tool) is skipped, never passed; junit_count.py
 # names each on stderr. Exits non-zero if any case failed or Bazel failed.
 # Extra arguments go to both `bazel test` runs.
-# The build with clang's thread-safety analysis counts as one more case.
+# The build with clang's thread-safety analysis counts as one more case, and
+# so does each libFuzzer target's bounded run (the fuzz stage at the end).
 #
 # tests/junit_count.py reads only the test.xml files this invocation's build
 # event stream names: both runs share bazel-testlogs, so a target that does
@@ -69,6 +70,76 @@ else
   echo "clang thread-safety build: failed"
   failed=$(( failed + 1 ))
 fi
+
+# Fuzzing (tests/fuzz.bzl; .bazelrc's --config=fuzz: clang-14, libFuzzer,
+# ASan and UBSan): every libFuzzer binary (tag "fuzzer") runs for
+# $RINGSTORE_FUZZ_SECONDS (default 60) on a copy of its seed corpus; the
+# corpus in git is never touched. Each target is one case: passed if it ran
+# its time without a crash, a leak, a timeout or a broken property; failed
+# otherwise, naming the saved input and the command that reproduces it
+# (inputs are kept in $RINGSTORE_FUZZ_ARTIFACTS, default
+# ${TMPDIR:-/tmp}/ringstore-fuzz-artifacts); skipped, with the reason, if
+# clang-14 or libFuzzer is missing. Their seed corpora are replayed by the
+# plain run above whatever the compiler (the targets' cc_tests).
+fuzz_seconds=${RINGSTORE_FUZZ_SECONDS:-60}
+fuzz_artifacts=${RINGSTORE_FUZZ_ARTIFACTS:-${TMPDIR:-/tmp}/ringstore-fuzz-artifacts}
+fuzz_targets=$(bazel query 'attr(tags, "(^\[|, )fuzzer(,|\]$)", kind(cc_binary, //...))' \
+  2>"$work/fuzz.query.err")
+if [ $? -ne 0 ] || [ -z "$fuzz_targets" ]; then
+  cat "$work/fuzz.query.err" >&2
+  echo "fuzz: FAILED: cannot list the fuzz targets"
+  failed=$(( failed + 1 ))
+  fuzz_targets=
+fi
+fuzz_missing=
+if ! command -v clang-14 >/dev/null; then
+  fuzz_missing="clang-14 is not installed"
+elif [ ! -e "$(clang-14 -print-resource-dir)/lib/linux/libclang_rt.fuzzer-x86_64.a" ]; then
+  fuzz_missing="libFuzzer (libclang-rt-14-dev) is not installed"
+fi
+for target in $fuzz_targets; do
+  name=${target##*:}
+  if [ -n "$fuzz_missing" ]; then
+    echo "fuzz $name: skipped: $fuzz_missing"
+    skipped=$(( skipped + 1 ))
+    continue
+  fi
+  if ! bazel build --config=fuzz --jobs=2 "$target" >"$work/fuzz.build.log" 2>&1; then
+    grep -v 'Cannot export local symbol' "$work/fuzz.build.log" | tail -30 >&2
+    echo "fuzz $name: FAILED: does not build with --config=fuzz"
+    failed=$(( failed + 1 ))
+    continue
+  fi
+  binary="$(bazel info --config=fuzz bazel-bin 2>/dev/null)/$(echo "${target#//}" | tr : /)"
+  run="$work/fuzz/$name"
+  mkdir -p "$run/corpus" "$run/artifacts" "$run/tmp"
+  # The seed corpus: the files of the target's <name>_corpus filegroup.
+  for label in $(bazel query "labels(srcs, ${target%_fuzzer}_corpus)" 2>/dev/null); do
+    cp "$(echo "${label#//}" | tr : /)" "$run/corpus/"
+  done
+  if (cd "$run" && TMPDIR="$run/tmp" "$binary" -max_total_time="$fuzz_seconds" -timeout=60 \
+        -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$run/artifacts/" corpus \
+        >"$run/log" 2>&1); then
+    echo "fuzz $name: passed ($(grep -o 'stat::number_of_executed_units: *[0-9]*' "$run/log" |
+      grep -o '[0-9]*$') inputs in ${fuzz_seconds}s, $(ls "$run/corpus" | wc -l) in the corpus)"
+    passed=$(( passed + 1 ))
+  else
+    mkdir -p "$fuzz_artifacts/$name"
+    cp "$run"/artifacts/* "$fuzz_artifacts/$name/" 2>/dev/null
+    cp "$run/log" "$fuzz_artifacts/$name/log"
+    grep -v '^#[0-9]' "$run/log" | tail -40 >&2
+    echo "fuzz $name: FAILED; log $fuzz_artifacts/$name/log"
+    for input in "$run"/artifacts/*; do
+      [ -e "$input" ] || continue
+      saved="$fuzz_artifacts/$name/$(basename "$input")"
+      echo "  input: $saved"
+      echo "  reproduce: bazel build --config=fuzz $target &&" \
+        "bazel-bin/$(echo "${target#//}" | tr : /) $saved"
+    done
+    failed=$(( failed + 1 ))
+  fi
+done
+
 # Bazel failed with every case passing (a target that is not a test did not
 # build): still a failure.
 if [ "$failed" -eq 0 ] && { [ "$asan_rc" -ne 0 ] || [ "$bazel_rc" -ne 0 ]; }; then
