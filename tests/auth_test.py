@@ -77,7 +77,7 @@ class Tokens:
         write_file(self.path, "\n".join(lines) + "\n")
 
 
-class AuthTest(unittest.TestCase):
+class AuthTest(testlib.RpcAssertions, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.dir = testlib.tmpdir("auth")
@@ -111,14 +111,6 @@ class AuthTest(unittest.TestCase):
         else:
             self.assertEqual(r.returncode, 1, r.stderr)
             self.assertIn(("ringstore: %s:" % code_name).encode(), r.stderr)
-
-    def assertCode(self, code, fn, *args, **kw):
-        with self.assertRaises(grpc.RpcError) as cm:
-            r = fn(*args, **kw)
-            if hasattr(r, "__iter__") and not isinstance(r, (bytes, str)):
-                list(r)
-        self.assertEqual(cm.exception.code(), code, cm.exception.details())
-        return cm.exception
 
     def every_call(self, metadata, path="team-a/x"):
         """Each FileStore RPC once, as (name, callable)."""

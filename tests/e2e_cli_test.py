@@ -39,14 +39,10 @@ class CliTest(unittest.TestCase):
         return r
 
     def local(self, name, data):
-        p = os.path.join(self.work, name)
-        with open(p, "wb") as f:
-            f.write(data)
-        return p
+        return testlib.write_file(self.work, name, data)
 
     def read(self, path):
-        with open(path, "rb") as f:
-            return f.read()
+        return testlib.read_file(path)
 
     def stat_json(self, remote):
         return json.loads(self.ok("stat", remote, json=True).stdout)

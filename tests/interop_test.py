@@ -28,7 +28,7 @@ def chunks(path, data, chunk=MiB, spec_extra=None, per_message_crc=True):
 
 
 @testlib.per_engine
-class InteropTest(unittest.TestCase):
+class InteropTest(testlib.RpcAssertions, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.server = testlib.Server(engine=cls.engine)
@@ -46,14 +46,6 @@ class InteropTest(unittest.TestCase):
 
     def download(self, path, offset=0, limit=0):
         return list(self.stub.Download(pb.DownloadRequest(path=path, offset=offset, limit=limit)))
-
-    def assertCode(self, code, fn, *args, **kw):
-        with self.assertRaises(grpc.RpcError) as cm:
-            r = fn(*args, **kw)
-            if hasattr(r, "__iter__") and not isinstance(r, (bytes, str)):
-                list(r)
-        self.assertEqual(cm.exception.code(), code, cm.exception.details())
-        return cm.exception
 
     def test_upload_download_round_trip(self):
         data = testlib.random_bytes(3 * MiB + 12345, seed=1)

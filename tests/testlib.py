@@ -274,6 +274,34 @@ def temp_files(root):
     return sorted(os.listdir(d)) if os.path.isdir(d) else []
 
 
+def write_file(directory, name, data):
+    """Writes `data` (bytes) to directory/name and returns that path."""
+    path = os.path.join(directory, name)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def read_file(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+class RpcAssertions:
+    """A unittest.TestCase mixin for calls of the generated Python stubs."""
+
+    def assertCode(self, code, fn, *args, **kw):
+        """fn(*args, **kw) (a stream is read to its end) fails with `code`;
+        returns the grpc.RpcError."""
+        import grpc  # only the tests that make RPCs import it
+        with self.assertRaises(grpc.RpcError) as cm:
+            r = fn(*args, **kw)
+            if hasattr(r, "__iter__") and not isinstance(r, (bytes, str)):
+                list(r)
+        self.assertEqual(cm.exception.code(), code, cm.exception.details())
+        return cm.exception
+
+
 def wait_until(predicate, timeout=10.0, interval=0.05):
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -136,14 +136,10 @@ class Base(unittest.TestCase):
         self.work = testlib.tmpdir("tls")
 
     def local(self, name, data):
-        p = os.path.join(self.work, name)
-        with open(p, "wb") as f:
-            f.write(data)
-        return p
+        return testlib.write_file(self.work, name, data)
 
     def read(self, path):
-        with open(path, "rb") as f:
-            return f.read()
+        return testlib.read_file(path)
 
     def cli_ok(self, address, *args, **kw):
         r = testlib.cli(address, *args, **kw)
