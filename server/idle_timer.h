@@ -14,7 +14,8 @@
 // (the timer disarms the watch first; a watch disarmed or re-armed meanwhile
 // does not fire). The callback must be quick and must not block; it
 // typically cancels its RPC. It runs with no lock of the timer's held, so it
-// may do anything that ends the stream, including destroying the watch.
+// may do anything that ends the stream, including destroying the watch (the
+// callback lives in the watch: after that it must not touch its captures).
 #ifndef RINGSTORE_SERVER_IDLE_TIMER_H_
 #define RINGSTORE_SERVER_IDLE_TIMER_H_
 

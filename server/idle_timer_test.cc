@@ -64,9 +64,12 @@ TEST(IdleTimer, TheCallbackMayDestroyItsWatch) {
   IdleTimer timer(absl::Milliseconds(20));
   Notification done;
   auto* watch = new std::unique_ptr<IdleWatch>();
-  *watch = std::make_unique<IdleWatch>(&timer, [&, watch] {
+  *watch = std::make_unique<IdleWatch>(&timer, [&done, watch] {
+    // The closure lives in the watch: what it needs after the delete is
+    // copied out first (AddressSanitizer caught the read of a capture).
+    Notification* const notify = &done;
     delete watch;  // closes the watch from its own callback
-    done.Notify();
+    notify->Notify();
   });
   (*watch)->Arm();
   done.WaitForNotification();
