@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "storage/engine/sync.h"
 
 namespace ringstore::server {
 namespace {
@@ -35,10 +36,18 @@ class WatchInterceptor final : public grpc::experimental::Interceptor {
   WatchInterceptor(HealthWatches* watches, grpc::ServerContextBase* context)
       : watches_(watches), context_(context) {
     watches_->Add(context_);
+    // gRPC runs the hooks and the destructor after this, maybe on other
+    // threads, ordered in code ThreadSanitizer does not see
+    // (storage/engine/sync.h).
+    RS_HAPPENS_BEFORE(this);
   }
-  ~WatchInterceptor() override { watches_->Remove(context_); }
+  ~WatchInterceptor() override {
+    RS_HAPPENS_AFTER(this);
+    watches_->Remove(context_);
+  }
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* m) override {
+    RS_HAPPENS_AFTER(this);
     if (m->QueryInterceptionHookPoint(
             grpc::experimental::InterceptionHookPoints::PRE_SEND_MESSAGE)) {
       watches_->Sent(context_);
@@ -47,6 +56,7 @@ class WatchInterceptor final : public grpc::experimental::Interceptor {
             grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
       watches_->Remove(context_);
     }
+    RS_HAPPENS_BEFORE(this);
     m->Proceed();
   }
 
@@ -77,6 +87,8 @@ std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
 HealthWatches::NewFactory() {
   return std::make_unique<WatchFactory>(this);
 }
+
+HealthWatches::~HealthWatches() { std::lock_guard<std::mutex> lock(mu_); }
 
 void HealthWatches::Add(grpc::ServerContextBase* context) {
   std::lock_guard<std::mutex> lock(mu_);

@@ -42,6 +42,9 @@ void SetServing(grpc::Server* server, bool serving);
 class HealthWatches {
  public:
   HealthWatches() = default;
+  // After the server is gone. Takes the lock once, so that the last Remove
+  // (a Watch's interceptor, destroyed on a gRPC thread) is ordered before.
+  ~HealthWatches();
   HealthWatches(const HealthWatches&) = delete;
   HealthWatches& operator=(const HealthWatches&) = delete;
 

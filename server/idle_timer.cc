@@ -1,6 +1,7 @@
 #include "server/idle_timer.h"
 
 #include <algorithm>
+#include <cassert>
 #include <chrono>
 #include <utility>
 #include <vector>
@@ -29,6 +30,10 @@ IdleTimer::~IdleTimer() {
   }
   sleep_cv_.notify_all();
   thread_.join();
+  // The last Unregister ran on a gRPC thread (a reactor's OnDone); the lock
+  // orders it before the set goes.
+  MutexLock lock(&mu_);
+  assert(watches_.empty());
 }
 
 void IdleTimer::Register(IdleWatch* watch) {

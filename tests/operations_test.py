@@ -93,6 +93,14 @@ class MetricsTest(unittest.TestCase):
             r = testlib.cli(server.address, "stat", "m/missing")
             self.assertEqual(r.returncode, 1, r.stderr)
 
+            # A call is counted when gRPC has finished with it, which may be
+            # a moment after its client has the answer.
+            def settled():
+                status, _, text = scrape(url)
+                m = parse_metrics(text)
+                return status == 200 and sample(m, "ringstore_uploads_in_progress") == 0 and \
+                    sum(v for k, v in m.items() if k[0] == "ringstore_requests_total") == 3
+            self.assertTrue(testlib.wait_until(settled, timeout=30))
             status, ctype, text = scrape(url)
             self.assertEqual(status, 200)
             self.assertTrue(ctype.startswith("text/plain; version=0.0.4"), ctype)
