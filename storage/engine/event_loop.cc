@@ -85,14 +85,15 @@ void EventLoop::Post(Work work) {
 }
 
 void EventLoop::Queue(Work work) {
-  bool wake;
-  {
-    MutexLock lock(&mu_);
-    // A non-empty queue has a wake-up on its way already: RunPosted drains
-    // until it finds the queue empty.
-    wake = posted_.empty();
-    posted_.push_back(std::move(work));
-  }
+  MutexLock lock(&mu_);
+  // A non-empty queue has a wake-up on its way already: RunPosted drains
+  // until it finds the queue empty. The wake-up is written under the lock:
+  // outside it, the loop could run `work` (woken for earlier work), the
+  // call it finishes could end, and the loop be destroyed, all before this
+  // thread reached the eventfd (ThreadSanitizer saw that window at a
+  // server's shutdown).
+  const bool wake = posted_.empty();
+  posted_.push_back(std::move(work));
   if (wake) Wake();
 }
 
