@@ -28,6 +28,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -325,6 +326,11 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Serves files over gRPC.\nUsage: ringstore-server [--listen=HOST:PORT] "
       "[--root=DIR] [--engine=NAME] [--tls_cert=F --tls_key=F [--tls_client_ca=F]]");
+  // --version prints the bare version (deploy/image/build.sh tags the image
+  // with it).
+  absl::FlagsUsageConfig usage_config;
+  usage_config.version_string = [] { return std::string(kVersion) + "\n"; };
+  absl::SetFlagsUsageConfig(usage_config);
   absl::ParseCommandLine(argc, argv);
   return Run();
 }
