@@ -1,8 +1,9 @@
-// The check every FileStore handler makes before it touches storage: the
-// call's `authorization` metadata against ServiceOptions::authorizer
-// (auth.h). With auth off (authorizer == nullptr) it is one pointer test.
-// The statuses are auth.h's (UNAUTHENTICATED, PERMISSION_DENIED); convert
-// them with ToGrpcStatus like any other.
+// The check every FileStore handler makes before it touches storage: that
+// the server is not draining (drain.h: UNAVAILABLE), then the call's
+// `authorization` metadata against ServiceOptions::authorizer (auth.h).
+// With auth off (authorizer == nullptr) it is two loads. The auth statuses
+// are auth.h's (UNAUTHENTICATED, PERMISSION_DENIED); convert them with
+// ToGrpcStatus like any other.
 #ifndef RINGSTORE_SERVER_AUTHORIZE_H_
 #define RINGSTORE_SERVER_AUTHORIZE_H_
 
@@ -11,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "server/auth.h"
+#include "server/drain.h"
 #include "server/service_options.h"
 
 namespace ringstore::server {
@@ -23,17 +25,28 @@ inline absl::string_view AuthorizationMetadata(const grpc::ServerContextBase& co
   return absl::string_view(it->second.data(), it->second.size());
 }
 
-// Authorizer::Check for a call on `path`.
+// UNAVAILABLE once the server drains: the client should try another
+// replica, or this one once it is back.
+inline absl::Status Admit(const ServiceOptions& options) {
+  if (options.drain != nullptr && options.drain->draining()) {
+    return absl::UnavailableError("the server is shutting down");
+  }
+  return absl::OkStatus();
+}
+
+// Admit, then Authorizer::Check for a call on `path`.
 inline absl::Status Authorize(const ServiceOptions& options,
                               const grpc::ServerContextBase& context, Scope scope,
                               absl::string_view path) {
+  if (absl::Status admitted = Admit(options); !admitted.ok()) return admitted;
   if (options.authorizer == nullptr) return absl::OkStatus();
   return options.authorizer->Check(AuthorizationMetadata(context), scope, path);
 }
 
-// Authorizer::CheckToken, for a call that names no path.
+// Admit, then Authorizer::CheckToken, for a call that names no path.
 inline absl::Status AuthorizeToken(const ServiceOptions& options,
                                    const grpc::ServerContextBase& context, Scope scope) {
+  if (absl::Status admitted = Admit(options); !admitted.ok()) return admitted;
   if (options.authorizer == nullptr) return absl::OkStatus();
   return options.authorizer->CheckToken(AuthorizationMetadata(context), scope);
 }

@@ -181,6 +181,7 @@ grpc::ServerUnaryReactor* FileStoreService::GetServerInfo(
     v1::ServerInfo* response) {
   // Any valid token sees what a client needs; the machine's details need
   // admin (auth.h).
+  if (auto* r = Refuse(context, Admit(options_))) return r;
   bool details = true;
   if (options_.authorizer != nullptr) {
     const absl::Status admin = AuthorizeToken(options_, *context, Scope::kAdmin);

@@ -17,6 +17,7 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -36,12 +37,14 @@
 #include "server/access_log.h"
 #include "server/auth.h"
 #include "server/call_observer.h"
+#include "server/drain.h"
 #include "server/file_store_service.h"
 #include "server/health.h"
 #include "server/idle_timer.h"
 #include "server/metrics.h"
 #include "server/metrics_http.h"
 #include "server/server_metrics.h"
+#include "server/socket_drain.h"
 #include "server/tls.h"
 #include "storage/engine/engine_list.h"
 #include "storage/engine/engine_selector.h"
@@ -173,7 +176,10 @@ int Run() {
   if (idle_timeout > absl::ZeroDuration()) {
     idle_timer = std::make_unique<ringstore::server::IdleTimer>(idle_timeout);
   }
+  // Outlives the server: counts its calls until the last has gone.
+  ringstore::server::Drain drain;
   ringstore::server::ServiceOptions service_options;
+  service_options.drain = &drain;
   service_options.max_chunk_bytes = max_chunk;
   service_options.version = kVersion;
   service_options.authorizer = authorizer.get();
@@ -220,6 +226,7 @@ int Run() {
     std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
     if (observer != nullptr) creators.push_back(observer->NewFactory());
     creators.push_back(health_watches.NewFactory());
+    creators.push_back(drain.NewFactory());
     builder.experimental().SetInterceptorCreators(std::move(creators));
   }
   int port = 0;
@@ -297,7 +304,25 @@ int Run() {
   // the drain open until --drain_timeout.
   health_watches.CancelAll(std::chrono::seconds(1));
   std::cerr << "ringstore-server: signal " << sig << ", draining\n";
-  server->Shutdown(absl::ToChronoTime(absl::Now() + absl::GetFlag(FLAGS_drain_timeout)));
+  // drain.h: refuse new calls, let those in flight end, let the kernel
+  // deliver what they sent; only then close the connections.
+  const absl::Time drain_deadline = absl::Now() + absl::GetFlag(FLAGS_drain_timeout);
+  drain.Begin();
+  if (const int64_t left = drain.WaitForCalls(drain_deadline); left > 0) {
+    std::cerr << "ringstore-server: --drain_timeout is over, cancelling " << left << " calls\n";
+  }
+  absl::StatusOr<int64_t> unsent = ringstore::server::WaitForQueuedBytes(port, drain_deadline);
+  if (!unsent.ok()) {
+    std::cerr << "ringstore-server: " << unsent.status().message() << "\n";
+  } else if (*unsent > 0) {
+    std::cerr << "ringstore-server: closing with " << *unsent
+              << " bytes its clients have not acknowledged\n";
+  }
+  // Nothing is left to wait for: every call has ended and its bytes are
+  // delivered, or --drain_timeout is over. Close now: a later deadline
+  // would only wait for idle clients to answer gRPC's graceful GOAWAY
+  // (5 s for a Python client here), and cancel what is left.
+  server->Shutdown(absl::ToChronoTime(absl::Now()));
   server->Wait();
   // The health listener answers NOT_SERVING until the drain is over.
   health.reset();

@@ -12,6 +12,7 @@
 namespace ringstore::server {
 
 class Authorizer;  // auth.h
+class Drain;       // drain.h
 
 struct ServiceOptions {
   // Most data one message may carry (DESIGN.md §3: 2 MiB).
@@ -25,6 +26,9 @@ struct ServiceOptions {
   // ends DEADLINE_EXCEEDED and gives its buffers back. Null: never. Owned
   // by main(); outlives every call.
   IdleTimer* idle_timer = nullptr;
+  // Once it drains, new calls are refused with UNAVAILABLE (authorize.h).
+  // Null: never. Owned by main(); outlives every call.
+  const Drain* drain = nullptr;
 };
 
 }  // namespace ringstore::server
