@@ -361,6 +361,9 @@ class _Manifests:
                 self.assertNotIn("endPort", p)
                 admitted.add(named.get(p["port"], p["port"]))
         self.assertEqual(admitted, {PORTS["grpc"], PORTS["metrics"]})
+        # The server opens no connections: no egress at all.
+        self.assertIn("Egress", spec["policyTypes"])
+        self.assertEqual(spec.get("egress", []), [])
 
     def test_scrape_annotations_match_the_metrics_port(self):
         ann = self.pod()["metadata"].get("annotations", {})
