@@ -1,0 +1,671 @@
+"""The image, run under podman exactly as each Kubernetes overlay's rendered
+pod would run it.
+
+There is no cluster here, so this is the next best thing: deploy/image/build.sh
+builds the image once from the binaries under test and the test loads it back
+from its OCI archive; then, for each overlay, `kubectl kustomize` renders
+the manifests and PodRun turns the StatefulSet's pod spec into `podman run`
+flags: the container's args, env, user and groups, its volume mounts (the
+claim a temp dir, Secrets in the kubelet's ..data layout, with the files the
+test makes), the read-only root, dropped capabilities, no privilege
+escalation, the seccomp profile (RuntimeDefault is the runtime's own,
+Localhost one under deploy/seccomp/), memory and CPU limits, and the grace
+period. A field PodRun does not know fails the test rather than being
+ignored. Then it asks the probes as the kubelet would (gRPC health on the
+probe's port and service, within its thresholds), round-trips files with the
+real CLI through the published port, checks the engine each profile gives,
+and stops the container as the kubelet does (SIGTERM, then the grace period)
+while a download is in flight.
+
+Podman runs here with --runtime=runc --cgroup-manager=cgroupfs, the vfs
+storage driver and `default_ulimits = []` (the only way it works on these
+machines), in a storage of its own under a temp dir.
+"""
+
+import hashlib
+import json
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import grpc
+import yaml
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "tests"))
+import testlib  # noqa: E402
+from pki import Pki  # noqa: E402
+
+sys.path.insert(0, testlib.runfile("tests"))
+from health.v1 import health_pb2  # noqa: E402
+from health.v1 import health_pb2_grpc  # noqa: E402
+from ringstore.v1 import ringstore_pb2 as pb  # noqa: E402
+from ringstore.v1 import ringstore_pb2_grpc as pbg  # noqa: E402
+
+BUILD_SH = testlib.runfile("deploy/image/build.sh")
+K8S = testlib.runfile("deploy/k8s")
+SECCOMP = testlib.runfile("deploy/seccomp")
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def skip_reason():
+    """Why the containers cannot run here, or None."""
+    if os.environ.get("RINGSTORE_SANITIZER"):
+        return "a sanitizer build (%s) is not what the image ships" % \
+            os.environ["RINGSTORE_SANITIZER"]
+    for tool in ("podman", "buildah", "runc", "skopeo", "kubectl", "openssl"):
+        if not shutil.which(tool):
+            return "%s is not installed (bash deploy/install-deps.sh)" % tool
+    if os.geteuid() != 0:
+        return "podman with runc and cgroupfs needs root here"
+    return None
+
+
+class Podman:
+    """podman and buildah on a storage of their own under `work`."""
+
+    def __init__(self, work):
+        self.work = work
+        conf = os.path.join(work, "containers.conf")
+        with open(conf, "w") as f:
+            # Podman's default ulimits are refused on these machines.
+            f.write("[containers]\ndefault_ulimits = []\n")
+        storage = os.path.join(work, "storage.conf")
+        with open(storage, "w") as f:
+            f.write('[storage]\ndriver = "vfs"\ngraphroot = "%s/graph"\nrunroot = "%s/run"\n'
+                    % (work, work))
+        self.env = dict(os.environ, CONTAINERS_CONF=conf, CONTAINERS_STORAGE_CONF=storage,
+                        TMPDIR=work)
+
+    def run(self, *args, timeout=120, check=True):
+        r = subprocess.run(["podman", "--runtime=runc", "--cgroup-manager=cgroupfs"] +
+                           list(args), env=self.env, capture_output=True, timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError("podman %s: exit %d: %s" % (
+                " ".join(args[:3]), r.returncode, r.stderr.decode(errors="replace")[-2000:]))
+        return r
+
+    def reset(self):
+        self.run("rm", "--all", "--force", "--time=0", check=False)
+        self.run("system", "reset", "--force", check=False)
+
+
+# Made once for the module (setUpModule).
+PODMAN = None
+IMAGE = None          # the image's name, loaded back from its archive
+ARCHIVE = None
+PKI = None
+TOKEN = "k8s-test-token-" + hashlib.sha256(os.urandom(16)).hexdigest()[:24]
+
+
+def setUpModule():
+    global PODMAN, IMAGE, ARCHIVE, PKI
+    if skip_reason():
+        return
+    # A short directory: podman's runtime sockets must fit in sun_path.
+    work = tempfile.mkdtemp(prefix="rs-pod-", dir="/tmp")
+    PODMAN = Podman(work)
+    ARCHIVE = os.path.join(work, "ringstore.oci.tar")
+    r = subprocess.run(["bash", BUILD_SH, "--server=" + testlib.SERVER, "--cli=" + testlib.CLI,
+                        "--out=" + ARCHIVE], env=PODMAN.env, capture_output=True, timeout=600)
+    if r.returncode != 0:
+        raise AssertionError("build.sh failed: %s" % r.stderr.decode(errors="replace")[-3000:])
+    built = re.search(r"^image (\S+)$", r.stdout.decode(), re.M).group(1)
+    # What a user loads is the archive: drop the built image and load that.
+    PODMAN.run("rmi", "--force", built)
+    loaded = PODMAN.run("load", "--input", ARCHIVE).stdout.decode()
+    IMAGE = re.search(r"Loaded image(?:\(s\))?: (\S+)", loaded).group(1)
+
+    PKI = Pki(testlib.tmpdir("pki"))
+    # cert-manager's layout: ca.crt is the issuer's CA, which also signs the
+    # clients the server accepts.
+    PKI.ca("ca", "ringstore k8s test CA")
+    PKI.leaf("server", "ringstore", "ca", "serverAuth",
+             san="DNS:ringstore,DNS:localhost,IP:127.0.0.1")
+    PKI.leaf("client", "client", "ca", "clientAuth")
+
+
+def tearDownModule():
+    if PODMAN:
+        PODMAN.reset()
+        shutil.rmtree(PODMAN.work, ignore_errors=True)
+
+
+def secret_contents():
+    """What the test puts in each Secret the manifests name, by name and key."""
+    token_hash = hashlib.sha256(TOKEN.encode()).hexdigest()
+    return {
+        "ringstore-tls": {
+            "tls.crt": PKI.read("server.crt"),
+            "tls.key": PKI.read("server.key"),
+            "ca.crt": PKI.read("ca.crt"),
+        },
+        "ringstore-tokens": {
+            "tokens": ("# written by deploy/container_test.py\n%s admin\n" % token_hash).encode(),
+        },
+    }
+
+
+def render(overlay):
+    """The objects `kubectl kustomize` makes of deploy/k8s/`overlay`. The tree
+    is copied first: kustomize refuses symlinks that lead out of it (the
+    runfiles are symlinks)."""
+    tree = os.path.join(testlib.tmpdir("k8s"), "k8s")
+    shutil.copytree(K8S, tree, symlinks=False,
+                    ignore=shutil.ignore_patterns("node_modules", "schema"))
+    r = subprocess.run(["kubectl", "kustomize", os.path.join(tree, overlay)],
+                       capture_output=True, timeout=120)
+    if r.returncode != 0:
+        raise AssertionError("kubectl kustomize %s: %s" % (overlay, r.stderr.decode()))
+    return [o for o in yaml.safe_load_all(r.stdout) if o]
+
+
+def quantity_bytes(q):
+    units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "K": 1000, "M": 1000**2, "G": 1000**3}
+    m = re.fullmatch(r"(\d+)([KMG]i?)?", str(q))
+    if not m:
+        raise AssertionError("memory quantity %r not understood" % q)
+    return int(m.group(1)) * units.get(m.group(2) or "", 1)
+
+
+def quantity_cpus(q):
+    q = str(q)
+    return int(q[:-1]) / 1000 if q.endswith("m") else float(q)
+
+
+class PodRun:
+    """`podman run` flags for the one container of a rendered StatefulSet."""
+
+    # Fields of the pod and container specs PodRun carries over, and those
+    # that cannot change how the container runs here. Anything else fails.
+    POD_FIELDS = {"containers", "securityContext", "volumes", "serviceAccountName",
+                  "automountServiceAccountToken", "terminationGracePeriodSeconds",
+                  "enableServiceLinks", "affinity", "topologySpreadConstraints",
+                  "priorityClassName", "tolerations", "nodeSelector"}
+    CONTAINER_FIELDS = {"name", "image", "imagePullPolicy", "command", "args", "env", "ports",
+                        "volumeMounts", "securityContext", "resources", "startupProbe",
+                        "readinessProbe", "livenessProbe", "terminationMessagePolicy"}
+
+    def __init__(self, sts, secrets, work):
+        self.sts = sts
+        pod = sts["spec"]["template"]["spec"]
+        unknown = set(pod) - self.POD_FIELDS
+        if unknown:
+            raise AssertionError("pod spec fields PodRun does not emulate: %s" % unknown)
+        containers = pod["containers"]
+        if len(containers) != 1 or pod.get("initContainers"):
+            raise AssertionError("expected one container, got %d" % len(containers))
+        c = self.container = containers[0]
+        unknown = set(c) - self.CONTAINER_FIELDS
+        if unknown:
+            raise AssertionError("container fields PodRun does not emulate: %s" % unknown)
+        self.grace = pod.get("terminationGracePeriodSeconds", 30)
+        psc, csc = pod.get("securityContext", {}), c.get("securityContext", {})
+
+        def sc(field, default=None):
+            return csc.get(field, psc.get(field, default))
+
+        flags = ["--hostname", sts["metadata"]["name"] + "-0"]
+        uid, gid = sc("runAsUser"), sc("runAsGroup", 0)
+        if sc("runAsNonRoot") and not uid:
+            raise AssertionError("runAsNonRoot without a non-zero runAsUser")
+        if uid is not None:
+            flags += ["--user", "%d:%d" % (uid, gid)]
+        fs_group = psc.get("fsGroup")
+        for g in ([fs_group] if fs_group is not None else []) + psc.get("supplementalGroups", []):
+            flags += ["--group-add", str(g)]
+        if csc.get("readOnlyRootFilesystem"):
+            # Podman would add writable tmpfs on /tmp, /run, /var/tmp; a pod
+            # has none of them.
+            flags += ["--read-only", "--read-only-tmpfs=false"]
+        caps = csc.get("capabilities", {})
+        for cap in caps.get("drop", []):
+            flags += ["--cap-drop", cap.lower()]
+        for cap in caps.get("add", []):
+            flags += ["--cap-add", cap.lower()]
+        if csc.get("allowPrivilegeEscalation") is False:
+            flags += ["--security-opt", "no-new-privileges"]
+        seccomp = sc("seccompProfile")
+        if not seccomp:
+            raise AssertionError("no seccompProfile: the pod would run Unconfined")
+        self.seccomp = seccomp["type"]
+        if seccomp["type"] == "Localhost":
+            # The kubelet's <seccomp root>/profiles/X.json is deploy/seccomp/X.json.
+            flags += ["--security-opt", "seccomp=" + os.path.join(
+                SECCOMP, os.path.basename(seccomp["localhostProfile"]))]
+        elif seccomp["type"] == "Unconfined":
+            flags += ["--security-opt", "seccomp=unconfined"]
+        elif seccomp["type"] != "RuntimeDefault":
+            raise AssertionError("seccomp type %s" % seccomp["type"])
+
+        limits = c.get("resources", {}).get("limits", {})
+        if "memory" in limits:
+            flags += ["--memory", str(quantity_bytes(limits["memory"]))]
+        if "cpu" in limits:
+            flags += ["--cpus", str(quantity_cpus(limits["cpu"]))]
+
+        for e in c.get("env", []):
+            if "value" not in e:
+                raise AssertionError("env %s: only plain values are emulated" % e["name"])
+            flags += ["--env", "%s=%s" % (e["name"], e["value"])]
+        self.ports = {}
+        for p in c.get("ports", []):
+            self.ports[p["containerPort"]] = p.get("name")
+            flags += ["--publish", "127.0.0.1::%d" % p["containerPort"]]
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            port = c.get(probe, {}).get("grpc", {}).get("port")
+            if port is not None and port not in self.ports:
+                flags += ["--publish", "127.0.0.1::%d" % port]
+                self.ports[port] = None
+
+        self.mounts = {}
+        self.claim = None
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        claims = {t["metadata"]["name"] for t in sts["spec"].get("volumeClaimTemplates", [])}
+        for m in c.get("volumeMounts", []):
+            name = m["name"]
+            if name in claims:
+                host = os.path.join(work, "claim-" + name)
+                os.makedirs(host, exist_ok=True)
+                if fs_group is not None:
+                    # The kubelet gives a volume to fsGroup, setgid.
+                    os.chown(host, 0, fs_group)
+                    os.chmod(host, 0o2775)
+                self.claim = host
+                ro = False
+            elif name in volumes and "secret" in volumes[name]:
+                host = self._secret_dir(volumes[name]["secret"], secrets, work, fs_group)
+                ro = True
+            elif name in volumes and "emptyDir" in volumes[name]:
+                host = os.path.join(work, "empty-" + name)
+                os.makedirs(host, exist_ok=True)
+                os.chmod(host, 0o1777)
+                ro = False
+            else:
+                raise AssertionError("volume %s: kind not emulated" % name)
+            if m.get("subPath"):
+                host = os.path.join(host, m["subPath"])
+            self.mounts[m["mountPath"]] = host
+            flags += ["--volume", "%s:%s%s" % (host, m["mountPath"],
+                                               ":ro" if ro or m.get("readOnly") else "")]
+        if c.get("command"):
+            flags += ["--entrypoint", json.dumps(c["command"])]
+        self.flags = flags
+        self.args = list(c.get("args", []))
+
+    @staticmethod
+    def _secret_dir(spec, secrets, work, fs_group):
+        """A Secret volume as the kubelet writes it: the files in a
+        timestamped directory, ..data pointing at it, and each key a link
+        through ..data (what TLS rotation by symlink swap relies on)."""
+        name = spec["secretName"]
+        if name not in secrets:
+            raise AssertionError("no test content for Secret %s" % name)
+        root = os.path.join(work, "secret-" + name)
+        stamp = os.path.join(root, "..2026_12_02_00_00_00.000000001")
+        os.makedirs(stamp)
+        mode = spec.get("defaultMode", 0o644)
+        items = spec.get("items") or [{"key": k, "path": k} for k in secrets[name]]
+        for item in items:
+            path = os.path.join(stamp, item["path"])
+            with open(path, "wb") as f:
+                f.write(secrets[name][item["key"]])
+            os.chown(path, 0, fs_group if fs_group is not None else 0)
+            os.chmod(path, item.get("mode", mode))
+            top = item["path"].split("/")[0]
+            if not os.path.lexists(os.path.join(root, top)):
+                os.symlink(os.path.join("..data", top), os.path.join(root, top))
+        os.symlink(os.path.basename(stamp), os.path.join(root, "..data"))
+        for d in (root, stamp):
+            os.chmod(d, 0o755)
+        return root
+
+    def arg(self, flag):
+        """The value of --flag in the container's args, or None."""
+        for a in self.args:
+            if a.startswith("--%s=" % flag):
+                return a.split("=", 1)[1]
+        return None
+
+
+class Container:
+    """One container started from a PodRun."""
+
+    def __init__(self, run, extra_flags=()):
+        self.run = run
+        r = PODMAN.run("run", "--detach", *run.flags, *extra_flags, IMAGE, *run.args)
+        self.id = r.stdout.decode().strip()
+        self.host_ports = {}
+        for line in PODMAN.run("port", self.id).stdout.decode().splitlines():
+            m = re.match(r"(\d+)/tcp -> [\d.]+:(\d+)", line)
+            if m:
+                self.host_ports[int(m.group(1))] = int(m.group(2))
+
+    def address(self, container_port):
+        return "127.0.0.1:%d" % self.host_ports[container_port]
+
+    def grpc_address(self):
+        return self.address(next(p for p, n in self.run.ports.items() if n == "grpc"))
+
+    def logs(self):
+        r = PODMAN.run("logs", self.id, check=False)
+        return (r.stdout + r.stderr).decode(errors="replace")
+
+    def state(self):
+        out = PODMAN.run("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}",
+                         self.id).stdout.decode().split()
+        return out[0], int(out[1])
+
+    def remove(self):
+        PODMAN.run("rm", "--force", "--time=0", self.id, check=False)
+
+
+def health(address, service, timeout):
+    with grpc.insecure_channel(address) as ch:
+        return health_pb2_grpc.HealthStub(ch).Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=timeout).status
+
+
+class OverlayCase(testlib.RpcAssertions):
+    """The checks every overlay gets. Subclasses set OVERLAY and ENGINE."""
+
+    OVERLAY = None
+    ENGINE = None
+
+    @classmethod
+    def setUpClass(cls):
+        reason = skip_reason()
+        if reason:
+            raise unittest.SkipTest(reason)
+        objects = render(cls.OVERLAY)
+        sets = [o for o in objects if o["kind"] == "StatefulSet"]
+        assert len(sets) == 1, "%s renders %d StatefulSets" % (cls.OVERLAY, len(sets))
+        cls.sts = sets[0]
+
+    def setUp(self):
+        self.work = testlib.tmpdir("pod")
+        os.chmod(self.work, 0o755)
+        self.pod = PodRun(self.sts, secret_contents(), self.work)
+        self.container = None
+
+    def tearDown(self):
+        if self.container:
+            # In test.log, for when a check above failed.
+            sys.stderr.write("container logs:\n%s\n" % self.container.logs())
+            self.container.remove()
+
+    def start(self, extra_flags=()):
+        self.container = Container(self.pod, extra_flags)
+        self.wait_started()
+        return self.container
+
+    # What the kubelet does.
+
+    def probe(self, name):
+        return self.pod.container[name]["grpc"]
+
+    def wait_started(self):
+        """The startup probe, as the kubelet runs it: after initialDelaySeconds,
+        every periodSeconds, failureThreshold failures kill the container.
+        Polled more often here (every 0.1 s) with the same deadline."""
+        spec = self.pod.container["startupProbe"]
+        deadline = time.monotonic() + spec.get("initialDelaySeconds", 0) + \
+            spec.get("periodSeconds", 10) * spec.get("failureThreshold", 3)
+        address = self.container.address(spec["grpc"]["port"])
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                if health(address, spec["grpc"].get("service", ""),
+                          spec.get("timeoutSeconds", 1)) == SERVING:
+                    return
+            except grpc.RpcError as e:
+                last = e.code()
+            time.sleep(0.1)
+        self.fail("startup probe never answered SERVING (last %s); logs:\n%s" %
+                  (last, self.container.logs()))
+
+    def ask(self, name):
+        spec = self.pod.container[name]
+        return health(self.container.address(spec["grpc"]["port"]),
+                      spec["grpc"].get("service", ""), spec.get("timeoutSeconds", 1))
+
+    # Clients.
+
+    def cli_flags(self):
+        return []
+
+    def cli(self, *args):
+        return testlib.cli(self.container.grpc_address(), *self.cli_flags(), *args, timeout=120)
+
+    def channel(self):
+        return grpc.insecure_channel(self.container.grpc_address())
+
+    def metadata(self):
+        return ()
+
+    def info(self):
+        r = self.cli("info")
+        self.assertEqual(r.returncode, 0, r.stderr.decode())
+        return r.stdout.decode()
+
+    # The checks.
+
+    def test_probes_answer_as_the_kubelet_asks(self):
+        self.start()
+        for name in ("startupProbe", "readinessProbe", "livenessProbe"):
+            self.assertIn("grpc", self.pod.container[name], name)
+            self.assertEqual(self.ask(name), SERVING, name)
+
+    def test_cli_round_trip_through_the_published_port(self):
+        self.start()
+        data = testlib.random_bytes(5 << 20, seed=12)
+        local = testlib.write_file(self.work, "up.bin", data)
+        r = self.cli("put", local, "dir/file.bin")
+        self.assertEqual(r.returncode, 0, r.stderr.decode())
+        self.assertIn("served by " + self.ENGINE, r.stdout.decode())
+        back = os.path.join(self.work, "down.bin")
+        r = self.cli("get", "dir/file.bin", back)
+        self.assertEqual(r.returncode, 0, r.stderr.decode())
+        self.assertEqual(testlib.read_file(back), data)
+        # On the claim, as the pod's user.
+        on_disk = os.path.join(self.pod.claim, "dir", "file.bin")
+        self.assertEqual(testlib.read_file(on_disk), data)
+        self.assertEqual(os.stat(on_disk).st_uid, 65532)
+
+    def test_engine(self):
+        c = self.start()
+        self.assertIn("engine=" + self.ENGINE, c.logs())
+        info = self.info()
+        self.assertIn("engine: " + self.ENGINE, info)
+        if self.pod.seccomp == "RuntimeDefault":
+            # The runtime's default profile forbids io_uring outright.
+            self.assertNotIn("io_uring", info.split("engines available:")[1].splitlines()[0])
+
+    def test_stop_drains_within_the_grace_period(self):
+        """The kubelet's stop: SIGTERM, then SIGKILL after the grace period.
+        A download in flight finishes, readiness turns NOT_SERVING at once,
+        and the server exits 0 well inside the grace period."""
+        c = self.start()
+        data = testlib.random_bytes(24 << 20, seed=13)
+        r = self.cli("put", testlib.write_file(self.work, "big.bin", data), "big.bin")
+        self.assertEqual(r.returncode, 0, r.stderr.decode())
+        with self.channel() as ch:
+            stream = pbg.FileStoreStub(ch).Download(pb.DownloadRequest(path="big.bin"),
+                                                   metadata=self.metadata(), timeout=60)
+            first = next(stream)
+            started = time.monotonic()
+            stop = subprocess.Popen(["podman", "--runtime=runc", "--cgroup-manager=cgroupfs",
+                                     "stop", "--time", str(self.pod.grace), c.id],
+                                    env=PODMAN.env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE)
+            try:
+                testlib.wait_until(lambda: self.ask("readinessProbe") == NOT_SERVING,
+                                   timeout=10)
+                got = first.data + b"".join(m.data for m in stream)
+                self.assertEqual(hashlib.sha256(got).digest(), hashlib.sha256(data).digest())
+            finally:
+                out, err = stop.communicate(timeout=self.pod.grace + 30)
+            elapsed = time.monotonic() - started
+        self.assertEqual(stop.returncode, 0, err.decode())
+        self.assertEqual(c.state(), ("exited", 0), c.logs())
+        self.assertLess(elapsed, self.pod.grace, "the stop took the whole grace period")
+        self.assertIn("draining", c.logs())
+
+
+class BaseOverlay(OverlayCase, unittest.TestCase):
+    """deploy/k8s/base: RuntimeDefault seccomp, so posix_aio."""
+
+    OVERLAY = "base"
+    ENGINE = "posix_aio"
+
+    def test_cli_in_the_image(self):
+        # `kubectl exec ringstore-0 -- ringstore info`: the CLI is in PATH.
+        c = self.start()
+        r = PODMAN.run("exec", c.id, "ringstore", "info")
+        self.assertIn("engine: posix_aio", r.stdout.decode())
+
+
+class IoUringOverlay(OverlayCase, unittest.TestCase):
+    """deploy/k8s/overlays/io-uring: the Localhost profile, so io_uring."""
+
+    OVERLAY = "overlays/io-uring"
+    ENGINE = "io_uring"
+
+    def test_registered_buffers_follow_memlock(self):
+        """Registered buffers count against RLIMIT_MEMLOCK, once per ring
+        (every ring registers the whole pool), and a pod gets the container
+        runtime's limit (here: what podman inherits, 8 MiB on these
+        machines, whose hard limit even root cannot raise). Too small: io_uring
+        serves with plain buffers and `info` says so; rings x pool within the
+        limit (what raising it, as README tells an operator, amounts to):
+        every ring registers it."""
+        size = int(self.pod.arg("buffer_size"))
+        count = int(self.pod.arg("buffer_count"))
+        limit = resource.getrlimit(resource.RLIMIT_MEMLOCK)[0]
+        self.start()
+        info = self.info()
+        self.assertIn("engine: io_uring", info)
+        rings = int(re.search(r"rings=(\d+)", info).group(1))
+        fits = limit == resource.RLIM_INFINITY or limit >= rings * count * size
+        self.assertIn("registered with the kernel: %s" % ("yes" if fits else "no"), info)
+        self.container.remove()
+        self.container = None
+
+        if not fits:
+            count = (limit * 9 // 10) // (rings * size)
+            if count < 1:
+                self.skipTest("RLIMIT_MEMLOCK %d holds no %d-byte buffer per ring" % (limit, size))
+            self.pod.args.append("--buffer_count=%d" % count)  # the last one counts
+        self.start()
+        info = self.info()
+        self.assertIn("engine: io_uring", info)
+        self.assertIn("registered with the kernel: yes", info)
+        self.assertIn("registered_buffers=%dx%d" % (count, size), info)
+
+
+class TlsAuthOverlay(OverlayCase, unittest.TestCase):
+    """deploy/k8s/overlays/tls-auth: TLS, client certificates and tokens from
+    the Secrets, laid out as cert-manager and `kubectl create secret` make
+    them."""
+
+    OVERLAY = "overlays/tls-auth"
+    ENGINE = "posix_aio"
+
+    def setUp(self):
+        super().setUp()
+        self.token_file = testlib.write_file(self.work, "token", TOKEN.encode())
+
+    def cli_flags(self, token=True, client_cert=True):
+        flags = ["--tls_ca=" + PKI.path("ca.crt")]
+        if client_cert:
+            flags += ["--tls_cert=" + PKI.path("client.crt"), "--tls_key=" + PKI.path("client.key")]
+        if token:
+            flags.append("--token_file=" + self.token_file)
+        return flags
+
+    def channel(self):
+        creds = grpc.ssl_channel_credentials(PKI.read("ca.crt"), PKI.read("client.key"),
+                                             PKI.read("client.crt"))
+        return grpc.secure_channel(self.container.grpc_address(), creds)
+
+    def metadata(self):
+        return (("authorization", "Bearer " + TOKEN),)
+
+    def test_flags_point_into_the_secret_mounts(self):
+        for flag in ("tls_cert", "tls_key", "tls_client_ca", "auth_tokens"):
+            value = self.pod.arg(flag)
+            self.assertTrue(value, flag)
+            self.assertTrue(any(value.startswith(m + "/") for m in self.pod.mounts),
+                            "%s=%s is on no mount" % (flag, value))
+
+    def test_refuses_without_token_or_client_certificate(self):
+        self.start()
+        address = self.container.grpc_address()
+        r = testlib.cli(address, *self.cli_flags(token=False), "stat", "x")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("UNAUTHENTICATED", r.stderr.decode())
+        r = testlib.cli(address, *self.cli_flags(client_cert=False), "stat", "x")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("UNAVAILABLE", r.stderr.decode())
+        r = testlib.cli(address, "stat", "x")  # plaintext to a TLS port
+        self.assertEqual(r.returncode, 1)
+
+
+class ImageTest(unittest.TestCase):
+    """The image itself: from scratch, no shell, user 65532, entrypoint the
+    server."""
+
+    @classmethod
+    def setUpClass(cls):
+        reason = skip_reason()
+        if reason:
+            raise unittest.SkipTest(reason)
+        cls.config = json.loads(PODMAN.run("image", "inspect", IMAGE).stdout)[0]
+
+    def test_entrypoint_user_and_path(self):
+        cfg = self.config["Config"]
+        self.assertEqual(cfg["Entrypoint"], ["/usr/local/bin/ringstore-server"])
+        self.assertEqual(cfg["User"], "65532:65532")
+        self.assertIn("PATH=/usr/local/bin", cfg["Env"])
+        self.assertRegex(IMAGE, r"ringstore:\d+\.\d+\.\d+$")
+
+    def test_one_layer_of_binaries_libraries_and_certificates(self):
+        # A file listing of the image: only what build.sh puts there.
+        mount = PODMAN.run("image", "mount", IMAGE).stdout.decode().strip()
+        try:
+            found = set()
+            for d, dirs, files in os.walk(mount):
+                for f in files:
+                    found.add(os.path.relpath(os.path.join(d, f), mount))
+        finally:
+            PODMAN.run("image", "unmount", IMAGE, check=False)
+        self.assertEqual(len(self.config["RootFS"]["Layers"]), 1)
+        for path in found:
+            self.assertRegex(path, r"^(usr/local/bin/ringstore(-server)?|"
+                             r"(usr/)?lib(64|/x86_64-linux-gnu)/[^/]+\.so[.\d]*|"
+                             r"etc/(passwd|group|nsswitch\.conf|ssl/certs/ca-certificates\.crt))$")
+        for shell in ("bin/sh", "bin/bash", "usr/bin/apt", "usr/bin/dpkg"):
+            self.assertNotIn(shell, found)
+
+    def test_no_shell(self):
+        r = PODMAN.run("run", "--rm", "--entrypoint", "/bin/sh", IMAGE, "-c", "true",
+                       check=False)
+        self.assertNotEqual(r.returncode, 0)
+
+    def test_archive_is_an_oci_layout(self):
+        r = subprocess.run(["skopeo", "inspect", "oci-archive:" + ARCHIVE], capture_output=True,
+                           timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr.decode())
+        self.assertEqual(json.loads(r.stdout)["Labels"]["org.opencontainers.image.version"],
+                         IMAGE.rsplit(":", 1)[1])
+
+
+if __name__ == "__main__":
+    testlib.main()
