@@ -35,8 +35,8 @@ for arg in "$@"; do
 done
 command -v buildah >/dev/null || die "buildah is not installed (bash deploy/install-deps.sh)"
 
+repo=$(cd "$(dirname "$0")/../.." && pwd)
 if [ -z "$server" ] && [ -z "$cli" ]; then
-  repo=$(cd "$(dirname "$0")/../.." && pwd)
   (cd "$repo" && bazel build -c opt --jobs=2 //server:ringstore-server //client:ringstore) ||
     die "bazel build failed"
   bin=$(cd "$repo" && bazel info -c opt bazel-bin 2>/dev/null)
@@ -108,8 +108,10 @@ buildah config \
   --label org.opencontainers.image.version="$version" \
   --created-by "deploy/image/build.sh" \
   "$ctr"
-# A fixed timestamp: the same binaries give the same image.
-id=$(buildah commit --quiet --rm --timestamp 0 "$ctr" "$tag")
+# The creation time is the commit's ($SOURCE_DATE_EPOCH if set), not the
+# clock's: the same binaries give the same image ID.
+created=${SOURCE_DATE_EPOCH:-$(git -C "$repo" log -1 --format=%ct 2>/dev/null || echo 0)}
+id=$(buildah commit --quiet --rm --timestamp "$created" "$ctr" "$tag")
 ctr=
 rm -f "$out"
 buildah push --quiet "$tag" "oci-archive:$out:$tag"
