@@ -23,6 +23,7 @@ packages=(
   libssl-dev
   libgoogle-perftools-dev
   openssl
+  ca-certificates
   python3-grpcio
   python3-protobuf
   libcpp-httplib-dev
