@@ -35,12 +35,12 @@ import time
 import unittest
 
 import grpc
-import yaml
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "tests"))
 import testlib  # noqa: E402
 from pki import Pki  # noqa: E402
+from k8s_render import quantity_bytes, quantity_cpus, render_overlay  # noqa: E402
 
 sys.path.insert(0, testlib.runfile("tests"))
 from health.v1 import health_pb2  # noqa: E402
@@ -49,7 +49,6 @@ from ringstore.v1 import ringstore_pb2 as pb  # noqa: E402
 from ringstore.v1 import ringstore_pb2_grpc as pbg  # noqa: E402
 
 BUILD_SH = testlib.runfile("deploy/image/build.sh")
-K8S = testlib.runfile("deploy/k8s")
 SECCOMP = testlib.runfile("deploy/seccomp")
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -63,6 +62,10 @@ def skip_reason():
     for tool in ("podman", "buildah", "runc", "skopeo", "kubectl", "openssl"):
         if not shutil.which(tool):
             return "%s is not installed (bash deploy/install-deps.sh)" % tool
+    try:
+        import yaml  # noqa: F401 (k8s_render needs it)
+    except ImportError:
+        return "python3-yaml is not installed (bash deploy/install-deps.sh)"
     if os.geteuid() != 0:
         return "podman with runc and cgroupfs needs root here"
     return None
@@ -151,33 +154,6 @@ def secret_contents():
             "tokens": ("# written by deploy/container_test.py\n%s admin\n" % token_hash).encode(),
         },
     }
-
-
-def render(overlay):
-    """The objects `kubectl kustomize` makes of deploy/k8s/`overlay`. The tree
-    is copied first: kustomize refuses symlinks that lead out of it (the
-    runfiles are symlinks)."""
-    tree = os.path.join(testlib.tmpdir("k8s"), "k8s")
-    shutil.copytree(K8S, tree, symlinks=False,
-                    ignore=shutil.ignore_patterns("node_modules", "schema"))
-    r = subprocess.run(["kubectl", "kustomize", os.path.join(tree, overlay)],
-                       capture_output=True, timeout=120)
-    if r.returncode != 0:
-        raise AssertionError("kubectl kustomize %s: %s" % (overlay, r.stderr.decode()))
-    return [o for o in yaml.safe_load_all(r.stdout) if o]
-
-
-def quantity_bytes(q):
-    units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "K": 1000, "M": 1000**2, "G": 1000**3}
-    m = re.fullmatch(r"(\d+)([KMG]i?)?", str(q))
-    if not m:
-        raise AssertionError("memory quantity %r not understood" % q)
-    return int(m.group(1)) * units.get(m.group(2) or "", 1)
-
-
-def quantity_cpus(q):
-    q = str(q)
-    return int(q[:-1]) / 1000 if q.endswith("m") else float(q)
 
 
 class PodRun:
@@ -384,7 +360,7 @@ class OverlayCase(testlib.RpcAssertions):
         reason = skip_reason()
         if reason:
             raise unittest.SkipTest(reason)
-        objects = render(cls.OVERLAY)
+        objects = render_overlay(cls.OVERLAY)
         sets = [o for o in objects if o["kind"] == "StatefulSet"]
         assert len(sets) == 1, "%s renders %d StatefulSets" % (cls.OVERLAY, len(sets))
         cls.sts = sets[0]

@@ -24,12 +24,12 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "tests"))
 import testlib  # noqa: E402
+from k8s_render import K8S, copy_tree, quantity_bytes, render  # noqa: E402
 
 try:
     import yaml
@@ -37,7 +37,6 @@ except ImportError:  # python3-yaml
     yaml = None
 
 # Beside this file: in the runfiles under Bazel, in the source tree when run by hand.
-K8S = os.path.join(os.path.dirname(os.path.abspath(__file__)), "k8s")
 NPM_DIR = os.environ.get("RINGSTORE_NPM_DIR", "/usr/local/lib/ringstore-npm")
 MiB = 1 << 20
 
@@ -61,15 +60,6 @@ WORKLOAD_KINDS = {"Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet",
 MIN_MEMORY_MARGIN = 64 * MiB
 
 
-def _tmp_tree():
-    """deploy/k8s copied into a fresh temp directory with symlinks resolved
-    (Bazel's runfiles are symlinks, which kustomize may refuse) and without
-    node_modules."""
-    dst = os.path.join(tempfile.mkdtemp(prefix="k8s", dir=os.environ.get("TEST_TMPDIR")), "k8s")
-    shutil.copytree(K8S, dst, symlinks=False, ignore=shutil.ignore_patterns("node_modules"))
-    return dst
-
-
 def parse_duration(text):
     """Seconds in an Abseil/Go duration such as 30s, 1m30s, 500ms."""
     units = {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
@@ -79,32 +69,12 @@ def parse_duration(text):
     return sum(float(n) * units[u] for n, u in parts)
 
 
-def quantity_bytes(q):
-    """Bytes in a Kubernetes memory quantity (512Mi, 1Gi, 268435456, 1G)."""
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?", str(q))
-    if not m:
-        raise ValueError("not a memory quantity: %r" % q)
-    mult = {None: 1, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40,
-            "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}[m.group(2)]
-    return int(float(m.group(1)) * mult)
-
-
 def selects(selector, labels):
     """Whether a LabelSelector (matchLabels only, as ours are) selects labels."""
     match = selector.get("matchLabels") or {}
     if selector.get("matchExpressions") or not match:
         return False
     return all(labels.get(k) == v for k, v in match.items())
-
-
-def render(directory):
-    """(objects, stderr) of `kubectl kustomize directory`; raises on failure."""
-    p = subprocess.run(["kubectl", "kustomize", directory], stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
-    if p.returncode != 0:
-        raise AssertionError("kubectl kustomize %s failed (%d): %s"
-                             % (directory, p.returncode, p.stderr))
-    return [d for d in yaml.safe_load_all(p.stdout) if d is not None], p.stderr
 
 
 def validate(objects):
@@ -144,7 +114,7 @@ class _Manifests:
         if yaml is None or not shutil.which("kubectl"):
             return
         try:
-            cls._objects, _ = render(os.path.join(_tmp_tree(), cls.DIR))
+            cls._objects, _ = render(os.path.join(copy_tree(), cls.DIR))
         except Exception as e:  # reported by every case that needs the objects
             cls._error = e
 
