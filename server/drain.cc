@@ -48,25 +48,26 @@ class CallCounterFactory final : public grpc::experimental::ServerInterceptorFac
 
 }  // namespace
 
-Drain::~Drain() { absl::MutexLock lock(&mu_); }
+Drain::~Drain() { std::lock_guard<std::mutex> lock(mu_); }
 
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> Drain::NewFactory() {
   return std::make_unique<CallCounterFactory>(this);
 }
 
 void Drain::Started() {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   ++in_flight_;
 }
 
 void Drain::Ended() {
-  absl::MutexLock lock(&mu_);
-  --in_flight_;
+  std::lock_guard<std::mutex> lock(mu_);
+  // Notified under the lock: a waiter that returns may destroy the Drain.
+  if (--in_flight_ == 0) none_.notify_all();
 }
 
 int64_t Drain::WaitForCalls(absl::Time deadline) {
-  absl::MutexLock lock(&mu_);
-  mu_.AwaitWithDeadline(absl::Condition(this, &Drain::NoneInFlight), deadline);
+  std::unique_lock<std::mutex> lock(mu_);
+  none_.wait_until(lock, absl::ToChronoTime(deadline), [this] { return in_flight_ == 0; });
   return in_flight_;
 }
 
