@@ -429,7 +429,9 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
       } else if (s.code() == absl::StatusCode::kNotFound &&
                  self->directory_retries < kCommitDirectoryRetries) {
         // ENOENT: a Delete pruned a directory this commit created (or found)
-        // above this one; start again from the top.
+        // above this one; start again from the top. (ENOTDIR, a file above,
+        // is NotFound too: it fails the same way each time until the
+        // retries run out, then below.)
         ++self->directory_retries;
         return self->MakeDirs(std::move(dirs), 0, std::move(done));
       } else if (s.code() == absl::StatusCode::kNotFound) {
