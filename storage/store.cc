@@ -164,9 +164,38 @@ struct DeleteOp : std::enable_shared_from_this<DeleteOp> {
         if (!s.ok()) return self->Finish(s);
         // Gone, whatever the directory's fsync says.
         if (Quota* quota = self->store->quota()) quota->Remove(size);
-        SyncDirectories(&self->store->engine(), {std::string(ParentDir(self->path))},
-                        [self](absl::Status s, Backend) { self->Finish(s); });
+        self->Prune(std::string(ParentDir(self->path)));
       });
+    });
+  }
+
+  // Removes `dir` if the unlink left it empty, then its parent likewise, up
+  // to the root (""), which stays; then fsyncs the directory where that
+  // stopped, which makes the unlink (or the removal of the directory that
+  // held it) durable. rmdir fails on a directory that holds anything,
+  // including one an upload has just created and not yet renamed into: the
+  // pruning stops there, and an upload whose directory went anyway creates
+  // it again (store_writer.cc). A removal that fails for another reason
+  // stops the pruning too: the file is gone either way.
+  void Prune(std::string dir) {
+    if (dir.empty()) return SyncAndFinish(std::move(dir));
+    auto self = shared_from_this();
+    store->engine().RemoveDir(dir, [self, dir](absl::Status s, Backend) {
+      if (s.ok()) return self->Prune(std::string(ParentDir(dir)));
+      if (s.code() == absl::StatusCode::kNotFound) {
+        // A concurrent Delete removed it (and goes on above it).
+        return self->Finish(absl::OkStatus());
+      }
+      self->SyncAndFinish(dir);
+    });
+  }
+
+  void SyncAndFinish(std::string dir) {
+    auto self = shared_from_this();
+    SyncDirectories(&store->engine(), {std::move(dir)}, [self](absl::Status s, Backend) {
+      // Removed meanwhile by a concurrent Delete, which syncs its parent.
+      if (s.code() == absl::StatusCode::kNotFound) s = absl::OkStatus();
+      self->Finish(std::move(s));
     });
   }
 

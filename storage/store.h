@@ -131,15 +131,20 @@ struct ListOptions {
   std::string delimiter;
   // 1..1000; 0 means 1000, larger values are clamped.
   int page_size = 0;
-  // next_page_token of the previous page, or "".
+  // next_page_token of the previous page of the same prefix and
+  // delimiter, or "". Opaque to clients; List checks it (store_list.cc).
   std::string page_token;
 };
 
 struct ListResult {
   std::vector<ObjectInfo> files;
   std::vector<std::string> prefixes;
-  // "" on the last page.
+  // "" on the last page. It records where this page ended (its last entry)
+  // and which prefix and delimiter it belongs to, with a checksum.
   std::string next_page_token;
+  // Directories read to answer this page (for tests and benchmarks: it is
+  // bounded by the page and the depth of the tree, not by what came before).
+  int64_t directories_read = 0;
 };
 
 // A committed file opened for reading: a snapshot that later commits of the
@@ -156,6 +161,10 @@ class Reader {
   virtual void Read(int64_t offset, absl::Span<char> dst, Cancellation* cancel,
                     Engine::Callback<size_t> done) = 0;
 };
+
+// How many times a commit creates its parent directories again when a
+// concurrent Delete pruned them before the rename (Writer::Commit).
+inline constexpr int kCommitDirectoryRetries = 16;
 
 // An upload in progress. Appends run one at a time, in order. Destroying an
 // uncommitted Writer discards its temp data (asynchronously, once the call in
@@ -192,7 +201,10 @@ class Writer {
   // flight. InvalidArgument if fewer bytes
   // than WriteSpec::size arrived, DataLoss on a checksum mismatch,
   // AlreadyExists / FailedPrecondition for a failed precondition,
-  // FailedPrecondition if the path is a directory or below a file. On any
+  // FailedPrecondition if the path is a directory or below a file. Parent
+  // directories are created as needed; if a concurrent Delete prunes one of
+  // them before the rename, they are created again and the rename retried
+  // (bounded: kCommitDirectoryRetries). On any
   // failure up to the rename the old file (if any) is intact, nothing new is
   // visible and the temp data is removed. Only an fsync of a directory can
   // fail after the rename: the new file is then in place but may not
@@ -241,15 +253,33 @@ class Store {
   void Stat(std::string path, Callback<ObjectInfo> done) {
     Stat(std::move(path), nullptr, std::move(done));
   }
-  // InvalidArgument for a bad prefix, delimiter or page_size. Cancelled if
-  // `cancel` fired before the answer: the walk then starts no further
-  // directory read or stat.
+  // Entries (files, and with delimiter "/" sub-directory prefixes) sorted
+  // by path, one page at a time. A page resumes the walk where the token's
+  // entry was: it reads the directories on the way down to that point,
+  // skipping everything that sorts at or before it, and then only as many
+  // directories as the page needs, so a page costs O(page + depth)
+  // directory reads whatever came before it. Between pages the tree may
+  // change: a file that exists all along is returned exactly once; files
+  // added or removed meanwhile may or may not appear (added ones do if they
+  // sort after the token); the token's own entry need not exist any more.
+  // InvalidArgument for a bad prefix, delimiter or page_size, and for a
+  // page_token that is malformed, altered, or from another prefix or
+  // delimiter. Cancelled if `cancel` fired before the answer: the walk then
+  // starts no further directory read or stat.
   void List(ListOptions options, Cancellation* cancel, Callback<ListResult> done);
   void List(ListOptions options, Callback<ListResult> done) {
     List(std::move(options), nullptr, std::move(done));
   }
-  // InvalidArgument for a bad path; NotFound if absent; FailedPrecondition
-  // if `if_generation_match` is set and differs from the current generation.
+  // Removes the file, then each directory above it that this left empty,
+  // up to (never including) the root; `.ringstore` is never touched. A
+  // directory that is not empty (another file, or an upload that has just
+  // created it and renames into it) stops the pruning there: rmdir fails
+  // on a non-empty directory, and a commit whose directory was removed
+  // between its creation and the rename creates it again (Writer::Commit).
+  // A failure to remove a directory is not the Delete's failure: the file
+  // is gone. InvalidArgument for a bad path; NotFound if absent;
+  // FailedPrecondition if `if_generation_match` is set and differs from the
+  // current generation.
   void Delete(std::string path, std::optional<int64_t> if_generation_match,
               Engine::DoneCallback done);
   // InvalidArgument for a bad path; NotFound if there is no file there.

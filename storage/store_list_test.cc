@@ -104,6 +104,197 @@ TEST_P(StoreTest, ListPaging) {
   EXPECT_EQ(entries, expected);
 }
 
+TEST_P(StoreTest, ListPagesOverNestedTreeInPathOrder) {
+  // Names that sort differently as paths than as directory entries:
+  // "a.txt" < "a/b" ('.' < '/') < "a0"; "ab/c" < "ab0" < "abc".
+  std::vector<std::string> names = {"a.txt", "a/b",     "a/c/d",  "a/c/e/f", "a/c0",
+                                    "a0",    "ab/c",    "ab0",    "abc",     "b/x/y/z",
+                                    "b/x0",  "deep/1/2/3/4/5", "z"};
+  for (const std::string& n : names) ASSERT_TRUE(Put(n, n).ok()) << n;
+  ASSERT_EQ(mkdir((root_ + "/empty").c_str(), 0755), 0);
+  std::vector<std::string> sorted = names;
+  std::sort(sorted.begin(), sorted.end());
+  auto one = List(ListOptions());
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_EQ(Paths(*one), sorted);
+  for (int page = 1; page <= 5; ++page) {
+    ListOptions o;
+    o.page_size = page;
+    std::vector<std::string> got;
+    for (int i = 0; i < 100; ++i) {
+      auto r = List(o);
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_LE(r->files.size(), static_cast<size_t>(page));
+      for (auto& p : Paths(*r)) got.push_back(p);
+      o.page_token = r->next_page_token;
+      if (o.page_token.empty()) break;
+    }
+    EXPECT_EQ(got, sorted) << "page size " << page;
+  }
+  // With a prefix that ends inside a component, and with the delimiter.
+  for (const char* prefix : {"", "a", "a/", "a/c", "ab", "b/x", "deep/1/"}) {
+    for (const char* delimiter : {"", "/"}) {
+      ListOptions all;
+      all.prefix = prefix;
+      all.delimiter = delimiter;
+      auto whole = List(all);
+      ASSERT_TRUE(whole.ok()) << whole.status();
+      std::vector<std::string> want = Paths(*whole);
+      for (auto& p : whole->prefixes) want.push_back(p);
+      std::sort(want.begin(), want.end());
+      ListOptions o = all;
+      o.page_size = 1;
+      std::vector<std::string> got;
+      for (int i = 0; i < 100; ++i) {
+        auto r = List(o);
+        ASSERT_TRUE(r.ok()) << r.status();
+        EXPECT_LE(r->files.size() + r->prefixes.size(), 1u);
+        for (auto& p : Paths(*r)) got.push_back(p);
+        for (auto& p : r->prefixes) got.push_back(p);
+        o.page_token = r->next_page_token;
+        if (o.page_token.empty()) break;
+      }
+      EXPECT_EQ(got, want) << "prefix \"" << prefix << "\" delimiter \"" << delimiter << "\"";
+    }
+  }
+  ListOptions top;
+  top.delimiter = "/";
+  auto t = List(top);
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(Paths(*t), (std::vector<std::string>{"a.txt", "a0", "ab0", "abc", "z"}));
+  EXPECT_EQ(t->prefixes, (std::vector<std::string>{"a/", "ab/", "b/", "deep/"}));
+}
+
+TEST_P(StoreTest, ListPageReadsOnlyTheDirectoriesItNeeds) {
+  // 30 directories of 20 files: a page of 20 reads the root, the
+  // directory where the last page ended, its own, and the next one (to
+  // know there is more), whatever page it is.
+  constexpr int kDirs = 30, kFiles = 20;
+  for (int d = 0; d < kDirs; ++d) {
+    for (int f = 0; f < kFiles; ++f) {
+      ASSERT_TRUE(Put(absl::StrCat("t/d", 100 + d, "/f", 100 + f), "x").ok());
+    }
+  }
+  ListOptions all;
+  all.prefix = "t/";
+  auto whole = List(all);
+  ASSERT_TRUE(whole.ok());
+  EXPECT_EQ(whole->directories_read, 1 + kDirs);  // every directory once
+  ListOptions o;
+  o.prefix = "t/";
+  o.page_size = kFiles;
+  int pages = 0;
+  size_t files = 0;
+  do {
+    auto r = List(o);
+    ASSERT_TRUE(r.ok()) << r.status();
+    files += r->files.size();
+    EXPECT_LE(r->directories_read, 4) << "page " << pages;
+    o.page_token = r->next_page_token;
+    ++pages;
+  } while (!o.page_token.empty());
+  EXPECT_EQ(pages, kDirs);
+  EXPECT_EQ(files, static_cast<size_t>(kDirs * kFiles));
+}
+
+TEST_P(StoreTest, ListResumesWhenTheTokensEntryIsGone) {
+  for (const char* p : {"r/a/1", "r/a/2", "r/b/1", "r/b/2", "r/c/1", "r/d"}) {
+    ASSERT_TRUE(Put(p, "x").ok());
+  }
+  ListOptions o;
+  o.prefix = "r/";
+  o.page_size = 2;
+  auto first = List(o);
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(Paths(*first), (std::vector<std::string>{"r/a/1", "r/a/2"}));
+  // The page's last file goes, with its directory; a file appears before
+  // the token (not returned), one after it (returned).
+  ASSERT_TRUE(Delete("r/a/2").ok());
+  ASSERT_TRUE(Delete("r/a/1").ok());
+  ASSERT_TRUE(Put("r/0", "x").ok());
+  ASSERT_TRUE(Put("r/b/0", "x").ok());
+  o.page_token = first->next_page_token;
+  auto second = List(o);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(Paths(*second), (std::vector<std::string>{"r/b/0", "r/b/1"}));
+  // Now the whole directory of the token's entry goes.
+  ASSERT_TRUE(Delete("r/b/0").ok());
+  ASSERT_TRUE(Delete("r/b/1").ok());
+  ASSERT_TRUE(Delete("r/b/2").ok());
+  o.page_token = second->next_page_token;
+  auto third = List(o);
+  ASSERT_TRUE(third.ok()) << third.status();
+  EXPECT_EQ(Paths(*third), (std::vector<std::string>{"r/c/1", "r/d"}));
+  EXPECT_TRUE(third->next_page_token.empty());
+
+  // With the delimiter, the token may be a prefix whose directory is gone.
+  ListOptions d;
+  d.prefix = "r/";
+  d.delimiter = "/";
+  d.page_size = 1;
+  auto p1 = List(d);
+  ASSERT_TRUE(p1.ok());
+  EXPECT_EQ(Paths(*p1), (std::vector<std::string>{"r/0"}));
+  d.page_token = p1->next_page_token;
+  auto p2 = List(d);
+  ASSERT_TRUE(p2.ok());
+  EXPECT_EQ(p2->prefixes, (std::vector<std::string>{"r/c/"}));
+  ASSERT_TRUE(Delete("r/c/1").ok());
+  d.page_token = p2->next_page_token;
+  auto p3 = List(d);
+  ASSERT_TRUE(p3.ok()) << p3.status();
+  EXPECT_EQ(Paths(*p3), (std::vector<std::string>{"r/d"}));
+  EXPECT_TRUE(p3->prefixes.empty());
+  EXPECT_TRUE(p3->next_page_token.empty());
+}
+
+TEST_P(StoreTest, ListRejectsBadTokens) {
+  for (const char* p : {"k/a", "k/b", "k/c", "other/a", "other/b"}) {
+    ASSERT_TRUE(Put(p, "x").ok());
+  }
+  ListOptions o;
+  o.prefix = "k/";
+  o.page_size = 1;
+  auto r = List(o);
+  ASSERT_TRUE(r.ok());
+  const std::string token = r->next_page_token;
+  ASSERT_FALSE(token.empty());
+  auto code = [&](ListOptions opts) { return List(std::move(opts)).status().code(); };
+  ListOptions good = o;
+  good.page_token = token;
+  EXPECT_EQ(code(good), absl::StatusCode::kOk);
+  std::vector<std::string> bad = {"k/a", "!!!", "AAAA", token.substr(0, token.size() - 4),
+                                  token + "AAAA"};
+  // Every character but the last (whose low bits base64 may not use).
+  for (size_t i = 0; i + 1 < token.size(); ++i) {
+    std::string t = token;
+    t[i] = t[i] == 'A' ? 'B' : 'A';
+    bad.push_back(t);
+  }
+  for (const std::string& t : bad) {
+    ListOptions b = o;
+    b.page_token = t;
+    EXPECT_EQ(code(b), absl::StatusCode::kInvalidArgument) << t;
+  }
+  // A token of another prefix, or another delimiter, is refused: it never
+  // lists outside the request's prefix.
+  ListOptions other;
+  other.prefix = "other/";
+  other.page_size = 1;
+  auto ro = List(other);
+  ASSERT_TRUE(ro.ok());
+  ListOptions crossed = o;
+  crossed.page_token = ro->next_page_token;
+  EXPECT_EQ(code(crossed), absl::StatusCode::kInvalidArgument);
+  ListOptions all;
+  all.page_size = 1;
+  crossed.page_token = List(all)->next_page_token;
+  EXPECT_EQ(code(crossed), absl::StatusCode::kInvalidArgument);
+  ListOptions delimited = good;
+  delimited.delimiter = "/";
+  EXPECT_EQ(code(delimited), absl::StatusCode::kInvalidArgument);
+}
+
 INSTANTIATE_TEST_SUITE_P(AllEngines, StoreTest, testing::ValuesIn(EngineNames()),
                          EngineParamName);
 

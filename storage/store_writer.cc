@@ -1,7 +1,11 @@
 // Store's Writer: appends through pool buffers, then the commit sequence
 // tail → lock → check → directories → [metadata → fsync → rename → fsync
 // directory] → close → fsync created directories → unlock, the bracket
-// being one Engine::CommitFile (store.h describes the guarantees).
+// being one Engine::CommitFile (store.h describes the guarantees). The
+// path's lock does not cover its directories: a Delete of a sibling may
+// prune one between its creation and the rename (ENOENT at mkdir or
+// rename); the commit then creates them again, up to
+// kCommitDirectoryRetries times.
 //
 // Large uploads bypass the page cache (OpenMode::kCreateDirect): the data
 // goes from the pool buffer to the disk without the kernel's copy, which
@@ -71,7 +75,9 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
   int64_t generation = 0;
   absl::Time modified;
   std::vector<std::string> created_dirs;
-  bool rename_retried = false;
+  // Times the parent directories were created again because a concurrent
+  // Delete pruned them (kCommitDirectoryRetries at most).
+  int directory_retries = 0;
   // Bytes of the file the commit replaces (0 if none), from its stat under
   // the path's lock.
   int64_t replaced = 0;
@@ -420,6 +426,14 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
                              absl::Status s, Backend) mutable {
       if (s.ok()) {
         self->created_dirs.push_back(dirs[i]);
+      } else if (s.code() == absl::StatusCode::kNotFound &&
+                 self->directory_retries < kCommitDirectoryRetries) {
+        // ENOENT: a Delete pruned a directory this commit created (or found)
+        // above this one; start again from the top. (ENOTDIR, a file above,
+        // is NotFound too: it fails the same way each time until the
+        // retries run out, then below.)
+        ++self->directory_retries;
+        return self->MakeDirs(std::move(dirs), 0, std::move(done));
       } else if (s.code() == absl::StatusCode::kNotFound) {
         // ENOTDIR: a component above is a file.
         return self->FailCommit(
@@ -444,9 +458,12 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
     m.modified = modified;
     engine->CommitFile(file, EncodeMetadata(m), tmp_path, spec.path,
                        [self, done = std::move(done)](absl::Status s, Backend) mutable {
-      if (s.code() == absl::StatusCode::kNotFound && !self->rename_retried) {
-        // A directory was removed under us; create it again, once.
-        self->rename_retried = true;
+      if (s.code() == absl::StatusCode::kNotFound &&
+          self->directory_retries < kCommitDirectoryRetries) {
+        // A concurrent Delete pruned the directory between its creation (or
+        // our stat of it) and the rename: create it again and retry. Each
+        // retry needs another Delete to empty and remove it in that window.
+        ++self->directory_retries;
         return self->EnsureParent(std::move(done));
       }
       if (s.code() == absl::StatusCode::kNotFound) {

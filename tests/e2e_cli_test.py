@@ -115,6 +115,36 @@ class CliTest(unittest.TestCase):
         self.fails("NOT_FOUND", "rm", "rm/file")
         self.assertFalse(os.path.exists(os.path.join(self.root, "rm/file")))
 
+    def test_rm_prunes_emptied_directories_so_the_name_is_free(self):
+        self.ok("put", self.local("pr1", b"deep"), "prune/a/b/c")
+        self.ok("put", self.local("pr2", b"keep"), "prune/keep")
+        self.ok("rm", "prune/a/b/c")
+        self.assertFalse(os.path.exists(os.path.join(self.root, "prune/a")))
+        self.assertTrue(os.path.exists(os.path.join(self.root, "prune/keep")))
+        # A file may now have the name a removed directory had.
+        self.ok("put", self.local("pr3", b"now a file"), "prune/a")
+        self.assertEqual(self.ok("get", "prune/a", "-").stdout, b"now a file")
+        self.ok("rm", "prune/a")
+        self.ok("rm", "prune/keep")
+        self.assertFalse(os.path.exists(os.path.join(self.root, "prune")))
+        self.assertTrue(os.path.isdir(os.path.join(self.root, ".ringstore")))
+        self.ok("put", self.local("pr4", b"top"), "prune")
+        self.assertEqual(self.ok("get", "prune", "-").stdout, b"top")
+
+    def test_ls_pages_through_many_files(self):
+        # 2,500 files placed by hand (listed like any other): the CLI asks for
+        # pages of 1000 and follows the server's tokens.
+        want = []
+        for d in range(5):
+            os.makedirs(os.path.join(self.root, "lspages", "d%d" % d))
+            for f in range(500):
+                name = "lspages/d%d/f%03d" % (d, f)
+                open(os.path.join(self.root, name), "wb").close()
+                want.append(name)
+        self.assertEqual(self.ok("ls", "lspages/").stdout.decode().split(), sorted(want))
+        self.assertEqual(self.ok("ls", "lspages/d3/f4").stdout.decode().split(),
+                         ["lspages/d3/f%03d" % f for f in range(400, 500)])
+
     def test_ls(self):
         names = ["ls/b", "ls/a", "ls/c/d", "ls/c/e", "lsx"]
         for n in names:

@@ -155,6 +155,34 @@ class InteropTest(testlib.RpcAssertions, unittest.TestCase):
         self.assertCode(grpc.StatusCode.INVALID_ARGUMENT, self.stub.List,
                         pb.ListRequest(prefix="list/", delimiter=","))
 
+    def test_list_page_tokens_are_checked(self):
+        for n in ["tok/a", "tok/b", "tok/c", "tok2/a", "tok2/b"]:
+            self.upload(n, b"x")
+        r = self.stub.List(pb.ListRequest(prefix="tok/", page_size=1))
+        token = r.next_page_token
+        self.assertTrue(token)
+        r2 = self.stub.List(pb.ListRequest(prefix="tok/", page_size=1, page_token=token))
+        self.assertEqual([f.path for f in r2.files], ["tok/b"])
+        other = self.stub.List(pb.ListRequest(prefix="tok2/", page_size=1)).next_page_token
+        for bad_prefix, bad_token, delimiter in [
+                ("tok/", "garbage!", ""),
+                ("tok/", "tok/a", ""),             # a path is not a token
+                ("tok/", token[:-3], ""),          # cut short
+                ("tok/", token[:5] + ("A" if token[5] != "A" else "B") + token[6:], ""),
+                ("tok/", other, ""),               # another prefix's token
+                ("tok2/", token, ""),
+                ("tok/", token, "/")]:             # another delimiter's
+            self.assertCode(grpc.StatusCode.INVALID_ARGUMENT, self.stub.List,
+                            pb.ListRequest(prefix=bad_prefix, delimiter=delimiter, page_size=1,
+                                           page_token=bad_token))
+        # Between pages the token's file goes and another arrives after it.
+        self.stub.Delete(pb.DeleteRequest(path="tok/b"))
+        self.upload("tok/bb", b"x")
+        r3 = self.stub.List(pb.ListRequest(prefix="tok/", page_size=5,
+                                           page_token=r2.next_page_token))
+        self.assertEqual([f.path for f in r3.files], ["tok/bb", "tok/c"])
+        self.assertEqual(r3.next_page_token, "")
+
     def test_delete_with_generation(self):
         resp, _ = self.upload("interop/d.bin", b"x")
         gen = resp.file.generation
