@@ -48,6 +48,9 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
         path_(request.ok() ? request->path() : ""),
         offset_(request.ok() ? request->offset() : 0),
         limit_(request.ok() ? request->limit() : 0),
+        if_generation_match_(request.ok() && request->has_if_generation_match()
+                                 ? std::optional<int64_t>(request->if_generation_match())
+                                 : std::nullopt),
         idle_(options->idle_timer, [this] { OnIdle(); }) {
     absl::Status invalid = request.status();
     if (invalid.ok()) invalid = Authorize(*options_, *context_, Scope::kRead, path_);
@@ -183,8 +186,12 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
     }
     // The whole download in one message, sent with the trailers.
     grpc::ByteBuffer message;
+    grpc::Status mismatch;
     if (r.ok()) {
       info_ = std::move(r->info);
+      mismatch = CheckGeneration();
+    }
+    if (r.ok() && mismatch.ok()) {
       const size_t n = static_cast<size_t>(limit_ == 0 ? info_.size : std::min(limit_, info_.size));
       v1::DownloadResponse header;
       FillHeader(backend, &header);
@@ -200,6 +207,8 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
       backend_ = backend;
       if (!r.ok()) {
         SetOutcome(ToGrpcStatus(r.status()));
+      } else if (!mismatch.ok()) {
+        SetOutcome(mismatch);
       } else if (!outcome_) {
         SetLastMessage(&message);
       }
@@ -227,7 +236,9 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
       const int64_t size = info_.size;
       const int64_t rest = size - offset_;
       end = offset_ + (limit_ == 0 ? rest : std::min(limit_, rest));
-      if (offset_ > size) {
+      if (grpc::Status mismatch = CheckGeneration(); !mismatch.ok()) {
+        error = mismatch;
+      } else if (offset_ > size) {
         error = grpc::Status(grpc::StatusCode::OUT_OF_RANGE,
                              absl::StrCat("offset ", offset_, " is past the end of the file (",
                                           size, " bytes)"));
@@ -454,6 +465,17 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
     }
   }
 
+  // FAILED_PRECONDITION unless the file opened (info_) is the generation
+  // the request asked for, if it asked for one.
+  grpc::Status CheckGeneration() const {
+    if (!if_generation_match_ || info_.generation == *if_generation_match_) {
+      return grpc::Status::OK;
+    }
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        absl::StrCat("generation of \"", path_, "\" is ", info_.generation,
+                                     ", not ", *if_generation_match_));
+  }
+
   void FillHeader(Backend backend, v1::DownloadResponse* header) const {
     ToProto(info_, header->mutable_info());
     header->set_backend(ToProto(backend));
@@ -465,6 +487,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
   const std::string path_;
   const int64_t offset_;
   const int64_t limit_;
+  const std::optional<int64_t> if_generation_match_;
   // Cuts short the engine reads of a cancelled RPC and withdraws its waits
   // for pool buffers. Outlives them: the RPC ends only once every call has
   // called back.

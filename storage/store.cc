@@ -566,8 +566,25 @@ void Store::CreateWriter(WriteSpec spec, Cancellation* cancel,
                            backend);
   }
   if (IsCancelled(cancel)) return std::move(done)(CancelledStatus(), backend);
+  if (!spec.if_generation_match) return OpenWriter(std::move(spec), cancel, std::move(done));
+  // A doomed precondition fails here, before the body is sent (the commit
+  // checks it again, under the path's lock).
+  const std::string path = spec.path;
+  engine_->StatPath(path, [this, spec = std::move(spec), cancel, done = std::move(done)](
+                              absl::StatusOr<FileStat> st, Backend b) mutable {
+    absl::StatusOr<std::optional<int64_t>> current =
+        CheckPrecondition(spec.path, st, spec.if_generation_match);
+    if (!current.ok()) return std::move(done)(current.status(), b);
+    if (IsCancelled(cancel)) return std::move(done)(CancelledStatus(), b);
+    OpenWriter(std::move(spec), cancel, std::move(done));
+  });
+}
+
+void Store::OpenWriter(WriteSpec spec, Cancellation* cancel,
+                       Callback<std::unique_ptr<Writer>> done) {
   // A declared size is reserved whole, before anything reaches the disk.
   const int64_t reserved = quota_ ? spec.size : 0;
+  const Backend backend = engine_->info().backend;
   if (reserved > 0) {
     if (absl::Status s = quota_->Reserve(reserved); !s.ok()) {
       return std::move(done)(std::move(s), backend);

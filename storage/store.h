@@ -297,7 +297,10 @@ class Store {
                  Callback<SmallRead> done);
   // Validates the spec (InvalidArgument for a bad path or a negative size
   // or generation, ResourceExhausted for a size over max_file_bytes or one
-  // the store quota cannot hold now, with nothing created) and creates the
+  // the store quota cannot hold now, with nothing created), checks its
+  // precondition against the file as it is now (AlreadyExists,
+  // FailedPrecondition: a doomed upload fails before its body is sent; the
+  // commit checks again, atomically with its rename) and creates the
   // temp file. A declared size is reserved against the quota here, an
   // unknown one by each Writer::Append; the reservation ends when the
   // Writer commits (the replaced file's bytes are then released) or once
@@ -325,6 +328,10 @@ class Store {
   void CloseInBackground(FileHandle file);
 
  private:
+  // CreateWriter past its checks: reserves a declared size and opens the
+  // temp file.
+  void OpenWriter(WriteSpec spec, Cancellation* cancel, Callback<std::unique_ptr<Writer>> done);
+
   // ReadSmall reading the metadata attribute with the data.
   void ReadSmallWithMetadata(std::string path, absl::Span<char> dst, Cancellation* cancel,
                              Callback<SmallRead> done);

@@ -3,10 +3,13 @@
 #ifndef RINGSTORE_STORAGE_STORE_INTERNAL_H_
 #define RINGSTORE_STORAGE_STORE_INTERNAL_H_
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "storage/engine/engine.h"
 #include "storage/store.h"
 
@@ -14,6 +17,17 @@ namespace ringstore::storage {
 
 // ObjectInfo of `path` from its stat (metadata attribute decoded).
 ObjectInfo MakeInfo(std::string path, const FileStat& stat);
+
+// The generation `path` has now (nullopt: it does not exist), from its
+// Engine::StatPath result `st`, checked against an upload's precondition
+// `want` (WriteSpec::if_generation_match): AlreadyExists if `want` is 0 and
+// the file exists, FailedPrecondition if `want` is N and the file is not at
+// generation N or is a directory; a stat error other than NotFound as it is.
+// CreateWriter checks it so that a doomed upload fails before its body is
+// sent; the commit checks it again under the path's lock.
+absl::StatusOr<std::optional<int64_t>> CheckPrecondition(const std::string& path,
+                                                         const absl::StatusOr<FileStat>& st,
+                                                         std::optional<int64_t> want);
 
 // fsyncs each directory of `dirs` in turn, so that new entries in them are
 // durable, then calls `done` with the first error.

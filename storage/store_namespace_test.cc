@@ -78,6 +78,38 @@ TEST_P(StoreTest, Preconditions) {
   ExpectAbsent("fresh2");
 }
 
+// A doomed precondition fails at CreateWriter, before any byte is sent or
+// any temp file made; one that holds then still holds the commit to it.
+TEST_P(StoreTest, PreconditionsAreCheckedWhenTheUploadStarts) {
+  auto first = Put("early", "first");
+  ASSERT_TRUE(first.ok());
+  WriteSpec spec;
+  spec.path = "early";
+  spec.if_generation_match = 0;
+  EXPECT_EQ(NewWriter(spec).status().code(), absl::StatusCode::kAlreadyExists);
+  spec.if_generation_match = first->generation + 1;
+  EXPECT_EQ(NewWriter(spec).status().code(), absl::StatusCode::kFailedPrecondition);
+  spec.path = "absent";
+  spec.if_generation_match = 7;
+  EXPECT_EQ(NewWriter(spec).status().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(Put("dir/x", "x").ok());
+  spec.path = "dir";
+  spec.if_generation_match = 0;
+  EXPECT_EQ(NewWriter(spec).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(TempEmpties());
+
+  // Checked at the start, and again at the commit: a writer that passed
+  // the first check fails if another commit lands in between.
+  spec.path = "early";
+  spec.if_generation_match = first->generation;
+  auto writer = NewWriter(spec);
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  ASSERT_TRUE(Put("early", "second").ok());
+  ASSERT_TRUE(Append(**writer, "third").ok());
+  EXPECT_EQ(Commit(**writer).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ReadLocal(root_ + "/early"), "second");
+}
+
 TEST_P(StoreTest, NestedDirectoriesAndConflicts) {
   ASSERT_TRUE(Put("a/b/c/file", "deep").ok());
   EXPECT_EQ(ReadLocal(root_ + "/a/b/c/file"), "deep");

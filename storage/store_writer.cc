@@ -370,32 +370,10 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
     engine->StatPath(spec.path, [self, done = std::move(done)](
                                     absl::StatusOr<FileStat> st, Backend b) mutable {
       self->backend = b;
-      std::optional<int64_t> current;
-      if (st.ok()) {
-        if (st->is_directory) {
-          return self->FailCommit(absl::FailedPreconditionError(absl::StrCat(
-                                      "\"", self->spec.path, "\" is a directory")),
-                                  std::move(done), true);
-        }
-        current = MakeInfo(self->spec.path, *st).generation;
-        if (st->is_regular) self->replaced = st->size;
-      } else if (st.status().code() != absl::StatusCode::kNotFound) {
-        return self->FailCommit(st.status(), std::move(done), true);
-      }
-      if (const auto& want = self->spec.if_generation_match) {
-        if (*want == 0 && current) {
-          return self->FailCommit(
-              absl::AlreadyExistsError(absl::StrCat("\"", self->spec.path, "\" exists")),
-              std::move(done), true);
-        }
-        if (*want != 0 && current != want) {
-          return self->FailCommit(
-              absl::FailedPreconditionError(absl::StrCat(
-                  "generation of \"", self->spec.path, "\" is ",
-                  current ? absl::StrCat(*current) : "absent", ", not ", *want)),
-              std::move(done), true);
-        }
-      }
+      absl::StatusOr<std::optional<int64_t>> current =
+          CheckPrecondition(self->spec.path, st, self->spec.if_generation_match);
+      if (!current.ok()) return self->FailCommit(current.status(), std::move(done), true);
+      if (st.ok() && st->is_regular) self->replaced = st->size;
       self->generation = self->store->NextGeneration();
       self->modified = absl::Now();
       self->EnsureParent(std::move(done));
@@ -619,6 +597,29 @@ std::unique_ptr<Writer> NewWriter(Store* store, WriteSpec spec, std::string tmp_
                                              direct, cancel, reserved);
   state->backend = backend;
   return std::make_unique<WriterImpl>(std::move(state));
+}
+
+absl::StatusOr<std::optional<int64_t>> CheckPrecondition(const std::string& path,
+                                                         const absl::StatusOr<FileStat>& st,
+                                                         std::optional<int64_t> want) {
+  std::optional<int64_t> current;
+  if (st.ok()) {
+    if (st->is_directory) {
+      return absl::FailedPreconditionError(absl::StrCat("\"", path, "\" is a directory"));
+    }
+    current = MakeInfo(path, *st).generation;
+  } else if (st.status().code() != absl::StatusCode::kNotFound) {
+    return st.status();
+  }
+  if (want && *want == 0 && current) {
+    return absl::AlreadyExistsError(absl::StrCat("\"", path, "\" exists"));
+  }
+  if (want && *want != 0 && current != want) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("generation of \"", path, "\" is ",
+                     current ? absl::StrCat(*current) : "absent", ", not ", *want));
+  }
+  return current;
 }
 
 }  // namespace ringstore::storage

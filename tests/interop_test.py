@@ -3,6 +3,7 @@ protoc + grpc_python_plugin) against the real server: the API contract of
 DESIGN.md §3, exact status codes included."""
 
 import os
+import threading
 import time
 import unittest
 
@@ -206,6 +207,50 @@ class InteropTest(testlib.RpcAssertions, unittest.TestCase):
         r3, _ = self.upload("interop/g.bin", b"five", spec_extra={"if_generation_match": r2.file.generation})
         self.assertGreater(r3.file.generation, r2.file.generation)
         self.assertEqual(b"".join(m.data for m in self.download("interop/g.bin")), b"five")
+
+    def test_doomed_precondition_fails_before_the_body_is_sent(self):
+        r1, _ = self.upload("interop/early.bin", b"one")
+        sent_body = threading.Event()
+        never = threading.Event()
+
+        def stream(extra):
+            yield pb.UploadRequest(spec=pb.UploadSpec(path="interop/early.bin", size=MiB, **extra))
+            # The answer must come while the client still holds its body.
+            never.wait(30)
+            sent_body.set()
+            yield pb.UploadRequest(offset=0, data=b"x" * MiB, finish=True)
+
+        for extra, code in (({"if_generation_match": 0}, grpc.StatusCode.ALREADY_EXISTS),
+                            ({"if_generation_match": r1.file.generation + 1},
+                             grpc.StatusCode.FAILED_PRECONDITION)):
+            future = self.stub.Upload.future(stream(extra), timeout=60)
+            started = time.monotonic()
+            self.assertEqual(future.exception(timeout=20).code(), code)
+            self.assertLess(time.monotonic() - started, 20)
+            self.assertFalse(sent_body.is_set())
+        never.set()
+        self.assertEqual(b"".join(m.data for m in self.download("interop/early.bin")), b"one")
+
+    def test_download_if_generation_match(self):
+        small = b"small file"
+        big = testlib.random_bytes(3 * MiB + 5, seed=7)
+        for path, data in (("interop/pin-small", small), ("interop/pin-big", big)):
+            resp, _ = self.upload(path, data)
+            gen = resp.file.generation
+            for offset in (0, 3):
+                got = b"".join(m.data for m in self.stub.Download(pb.DownloadRequest(
+                    path=path, offset=offset, if_generation_match=gen)))
+                self.assertEqual(got, data[offset:], (path, offset))
+                for wrong in (gen + 1, 0):
+                    self.assertCode(grpc.StatusCode.FAILED_PRECONDITION, lambda: list(
+                        self.stub.Download(pb.DownloadRequest(
+                            path=path, offset=offset, if_generation_match=wrong))))
+            # A newer generation is not what a pinned reader asked for.
+            self.upload(path, data)
+            self.assertCode(grpc.StatusCode.FAILED_PRECONDITION, lambda: list(
+                self.stub.Download(pb.DownloadRequest(path=path, if_generation_match=gen))))
+        self.assertCode(grpc.StatusCode.NOT_FOUND, lambda: list(self.stub.Download(
+            pb.DownloadRequest(path="interop/pin-none", if_generation_match=1))))
 
     def test_server_info(self):
         info = self.stub.GetServerInfo(pb.GetServerInfoRequest())
