@@ -35,7 +35,9 @@ const char kUsage[] =
     "                 [--tls_cert=F --tls_key=F] [--json] COMMAND\n"
     "commands:\n"
     "  put LOCAL|- REMOTE [--if_absent] [--resume]\n"
-    "  get REMOTE LOCAL|- [--offset=N] [--length=N]\n"
+    "  get REMOTE LOCAL|- [--offset=N] [--length=N] [--retries=N]\n"
+    "      a broken download resumes where it stopped, on the same generation of\n"
+    "      the file, up to N times (default 5)\n"
     "  ls [PREFIX] [--long]\n"
     "  stat REMOTE\n"
     "  rm REMOTE\n"
@@ -233,6 +235,7 @@ int CmdGet(Client& client, const CliArgs& a) {
   GetOptions options;
   options.offset = a.offset;
   options.length = a.length;
+  options.retries = static_cast<int>(a.retries);
   ProgressBar bar;
   options.progress = bar.callback();
   v1::FileInfo info;
@@ -445,6 +448,7 @@ std::string TokenFileLine(const std::string& token, const std::string& scopes,
 
 bool ParseArgs(const std::vector<std::string>& argv, CliArgs* out, std::string* error) {
   std::vector<std::string> positional;
+  bool has_retries = false;
   for (size_t i = 0; i < argv.size(); ++i) {
     const std::string& arg = argv[i];
     if (arg.size() < 3 || arg.compare(0, 2, "--") != 0) {
@@ -474,7 +478,8 @@ bool ParseArgs(const std::vector<std::string>& argv, CliArgs* out, std::string* 
     }
     const bool valued = name == "server" || name == "token_file" || name == "tls_ca" ||
                         name == "tls_cert" || name == "tls_key" || name == "offset" ||
-                        name == "length" || name == "scopes" || name == "prefix";
+                        name == "length" || name == "retries" || name == "scopes" ||
+                        name == "prefix";
     if (!valued) {
       *error = absl::StrCat("unknown flag --", name);
       return false;
@@ -493,6 +498,8 @@ bool ParseArgs(const std::vector<std::string>& argv, CliArgs* out, std::string* 
     if (name == "tls_key") out->tls_key = value;
     if (name == "offset" && !ParseInt(name, value, &out->offset, error)) return false;
     if (name == "length" && !ParseInt(name, value, &out->length, error)) return false;
+    if (name == "retries" && !ParseInt(name, value, &out->retries, error)) return false;
+    if (name == "retries") has_retries = true;
     if (name == "scopes" && !ValidScopes(value, error)) return false;
     if (name == "scopes") out->scopes = value;
     if (name == "prefix" && !ValidPrefix(value, error)) return false;
@@ -525,8 +532,12 @@ bool ParseArgs(const std::vector<std::string>& argv, CliArgs* out, std::string* 
     *error = "--if_absent and --resume apply to put only";
     return false;
   }
-  if ((out->offset != 0 || out->length != 0) && !get) {
-    *error = "--offset and --length apply to get only";
+  if ((out->offset != 0 || out->length != 0 || has_retries) && !get) {
+    *error = "--offset, --length and --retries apply to get only";
+    return false;
+  }
+  if (out->retries < 0 || out->retries > 100) {
+    *error = "--retries must be in [0, 100]";
     return false;
   }
   if (out->long_format && out->command != "ls") {

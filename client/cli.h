@@ -34,6 +34,8 @@ struct CliArgs {
   bool long_format = false;
   int64_t offset = 0;
   int64_t length = 0;
+  // get: how many times a broken download is resumed (client.h GetOptions).
+  int64_t retries = 5;
 };
 
 // Parses argv[1..] (flags may come before or after the command; valued flags

@@ -59,6 +59,16 @@ TEST(ParseArgs, FlagsBeforeAndAfterTheCommand) {
   EXPECT_TRUE(a.json);
 }
 
+TEST(ParseArgs, GetRetries) {
+  CliArgs a;
+  std::string error;
+  ASSERT_TRUE(Parse({"get", "r", "-"}, &a, &error)) << error;
+  EXPECT_EQ(a.retries, 5);
+  CliArgs b;
+  ASSERT_TRUE(Parse({"get", "r", "-", "--retries=0"}, &b, &error)) << error;
+  EXPECT_EQ(b.retries, 0);
+}
+
 TEST(ParseArgs, PutFlags) {
   CliArgs a;
   std::string error;
@@ -121,6 +131,9 @@ TEST(ParseArgs, UsageErrors) {
       {"get", "r", "-", "--offset"},
       {"stat", "r", "--if_absent"},
       {"ls", "--offset=3"},
+      {"put", "a", "b", "--retries=2"},
+      {"get", "r", "-", "--retries=-1"},
+      {"get", "r", "-", "--retries=101"},
       {"stat", "r", "--long"},
       {"stat", "r", "--json=maybe"},
       {"token"},

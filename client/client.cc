@@ -9,6 +9,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "third_party/system/crc32c.h"
 
 namespace ringstore::client {
@@ -162,51 +164,78 @@ grpc::Status Client::Put(int fd, const std::string& remote, const PutOptions& op
 
 grpc::Status Client::Get(const std::string& remote, const GetOptions& options, int fd,
                          v1::FileInfo* info, std::string* backend) {
-  grpc::ClientContext context;
-  Prepare(&context, /*unary=*/false);
-  v1::DownloadRequest request;
-  request.set_path(remote);
-  request.set_offset(options.offset);
-  request.set_limit(options.length);
-  std::unique_ptr<grpc::ClientReader<v1::DownloadResponse>> reader =
-      stub_->Download(&context, request);
-  v1::DownloadResponse response;
-  bool first = true;
+  bool first = true;           // no message yet: `info` and `total` unknown
   int64_t expected = options.offset;
   int64_t total = 0;
   uint32_t crc = 0;
-  grpc::Status local_error;
-  while (reader->Read(&response)) {
-    if (first) {
-      *info = response.info();
-      *backend = BackendName(response.backend());
-      const int64_t rest = info->size() - options.offset;
-      total = options.length > 0 && options.length < rest ? options.length : rest;
-      first = false;
+  absl::Duration backoff = absl::Milliseconds(100);
+  for (int attempt = 0;; ++attempt) {
+    // Everything arrived but the stream's end: nothing left to ask for.
+    if (!first && expected - options.offset == total) break;
+    grpc::ClientContext context;
+    Prepare(&context, /*unary=*/false);
+    v1::DownloadRequest request;
+    request.set_path(remote);
+    request.set_offset(expected);
+    if (!first) {
+      // A resumed stream: the rest of the same generation.
+      request.set_limit(total - (expected - options.offset));
+      request.set_if_generation_match(info->generation());
+    } else {
+      request.set_limit(options.length);
     }
-    // The data is checked and written where the message holds it; its CRC
-    // is computed once and folded into the file's.
-    const uint32_t message_crc = Crc32c(response.data());
-    if (response.offset() != expected) {
-      local_error = DataLoss(absl::StrCat("chunk at ", response.offset(), ", expected ", expected));
-    } else if (message_crc != response.crc32c()) {
-      local_error = DataLoss(absl::StrCat("crc32c mismatch in chunk at ", response.offset()));
-    } else if (!WriteFull(fd, response.data().data(), response.data().size())) {
-      local_error = grpc::Status(grpc::StatusCode::INTERNAL,
-                                 absl::StrCat("writing output: ", std::strerror(errno)));
+    std::unique_ptr<grpc::ClientReader<v1::DownloadResponse>> reader =
+        stub_->Download(&context, request);
+    v1::DownloadResponse response;
+    bool stream_first = true;
+    grpc::Status local_error;
+    while (reader->Read(&response)) {
+      if (stream_first && first) {
+        *info = response.info();
+        *backend = BackendName(response.backend());
+        const int64_t rest = info->size() - options.offset;
+        total = options.length > 0 && options.length < rest ? options.length : rest;
+        first = false;
+      }
+      stream_first = false;
+      // The data is checked and written where the message holds it; its CRC
+      // is computed once and folded into the file's.
+      const uint32_t message_crc = Crc32c(response.data());
+      if (response.offset() != expected) {
+        local_error =
+            DataLoss(absl::StrCat("chunk at ", response.offset(), ", expected ", expected));
+      } else if (message_crc != response.crc32c()) {
+        local_error = DataLoss(absl::StrCat("crc32c mismatch in chunk at ", response.offset()));
+      } else if (!WriteFull(fd, response.data().data(), response.data().size())) {
+        local_error = grpc::Status(grpc::StatusCode::INTERNAL,
+                                   absl::StrCat("writing output: ", std::strerror(errno)));
+      }
+      if (!local_error.ok()) {
+        context.TryCancel();
+        break;
+      }
+      crc = Crc32cCombine(crc, message_crc, response.data().size());
+      expected += static_cast<int64_t>(response.data().size());
+      if (options.progress) options.progress(expected - options.offset, total);
     }
-    if (!local_error.ok()) {
-      context.TryCancel();
-      break;
+    grpc::Status status = reader->Finish();
+    if (!local_error.ok()) return local_error;
+    if (status.error_code() == grpc::StatusCode::UNAVAILABLE && attempt < options.retries) {
+      absl::SleepFor(backoff);
+      backoff = std::min(backoff * 2, absl::Seconds(5));
+      continue;
     }
-    crc = Crc32cCombine(crc, message_crc, response.data().size());
-    expected += static_cast<int64_t>(response.data().size());
-    if (options.progress) options.progress(expected - options.offset, total);
+    if (!status.ok()) {
+      if (status.error_code() == grpc::StatusCode::FAILED_PRECONDITION && attempt > 0) {
+        return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                            absl::StrCat("\"", remote, "\" was replaced while it was downloaded (",
+                                         status.error_message(), ")"));
+      }
+      return status;
+    }
+    if (backend->empty()) *backend = TrailerBackend(context);
+    break;
   }
-  grpc::Status status = reader->Finish();
-  if (!local_error.ok()) return local_error;
-  if (!status.ok()) return status;
-  if (backend->empty()) *backend = TrailerBackend(context);
   if (expected - options.offset != total) {
     return DataLoss(absl::StrCat("received ", expected - options.offset, " bytes, expected ", total));
   }

@@ -56,6 +56,12 @@ struct GetOptions {
   // Bytes to read; 0 = to the end.
   int64_t length = 0;
   Progress progress;
+  // A stream that breaks (UNAVAILABLE: the connection dropped, the server
+  // restarted) is resumed where it stopped, pinned to the generation it
+  // started with (DownloadRequest.if_generation_match: a file replaced
+  // meanwhile ends the download with FAILED_PRECONDITION), up to this many
+  // times, after 100 ms, 200 ms, ... (at most 5 s) of backoff.
+  int retries = 0;
 };
 
 // "thread_pool" for BACKEND_THREAD_POOL etc.; "" for unspecified.
