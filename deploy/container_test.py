@@ -243,6 +243,8 @@ class PodRun:
 
         self.mounts = {}
         self.claim = None
+        self.secrets = {}  # name: (its directory, its volume spec, fsGroup)
+        self.secret_versions = 0
         volumes = {v["name"]: v for v in pod.get("volumes", [])}
         claims = {t["metadata"]["name"] for t in sts["spec"].get("volumeClaimTemplates", [])}
         for m in c.get("volumeMounts", []):
@@ -276,8 +278,7 @@ class PodRun:
         self.flags = flags
         self.args = list(c.get("args", []))
 
-    @staticmethod
-    def _secret_dir(spec, secrets, work, fs_group):
+    def _secret_dir(self, spec, secrets, work, fs_group):
         """A Secret volume as the kubelet writes it: the files in a
         timestamped directory, ..data pointing at it, and each key a link
         through ..data (what TLS rotation by symlink swap relies on)."""
@@ -285,23 +286,34 @@ class PodRun:
         if name not in secrets:
             raise AssertionError("no test content for Secret %s" % name)
         root = os.path.join(work, "secret-" + name)
-        stamp = os.path.join(root, "..2026_12_02_00_00_00.000000001")
+        os.makedirs(root)
+        os.chmod(root, 0o755)
+        self.secrets[name] = (root, spec, fs_group)
+        self.update_secret(name, secrets[name])
+        return root
+
+    def update_secret(self, name, contents):
+        """Publishes new contents of Secret `name` as the kubelet does: a new
+        timestamped directory, then an atomic swap of ..data."""
+        root, spec, fs_group = self.secrets[name]
+        self.secret_versions += 1
+        stamp = os.path.join(root, "..2026_12_02_00_00_00.%09d" % self.secret_versions)
         os.makedirs(stamp)
+        os.chmod(stamp, 0o755)
         mode = spec.get("defaultMode", 0o644)
-        items = spec.get("items") or [{"key": k, "path": k} for k in secrets[name]]
+        items = spec.get("items") or [{"key": k, "path": k} for k in contents]
         for item in items:
             path = os.path.join(stamp, item["path"])
             with open(path, "wb") as f:
-                f.write(secrets[name][item["key"]])
+                f.write(contents[item["key"]])
             os.chown(path, 0, fs_group if fs_group is not None else 0)
             os.chmod(path, item.get("mode", mode))
             top = item["path"].split("/")[0]
             if not os.path.lexists(os.path.join(root, top)):
                 os.symlink(os.path.join("..data", top), os.path.join(root, top))
-        os.symlink(os.path.basename(stamp), os.path.join(root, "..data"))
-        for d in (root, stamp):
-            os.chmod(d, 0o755)
-        return root
+        tmp = os.path.join(root, "..data_tmp")
+        os.symlink(os.path.basename(stamp), tmp)
+        os.rename(tmp, os.path.join(root, "..data"))
 
     def arg(self, flag):
         """The value of --flag in the container's args, or None."""
@@ -580,6 +592,25 @@ class TlsAuthOverlay(OverlayCase, unittest.TestCase):
             self.assertTrue(value, flag)
             self.assertTrue(any(value.startswith(m + "/") for m in self.pod.mounts),
                             "%s=%s is on no mount" % (flag, value))
+
+    def test_a_changed_token_secret_needs_no_restart(self):
+        """A token added to the ringstore-tokens Secret works once the
+        kubelet has swapped the volume's files, without a restart."""
+        c = self.start()
+        token = "k8s-test-token-2-" + hashlib.sha256(os.urandom(16)).hexdigest()[:24]
+        token_file = testlib.write_file(self.work, "token2", token.encode())
+        flags = ["--tls_ca=" + PKI.path("ca.crt"), "--tls_cert=" + PKI.path("client.crt"),
+                 "--tls_key=" + PKI.path("client.key"), "--token_file=" + token_file]
+        r = testlib.cli(c.grpc_address(), *flags, "info")
+        self.assertIn("UNAUTHENTICATED", r.stderr.decode())
+        contents = secret_contents()["ringstore-tokens"]
+        contents = {"tokens": contents["tokens"] +
+                    ("%s admin\n" % hashlib.sha256(token.encode()).hexdigest()).encode()}
+        self.pod.update_secret("ringstore-tokens", contents)
+        self.assertTrue(testlib.wait_until(
+            lambda: testlib.cli(c.grpc_address(), *flags, "info").returncode == 0, timeout=15),
+            c.logs())
+        self.assertEqual(c.state()[0], "running")
 
     def test_refuses_without_token_or_client_certificate(self):
         self.start()

@@ -5,7 +5,9 @@
 // flight get --drain_timeout to finish (then they are cancelled), and the
 // process exits 0. Health reports NOT_SERVING from the drain's first moment
 // (health.h). SIGHUP reloads --auth_tokens (a bad file keeps the tokens in
-// use and says why on stderr) and reopens the access log.
+// use and says why on stderr) and reopens the access log; the tokens file is
+// also reloaded by itself within 5 s of a change (a rename over it,
+// Kubernetes' Secret update), as the TLS files are.
 //
 // Optional outputs, each off when its flag is empty: Prometheus metrics
 // (--metrics_listen), a health-only listener (--health_listen) and the
@@ -16,12 +18,14 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -66,7 +70,8 @@ ABSL_FLAG(int64_t, buffer_size, 1 << 20, "Bytes per I/O buffer, a multiple of 40
 ABSL_FLAG(int32_t, engine_threads, 4, "Worker threads of engines that use them.");
 ABSL_FLAG(std::string, auth_tokens, "",
           "Tokens file: when set, every FileStore call needs \"authorization: Bearer "
-          "<token>\" (server/auth.h has the format). Reloaded on SIGHUP.");
+          "<token>\" (server/auth.h has the format). Reloaded on SIGHUP and within "
+          "5 s of a change.");
 ABSL_FLAG(std::string, tls_cert, "",
           "PEM certificate chain (leaf first): serve TLS on --listen. Re-read when it "
           "changes on disk.");
@@ -90,6 +95,30 @@ ABSL_FLAG(int32_t, max_streams_per_connection, 100,
 namespace {
 
 constexpr char kVersion[] = "0.1.0";
+
+// What tells that a file's contents may have changed without reading it:
+// a rename over it (a new inode), Kubernetes' ..data symlink swap (stat
+// follows the link), an edit in place (size, times).
+struct FileIdentity {
+  dev_t dev;
+  ino_t ino;
+  off_t size;
+  int64_t mtime_ns;
+  int64_t ctime_ns;
+  bool operator==(const FileIdentity& o) const {
+    return dev == o.dev && ino == o.ino && size == o.size && mtime_ns == o.mtime_ns &&
+           ctime_ns == o.ctime_ns;
+  }
+};
+
+// Nullopt if `path` cannot be stat'ed (gone: a change too).
+std::optional<FileIdentity> IdentifyFile(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) return std::nullopt;
+  return FileIdentity{st.st_dev, st.st_ino, st.st_size,
+                      st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec,
+                      st.st_ctim.tv_sec * 1000000000LL + st.st_ctim.tv_nsec};
+}
 
 int Run() {
   const std::string engine = absl::GetFlag(FLAGS_engine);
@@ -277,9 +306,31 @@ int Run() {
               engine_name.c_str());
   std::fflush(stdout);
 
+  // Main's thread waits for signals, and every 5 s looks whether the tokens
+  // file changed (Authorizer::Reload runs here only).
+  std::optional<FileIdentity> tokens_seen;
+  if (authorizer != nullptr) tokens_seen = IdentifyFile(auth_tokens);
   int sig = 0;
-  while (sigwait(&signals, &sig) == 0 && sig == SIGHUP) {
+  while (true) {
+    const timespec poll = {5, 0};
+    sig = sigtimedwait(&signals, nullptr, &poll);
+    if (sig < 0) {
+      if (authorizer == nullptr) continue;
+      std::optional<FileIdentity> now = IdentifyFile(auth_tokens);
+      if (now == tokens_seen) continue;
+      tokens_seen = now;
+      if (absl::Status s = authorizer->Reload(); !s.ok()) {
+        std::cerr << "ringstore-server: " << auth_tokens
+                  << " changed; not reloaded, the old tokens stay: " << s.message() << "\n";
+      } else {
+        std::cerr << "ringstore-server: " << auth_tokens << " changed: " << authorizer->size()
+                  << " tokens\n";
+      }
+      continue;
+    }
+    if (sig != SIGHUP) break;
     if (authorizer != nullptr) {
+      tokens_seen = IdentifyFile(auth_tokens);
       if (absl::Status s = authorizer->Reload(); !s.ok()) {
         std::cerr << "ringstore-server: SIGHUP: keeping the tokens in use: " << s.message()
                   << "\n";

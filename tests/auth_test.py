@@ -362,7 +362,8 @@ class AuthTest(testlib.RpcAssertions, unittest.TestCase):
 
 
 class AuthFileTest(unittest.TestCase):
-    """The tokens file's life: a bad one at start, reloads on SIGHUP."""
+    """The tokens file's life: a bad one at start, reloads on SIGHUP and on
+    a change."""
 
     def test_bad_file_at_start_exits_nonzero_with_the_line(self):
         d = testlib.tmpdir("authbad")
@@ -440,6 +441,52 @@ class AuthFileTest(unittest.TestCase):
         self.assertEqual(rc, 0, stderr)
         self.assertNotIn(old, stderr)
         self.assertNotIn(new, stderr)
+
+    def test_a_changed_tokens_file_is_reloaded_without_a_signal(self):
+        """Laid out as a Kubernetes Secret volume (the file a link through
+        ..data, swapped to a new directory on update): each swap is picked
+        up within 5 s, a bad file keeps the tokens in use."""
+        d = testlib.tmpdir("authwatch")
+        tokens = [new_token("read") for _ in range(3)]
+
+        def publish(n, text):
+            stamp = os.path.join(d, "..%d" % n)
+            os.mkdir(stamp)
+            write_file(os.path.join(stamp, "tokens"), text)
+            os.symlink(os.path.basename(stamp), os.path.join(d, "..data_tmp"))
+            os.rename(os.path.join(d, "..data_tmp"), os.path.join(d, "..data"))
+
+        publish(0, tokens[0][1] + "\n")
+        os.symlink("..data/tokens", os.path.join(d, "tokens"))
+        server = testlib.Server(args=["--auth_tokens=" + os.path.join(d, "tokens")])
+        try:
+            with grpc.insecure_channel(server.address) as channel:
+                stub = pbg.FileStoreStub(channel)
+
+                def code(token):
+                    try:
+                        stub.List(pb.ListRequest(), metadata=md(token), timeout=30)
+                        return grpc.StatusCode.OK
+                    except grpc.RpcError as e:
+                        return e.code()
+
+                self.assertEqual(code(tokens[0][0]), grpc.StatusCode.OK)
+                publish(1, tokens[1][1] + "\n")
+                self.assertTrue(testlib.wait_until(
+                    lambda: code(tokens[1][0]) == grpc.StatusCode.OK, timeout=15))
+                self.assertEqual(code(tokens[0][0]), UNAUTHENTICATED)
+                # A bad file: said on stderr, the tokens in use stay.
+                publish(2, tokens[2][1] + "\nnot a line\n")
+                self.assertTrue(testlib.wait_until(
+                    lambda: "not reloaded, the old tokens stay" in server.stderr_text(),
+                    timeout=15), server.stderr_text())
+                self.assertEqual(code(tokens[1][0]), grpc.StatusCode.OK)
+                self.assertEqual(code(tokens[2][0]), UNAUTHENTICATED)
+        finally:
+            rc = server.stop()
+        self.assertEqual(rc, 0, server.stderr_text())
+        for token, _ in tokens:
+            self.assertNotIn(token, server.stderr_text())
 
     def test_sighup_without_auth_is_harmless(self):
         server = testlib.Server()
