@@ -45,6 +45,15 @@ def md(token):
     return (("authorization", "Bearer " + token),)
 
 
+def list_code(stub, token):
+    """The status code of a List made with `token`."""
+    try:
+        stub.List(pb.ListRequest(), metadata=md(token), timeout=30)
+        return grpc.StatusCode.OK
+    except grpc.RpcError as e:
+        return e.code()
+
+
 def upload_requests(path, data):
     yield pb.UploadRequest(spec=pb.UploadSpec(path=path, size=len(data)))
     yield pb.UploadRequest(offset=0, data=data, finish=True)
@@ -394,11 +403,7 @@ class AuthFileTest(unittest.TestCase):
                 stub = pbg.FileStoreStub(channel)
 
                 def code(token):
-                    try:
-                        stub.List(pb.ListRequest(), metadata=md(token), timeout=30)
-                        return grpc.StatusCode.OK
-                    except grpc.RpcError as e:
-                        return e.code()
+                    return list_code(stub, token)
 
                 self.assertEqual(code(old), grpc.StatusCode.OK)
                 self.assertEqual(code(new), UNAUTHENTICATED)
@@ -464,11 +469,7 @@ class AuthFileTest(unittest.TestCase):
                 stub = pbg.FileStoreStub(channel)
 
                 def code(token):
-                    try:
-                        stub.List(pb.ListRequest(), metadata=md(token), timeout=30)
-                        return grpc.StatusCode.OK
-                    except grpc.RpcError as e:
-                        return e.code()
+                    return list_code(stub, token)
 
                 self.assertEqual(code(tokens[0][0]), grpc.StatusCode.OK)
                 publish(1, tokens[1][1] + "\n")
