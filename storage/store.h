@@ -3,7 +3,16 @@
 //
 // Layout on disk:
 //   <root>/<path>                  committed files, plain files in plain dirs
-//   <root>/.ringstore/tmp/<random> data of uploads in progress
+//   <root>/.ringstore/lock         empty; OFD byte-range locks on it, one
+//                                  per path, serialise commits and deletes
+//                                  across every server sharing the root
+//   <root>/.ringstore/tmp/<server>.lock  empty; locked while that server runs
+//   <root>/.ringstore/tmp/<server>/<random>  data of its plain uploads in
+//                                  progress (start-up removes the
+//                                  directories of servers no longer running)
+//   <root>/.ringstore/uploads/<id>       a resumable session's record (empty;
+//                                  its state in extended attributes)
+//   <root>/.ringstore/uploads/<id>.data  the session's data
 // Extended attributes of <root>/.ringstore hold the store's own bookkeeping:
 // `user.ringstore.bytes`, the quota's count left by a clean shutdown
 // (quota_ledger.h).
@@ -194,6 +203,12 @@ class Writer {
   // threads). A failure runs `done` inline if no write is in flight,
   // else on the engine thread that completes the last one.
   virtual void Append(absl::string_view data, Engine::DoneCallback done) = 0;
+  // Resumable uploads only (Store::ResumeUpload; FailedPrecondition on
+  // any other Writer): waits for the writes in flight, fsyncs the data and
+  // records its size and running CRC32C with it, durably, then answers the
+  // persisted size (== size()). The Writer stays usable. `done` runs on an
+  // engine thread, or inline on a dead Writer.
+  virtual void Persist(Engine::Callback<int64_t> done) = 0;
   // Checks size and checksum, then commits; runs to its end whatever the
   // Cancellation says. `done` runs on an engine thread, or inline when the
   // commit fails before any engine work of its own (a dead Writer, a size
@@ -313,6 +328,79 @@ class Store {
   void CreateWriter(WriteSpec spec, Callback<std::unique_ptr<Writer>> done) {
     CreateWriter(std::move(spec), nullptr, std::move(done));
   }
+
+  // --- Resumable uploads (DESIGN.md §3, after GCS's resumable writes) ---
+  //
+  // A session is a WriteSpec, an owner and the bytes persisted so far, kept
+  // under <root>/.ringstore/uploads/ (upload_session.h has the layout), so
+  // that it survives a restart, also kill -9, and can be resumed on any
+  // server sharing the root. `owner` is opaque to the store (the server
+  // passes a hash of the caller's token, "" with auth off); a call naming
+  // a session with another owner gets NotFound, as for an unknown id.
+  // Upload ids are 128 random bits from the kernel, as 32 hex digits.
+
+  // What QueryUpload reports.
+  struct UploadStatus {
+    WriteSpec spec;
+    // Bytes that are on disk and fsynced; only grows.
+    int64_t persisted_size = 0;
+    // The upload was committed; `file` is what the commit produced.
+    bool complete = false;
+    ObjectInfo file;
+  };
+
+  // Validates `spec` and checks its precondition exactly as CreateWriter
+  // does (same codes, nothing created on failure), then creates the
+  // session durably (its record and an empty data file, fsynced with their
+  // directory) and answers its id.
+  void StartUpload(WriteSpec spec, std::string owner, Callback<std::string> done);
+  // NotFound for an unknown, expired or cancelled id, or another owner's
+  // (InvalidArgument if `id` is not 32 lowercase hex digits).
+  void QueryUpload(std::string id, std::string owner, Callback<UploadStatus> done);
+  // Removes the session, its record and data. NotFound as QueryUpload;
+  // Aborted while a stream is attached to it (on any server).
+  void CancelUpload(std::string id, std::string owner, Engine::DoneCallback done);
+
+  // A stream attached to a session (ResumeUpload).
+  struct Resumed {
+    // Null when the session is complete: the caller answers OK with
+    // `status.file`.
+    std::unique_ptr<Writer> writer;
+    // The session as it was when the stream attached; writer->size() ==
+    // status.persisted_size.
+    UploadStatus status;
+  };
+  // Attaches a stream to session `id`: the returned Writer appends after
+  // the persisted bytes (anything the session held past them, written but
+  // never fsynced before a crash, is cut off first). One stream at a time
+  // per session across every server on the root (an OFD lock on the
+  // session's record, taken without waiting): a second one gets Aborted.
+  // NotFound as QueryUpload. The Writer behaves as CreateWriter's, with
+  // these differences:
+  //   - Persist (below) makes what it accepted durable and keeps the
+  //     session; destroying the Writer without Commit or Persist does the
+  //     same in the background (a stream that broke off keeps what it
+  //     delivered) and then releases the session's lock;
+  //   - an Append that fails kills the Writer but not the session: it
+  //     keeps its last persisted state;
+  //   - Commit checks the size, the whole-file CRC32C (the running CRC32C
+  //     of the persisted bytes is kept with them, so a resumed upload's
+  //     checksum covers every byte) and the precondition again, then
+  //     commits; the session is then complete, and QueryUpload and
+  //     ResumeUpload answer its FileInfo until it expires. A commit that
+  //     fails its checks (InvalidArgument size, DataLoss, AlreadyExists,
+  //     FailedPrecondition) removes the session and its data.
+  // `cancel` (may be null, else alive until the Writer is gone) is the
+  // stream's, as for CreateWriter.
+  void ResumeUpload(std::string id, std::string owner, Cancellation* cancel,
+                    Callback<Resumed> done);
+
+  // Removes the sessions (complete ones included) that no stream holds and
+  // that have been idle (no stream attached, nothing persisted) for longer
+  // than `ttl`, with their data; answers how many it removed. The server
+  // calls it periodically with --upload_ttl. Blocking: call it from a
+  // thread of your own, never from a callback.
+  int ExpireUploads(absl::Duration ttl);
 
   // Internal, used by the commit and delete operations.
   int64_t NextGeneration();
