@@ -1,15 +1,16 @@
 """Renders every kustomization of deploy/k8s with `kubectl kustomize`,
 validates each rendered object against the Kubernetes OpenAPI schemas
 (deploy/k8s/schema/validate.js over npm kubernetes-models) and checks the
-pod contract that deploy/ and the image test rely on: one StatefulSet
-`ringstore` with one container, server flags as args, native gRPC probes on
+pod contract that deploy/ and the image test rely on: one workload
+`ringstore` (base's StatefulSet, or the shared overlay's Deployment with
+base's pod template over a ReadWriteMany claim) with one container, server flags as args, native gRPC probes on
 the health listener, a grace period above --drain_timeout, non-root 65532,
 a read-only root, no capabilities, no service-account token, a PDB and a
 NetworkPolicy selecting the pod, scrape annotations on the metrics port,
 memory sized from the buffer pool, seccomp per overlay, and tls-auth's
 Secrets mounted whole where its flags point.
 
-One class per kustomization (base, io-uring, tls-auth), one JUnit case per
+One class per kustomization (base, io-uring, tls-auth, shared), one JUnit case per
 method. The tools come from the machine (deploy/install-deps.sh): `kubectl`
 on PATH, `node`, and the npm packages in $RINGSTORE_NPM_DIR (default
 /usr/local/lib/ringstore-npm); a case whose tool is missing is skipped with
@@ -29,7 +30,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "tests"))
 import testlib  # noqa: E402
-from k8s_render import K8S, copy_tree, quantity_bytes, render  # noqa: E402
+from k8s_render import K8S, copy_tree, quantity_bytes, render, render_overlay  # noqa: E402
 
 try:
     import yaml
@@ -107,6 +108,7 @@ class _Manifests:
 
     DIR = None
     SECCOMP = None
+    KIND = "StatefulSet"
 
     @classmethod
     def setUpClass(cls):
@@ -134,11 +136,11 @@ class _Manifests:
         self.assertEqual(len(found), 1, "exactly one %s %s" % (kind, name))
         return found[0]
 
-    def statefulset(self):
-        return self.one("StatefulSet", "ringstore")
+    def workload(self):
+        return self.one(self.KIND, "ringstore")
 
     def pod(self):
-        return self.statefulset()["spec"]["template"]
+        return self.workload()["spec"]["template"]
 
     def container(self):
         return self.pod()["spec"]["containers"][0]
@@ -160,11 +162,11 @@ class _Manifests:
 
     # The cases.
 
-    def test_renders_one_statefulset(self):
+    def test_renders_one_workload(self):
         objects = self.objects()
         workloads = [(o["kind"], o["metadata"]["name"]) for o in objects
                      if o["kind"] in WORKLOAD_KINDS]
-        self.assertEqual(workloads, [("StatefulSet", "ringstore")])
+        self.assertEqual(workloads, [(self.KIND, "ringstore")])
         for o in objects:
             self.assertNotIn("namespace", o["metadata"],
                              "%s %s: the user picks the namespace" % (o["kind"], o["metadata"]["name"]))
@@ -184,8 +186,8 @@ class _Manifests:
         objects = self.objects()
         require_node(self)
         broken = copy.deepcopy(objects)
-        sts = next(o for o in broken if o["kind"] == "StatefulSet")
-        sts["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = "grpc"
+        workload = next(o for o in broken if o["kind"] == self.KIND)
+        workload["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = "grpc"
         svc = next(o for o in broken if o["kind"] == "Service")
         del svc["spec"]["ports"][0]["port"]
         broken.append({"apiVersion": "example.com/v1", "kind": "Widget",
@@ -196,21 +198,31 @@ class _Manifests:
         self.assertEqual(len(lines), len(broken), out)
         invalid = [line for line in lines if line.startswith("invalid ")]
         self.assertEqual(len(invalid), 3, out)
-        self.assertIn("invalid StatefulSet ringstore: /spec/template/spec/containers/0/ports/0/"
-                      "containerPort must be integer", out)
+        self.assertIn("invalid %s ringstore: /spec/template/spec/containers/0/ports/0/"
+                      "containerPort must be integer" % self.KIND, out)
         self.assertIn("invalid Service %s: /spec/ports/0 must have required property port"
                       % svc["metadata"]["name"], out)
         self.assertIn('invalid Widget unknown-kind: no schema for apiVersion "example.com/v1"', out)
 
-    def test_statefulset_contract(self):
-        spec = self.statefulset()["spec"]
-        self.assertEqual(spec["replicas"], 1)
+    def test_workload_contract(self):
+        spec = self.workload()["spec"]
         self.assertEqual([c["name"] for c in spec["template"]["spec"]["containers"]], ["ringstore"])
         self.assertNotIn("initContainers", spec["template"]["spec"])
         self.assertEqual(self.container()["image"], IMAGE)
-        claims = spec["volumeClaimTemplates"]
-        self.assertEqual([c["metadata"]["name"] for c in claims], ["data"])
-        self.assertEqual(claims[0]["spec"]["accessModes"], ["ReadWriteOnce"])
+        if self.KIND == "StatefulSet":
+            # Each replica would get a volume, and a store, of its own.
+            self.assertEqual(spec["replicas"], 1)
+            claims = spec["volumeClaimTemplates"]
+            self.assertEqual([c["metadata"]["name"] for c in claims], ["data"])
+            self.assertEqual(claims[0]["spec"]["accessModes"], ["ReadWriteOnce"])
+        else:
+            # Several servers over one claim that every node can mount.
+            self.assertGreaterEqual(spec["replicas"], 2)
+            self.assertNotIn("volumeClaimTemplates", spec)
+            volumes = {v["name"]: v for v in spec["template"]["spec"]["volumes"]}
+            claim = self.one("PersistentVolumeClaim",
+                             volumes["data"]["persistentVolumeClaim"]["claimName"])
+            self.assertEqual(claim["spec"]["accessModes"], ["ReadWriteMany"])
         mounts = {m["name"]: m for m in self.container()["volumeMounts"]}
         self.assertEqual(mounts["data"]["mountPath"], self.args()["--root"])
         self.assertNotIn("subPath", mounts["data"])
@@ -284,10 +296,12 @@ class _Manifests:
 
     def test_services_select_the_pod(self):
         labels = self.pod()["metadata"]["labels"]
-        sts = self.statefulset()["spec"]
-        self.assertTrue(selects(sts["selector"], labels), "StatefulSet selector")
-        governing = self.one("Service", sts["serviceName"])
-        self.assertEqual(governing["spec"].get("clusterIP"), "None", "governing Service is headless")
+        spec = self.workload()["spec"]
+        self.assertTrue(selects(spec["selector"], labels), "%s selector" % self.KIND)
+        if self.KIND == "StatefulSet":
+            governing = self.one("Service", spec["serviceName"])
+            self.assertEqual(governing["spec"].get("clusterIP"), "None",
+                             "governing Service is headless")
         named = {p["name"]: p["containerPort"] for p in self.container()["ports"]}
         for svc in self.of_kind("Service"):
             sel = svc["spec"]["selector"]
@@ -310,7 +324,7 @@ class _Manifests:
         self.assertTrue(selects(spec["selector"], self.pod()["metadata"]["labels"]))
         # One replica: a budget that forbids its eviction would only block
         # node drains (poddisruptionbudget.yaml says why).
-        replicas = self.statefulset()["spec"]["replicas"]
+        replicas = self.workload()["spec"]["replicas"]
         if "maxUnavailable" in spec:
             self.assertGreaterEqual(spec["maxUnavailable"], 1)
         else:
@@ -404,6 +418,37 @@ class TlsAuthTest(_Manifests, unittest.TestCase):
         main = self.one("Service", "ringstore")
         grpc = next(p for p in main["spec"]["ports"] if p["name"] == "grpc")
         self.assertNotEqual(grpc.get("appProtocol"), "kubernetes.io/h2c")
+
+
+class SharedTest(_Manifests, unittest.TestCase):
+    DIR = "overlays/shared"
+    KIND = "Deployment"
+    SECCOMP = {"type": "RuntimeDefault"}
+    TLS_FLAGS = set()
+
+    def test_pod_template_is_base_s(self):
+        """deployment.yaml copies base's pod template: only the volume (a
+        claim instead of volumeClaimTemplates) and the spread over nodes may
+        differ, so a change to base cannot be forgotten here."""
+        require_kubectl(self)
+        base = next(o for o in render_overlay("base") if o["kind"] == "StatefulSet")
+        mine = copy.deepcopy(self.pod())
+        spread = mine["spec"].pop("topologySpreadConstraints")
+        self.assertEqual([c["topologyKey"] for c in spread], ["kubernetes.io/hostname"])
+        self.assertTrue(selects(spread[0]["labelSelector"], mine["metadata"]["labels"]))
+        self.assertEqual([v["name"] for v in mine["spec"].pop("volumes")], ["data"])
+        self.assertEqual(mine, base["spec"]["template"])
+
+    def test_rolling_update_keeps_every_replica_serving(self):
+        strategy = self.workload()["spec"]["strategy"]
+        self.assertEqual(strategy["type"], "RollingUpdate")
+        self.assertEqual(strategy["rollingUpdate"]["maxUnavailable"], 0)
+        self.assertGreaterEqual(strategy["rollingUpdate"]["maxSurge"], 1)
+
+    def test_no_headless_service(self):
+        # No stable pod names in a Deployment: every Service has a cluster IP.
+        for svc in self.of_kind("Service"):
+            self.assertNotEqual(svc["spec"].get("clusterIP"), "None", svc["metadata"]["name"])
 
 
 class HelpersTest(unittest.TestCase):
