@@ -4,7 +4,7 @@ pod would run it.
 There is no cluster here, so this is the next best thing: deploy/image/build.sh
 builds the image once from the binaries under test and the test loads it back
 from its OCI archive; then, for each overlay, `kubectl kustomize` renders
-the manifests and PodRun turns the StatefulSet's pod spec into `podman run`
+the manifests and PodRun turns the workload's pod spec into `podman run`
 flags: the container's args, env, user and groups, its volume mounts (the
 claim a temp dir, Secrets in the kubelet's ..data layout, with the files the
 test makes), the read-only root, dropped capabilities, no privilege
@@ -157,7 +157,10 @@ def secret_contents():
 
 
 class PodRun:
-    """`podman run` flags for the one container of a rendered StatefulSet."""
+    """`podman run` flags for the one container of a rendered StatefulSet or
+    Deployment; `replica` numbers its pods (their host names). Replicas made
+    in one `work` directory share its claims, as a ReadWriteMany claim is
+    shared."""
 
     # Fields of the pod and container specs PodRun carries over, and those
     # that cannot change how the container runs here. Anything else fails.
@@ -169,7 +172,7 @@ class PodRun:
                         "volumeMounts", "securityContext", "resources", "startupProbe",
                         "readinessProbe", "livenessProbe", "terminationMessagePolicy"}
 
-    def __init__(self, sts, secrets, work):
+    def __init__(self, sts, secrets, work, replica=0):
         self.sts = sts
         pod = sts["spec"]["template"]["spec"]
         unknown = set(pod) - self.POD_FIELDS
@@ -188,7 +191,7 @@ class PodRun:
         def sc(field, default=None):
             return csc.get(field, psc.get(field, default))
 
-        flags = ["--hostname", sts["metadata"]["name"] + "-0"]
+        flags = ["--hostname", "%s-%d" % (sts["metadata"]["name"], replica)]
         uid, gid = sc("runAsUser"), sc("runAsGroup", 0)
         if sc("runAsNonRoot") and not uid:
             raise AssertionError("runAsNonRoot without a non-zero runAsUser")
@@ -249,8 +252,10 @@ class PodRun:
         claims = {t["metadata"]["name"] for t in sts["spec"].get("volumeClaimTemplates", [])}
         for m in c.get("volumeMounts", []):
             name = m["name"]
-            if name in claims:
-                host = os.path.join(work, "claim-" + name)
+            if name in claims or (name in volumes and "persistentVolumeClaim" in volumes[name]):
+                claim = volumes[name]["persistentVolumeClaim"]["claimName"] \
+                    if name in volumes else name
+                host = os.path.join(work, "claim-" + claim)
                 os.makedirs(host, exist_ok=True)
                 if fs_group is not None:
                     # The kubelet gives a volume to fsGroup, setgid.
@@ -373,8 +378,8 @@ class OverlayCase(testlib.RpcAssertions):
         if reason:
             raise unittest.SkipTest(reason)
         objects = render_overlay(cls.OVERLAY)
-        sets = [o for o in objects if o["kind"] == "StatefulSet"]
-        assert len(sets) == 1, "%s renders %d StatefulSets" % (cls.OVERLAY, len(sets))
+        sets = [o for o in objects if o["kind"] in ("StatefulSet", "Deployment")]
+        assert len(sets) == 1, "%s renders %d workloads" % (cls.OVERLAY, len(sets))
         cls.sts = sets[0]
 
     def setUp(self):
@@ -518,6 +523,54 @@ class BaseOverlay(OverlayCase, unittest.TestCase):
         c = self.start()
         r = PODMAN.run("exec", c.id, "ringstore", "info")
         self.assertIn("engine: posix_aio", r.stdout.decode())
+
+
+class SharedOverlay(OverlayCase, unittest.TestCase):
+    """deploy/k8s/overlays/shared: the Deployment's pods, RuntimeDefault
+    seccomp, and two of them on one claim (a host directory both mount)."""
+
+    OVERLAY = "overlays/shared"
+    ENGINE = "posix_aio"
+
+    def stat(self, container, remote):
+        r = testlib.cli(container.grpc_address(), "stat", remote, timeout=60, json=True)
+        self.assertEqual(r.returncode, 0, r.stderr.decode())
+        return json.loads(r.stdout.decode())
+
+    def test_two_replicas_serve_one_claim(self):
+        a = self.start()
+        b = Container(PodRun(self.sts, secret_contents(), self.work, replica=1))
+        try:
+            first = testlib.random_bytes(3 << 20, seed=21)
+            second = testlib.random_bytes(2 << 20, seed=22)
+            up = testlib.write_file(self.work, "first.bin", first)
+            r = testlib.cli(a.grpc_address(), "put", up, "shared/f.bin", timeout=120)
+            self.assertEqual(r.returncode, 0, r.stderr.decode())
+            # Written through a, read through b.
+            back = os.path.join(self.work, "back.bin")
+            r = testlib.cli(b.grpc_address(), "get", "shared/f.bin", back, timeout=120)
+            self.assertEqual(r.returncode, 0, r.stderr.decode() + b.logs())
+            self.assertEqual(testlib.read_file(back), first)
+            before = self.stat(a, "shared/f.bin")
+            # Replaced through b: a reports b's generation and serves b's bytes.
+            up = testlib.write_file(self.work, "second.bin", second)
+            r = testlib.cli(b.grpc_address(), "put", up, "shared/f.bin", timeout=120)
+            self.assertEqual(r.returncode, 0, r.stderr.decode())
+            after = self.stat(a, "shared/f.bin")
+            self.assertEqual(after["size"], len(second))
+            self.assertGreater(int(after["generation"]), int(before["generation"]))
+            self.assertEqual(self.stat(b, "shared/f.bin")["generation"], after["generation"])
+            r = testlib.cli(a.grpc_address(), "get", "shared/f.bin", back, timeout=120)
+            self.assertEqual(r.returncode, 0, r.stderr.decode())
+            self.assertEqual(testlib.read_file(back), second)
+            # --if_absent through the other replica sees the file.
+            r = testlib.cli(a.grpc_address(), "put", "--if_absent", up, "shared/f.bin",
+                            timeout=120)
+            self.assertEqual(r.returncode, 1, r.stdout.decode())
+            self.assertIn("ALREADY_EXISTS", r.stderr.decode())
+        finally:
+            sys.stderr.write("replica 1 logs:\n%s\n" % b.logs())
+            b.remove()
 
 
 class IoUringOverlay(OverlayCase, unittest.TestCase):
