@@ -558,6 +558,15 @@ class WriterImpl final : public Writer {
     w.WriteChunks(data, std::move(done));
   }
 
+  void Persist(Engine::Callback<int64_t> done) override {
+    WriterState& w = *state_;
+    if (!w.Begin()) return std::move(done)(WriterState::NoLongerActive(), w.backend);
+    w.End();
+    std::move(done)(absl::FailedPreconditionError(
+                        "only a resumable upload (Store::ResumeUpload) persists"),
+                    w.backend);
+  }
+
   void Commit(Engine::Callback<ObjectInfo> done) override {
     WriterState& w = *state_;
     if (!w.Begin()) return std::move(done)(WriterState::NoLongerActive(), w.backend);
