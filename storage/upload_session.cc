@@ -89,6 +89,8 @@ class Fields {
     const size_t colon = rest_.find(':');
     uint64_t n;
     if (colon == absl::string_view::npos || colon == 0 || colon > 5 ||
+        !std::all_of(rest_.begin(), rest_.begin() + colon,
+                     [](char c) { return c >= '0' && c <= '9'; }) ||
         !absl::SimpleAtoi(rest_.substr(0, colon), &n) || rest_.size() - colon - 1 < n) {
       return false;
     }
@@ -100,7 +102,7 @@ class Fields {
   template <typename Int>
   bool Number(Int* out) {
     absl::string_view w;
-    return Word(&w) && (w == "0" || w[0] != '0') && w[0] != '+' && absl::SimpleAtoi(w, out);
+    return Word(&w) && Strict(w, out);
   }
   // "-" (nullopt) or a number.
   template <typename Int>
@@ -112,9 +114,23 @@ class Fields {
       return true;
     }
     Int n;
-    if ((w != "0" && w[0] == '0') || w[0] == '+' || !absl::SimpleAtoi(w, &n)) return false;
+    if (!Strict(w, &n)) return false;
     *out = n;
     return true;
+  }
+
+  // A decimal number as EncodeSessionRecord writes it: an optional '-',
+  // digits, no leading zero, nothing else (SimpleAtoi alone would take
+  // '+' and surrounding white space).
+  template <typename Int>
+  static bool Strict(absl::string_view w, Int* out) {
+    absl::string_view digits = w;
+    absl::ConsumePrefix(&digits, "-");
+    if (digits.empty() || (digits[0] == '0' && digits.size() > 1) ||
+        !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      return false;
+    }
+    return absl::SimpleAtoi(w, out);
   }
 
  private:
