@@ -8,13 +8,17 @@
 #include <sys/xattr.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <fstream>
+#include <thread>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "third_party/system/crc32c.h"
+#include "storage/engine/cancellation.h"
+#include "storage/engine/fault_injection.h"
 #include "storage/store_test_util.h"
 #include "storage/upload_session.h"
 
@@ -265,6 +269,83 @@ TEST_P(Sessions, SecondStreamIsAborted) {
   w.reset();
   WaitDetached(*id);
   EXPECT_EQ(Query(*store_, *id)->persisted_size, 10);
+}
+
+// A write that fails kills the stream; the session keeps what was
+// persisted before (the failed write's bytes are not vouched for).
+TEST_P(Sessions, FailedWriteKeepsLastPersistedState) {
+  OpenStore(0, &faults_);
+  auto id = Start(*store_, WriteSpec{"w"});
+  ASSERT_TRUE(id.ok());
+  std::unique_ptr<Writer> w = Attach(*id, 0);
+  ASSERT_TRUE(Append(*w, "kept").ok());
+  ASSERT_EQ(*Persist(*w), 4);
+  faults_.Fail(Step::kWrite, EIO, 1, 1);
+  absl::Status s = Append(*w, "lost");
+  if (s.ok()) s = Persist(*w).status();  // write-behind: the next call fails
+  EXPECT_EQ(s.code(), absl::StatusCode::kInternal) << s;
+  EXPECT_EQ(faults_.injected(Step::kWrite), 1);
+  EXPECT_EQ(Append(*w, "x").code(), absl::StatusCode::kFailedPrecondition);
+  w.reset();
+  WaitDetached(*id);
+  EXPECT_EQ(Query(*store_, *id)->persisted_size, 4);
+  w = Attach(*id, 4);
+  ASSERT_TRUE(Append(*w, "more").ok());
+  ASSERT_TRUE(Commit(*w).ok());
+  EXPECT_EQ(ReadLocal(root_ + "/w"), "keptmore");
+}
+
+// A failed fsync: Linux may have dropped the dirty pages it could not
+// write, so a later fsync proves nothing: the stream persists no more.
+TEST_P(Sessions, FailedFsyncPersistsNothingMore) {
+  OpenStore(0, &faults_);
+  auto id = Start(*store_, WriteSpec{"f"});
+  ASSERT_TRUE(id.ok());
+  std::unique_ptr<Writer> w = Attach(*id, 0);
+  ASSERT_TRUE(Append(*w, "kept").ok());
+  ASSERT_EQ(*Persist(*w), 4);
+  ASSERT_TRUE(Append(*w, "doubtful").ok());
+  faults_.Fail(Step::kFsync, EIO, 1, 1);
+  EXPECT_EQ(Persist(*w).status().code(), absl::StatusCode::kInternal);
+  faults_.Clear();
+  w.reset();
+  WaitDetached(*id);
+  EXPECT_EQ(Query(*store_, *id)->persisted_size, 4);
+}
+
+TEST_P(Sessions, CancelledResume) {
+  auto id = Start(*store_, WriteSpec{"c"});
+  ASSERT_TRUE(id.ok());
+  Cancellation cancel;
+  cancel.Cancel();
+  auto r = Await<Resumed>(
+      [&](auto cb) { store_->ResumeUpload(*id, "", &cancel, std::move(cb)); });
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kCancelled);
+  // Nothing stays locked.
+  EXPECT_NE(Attach(*id, 0), nullptr);
+}
+
+// Many streams racing for one session: exactly one attaches.
+TEST_P(Sessions, RacingStreamsOneWins) {
+  auto id = Start(*store_, WriteSpec{"race"});
+  ASSERT_TRUE(id.ok());
+  constexpr int kThreads = 8;
+  std::vector<absl::StatusOr<Resumed>> results(kThreads);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] { results[i] = Resume(*store_, *id); });
+  }
+  for (std::thread& t : threads) t.join();
+  int won = 0;
+  for (auto& r : results) {
+    if (r.ok()) {
+      ++won;
+      EXPECT_NE(r->writer, nullptr);
+    } else {
+      EXPECT_EQ(r.status().code(), absl::StatusCode::kAborted) << r.status();
+    }
+  }
+  EXPECT_EQ(won, 1);
 }
 
 TEST_P(Sessions, WholeFileChecksumSpansStreams) {

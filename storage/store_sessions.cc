@@ -154,15 +154,13 @@ void Store::CancelUpload(std::string id, std::string owner, Engine::DoneCallback
   absl::StatusOr<LockedSession> locked = LockSession(root_fd_, id, owner);
   if (!locked.ok()) return std::move(done)(locked.status(), engine_->info().backend);
   // Record first, then data (upload_session.h), all under the lock.
-  const FileHandle lock{locked->lock_fd};
+  const int lock = locked->lock_fd;
   Engine* engine = engine_.get();
   engine->Unlink(SessionRecordPath(id), [engine, id, lock, done = std::move(done)](
                                             absl::Status s, Backend) mutable {
-    auto finish = [engine, lock, done = std::move(done)](absl::Status s, Backend b) mutable {
-      engine->Close(lock, [s = std::move(s), b, done = std::move(done)](absl::Status,
-                                                                        Backend) mutable {
-        std::move(done)(std::move(s), b);
-      });
+    auto finish = [lock, done = std::move(done)](absl::Status s, Backend b) mutable {
+      close(lock);  // a plain close, as store_writer.cc's CloseLock says
+      std::move(done)(std::move(s), b);
     };
     if (!s.ok()) return finish(std::move(s), engine->info().backend);
     engine->Unlink(SessionDataPath(id), [engine, finish = std::move(finish)](
