@@ -449,7 +449,8 @@ TEST_P(Sessions, OwnersAndIds) {
   EXPECT_EQ(Query(*store_, unknown).status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(Resume(*store_, unknown).status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(Cancel(*store_, unknown).code(), absl::StatusCode::kNotFound);
-  for (const std::string& bad : std::vector<std::string>{"", "abc", std::string(32, 'A'), std::string(33, 'a'),
+  for (const std::string& bad :
+       std::vector<std::string>{"", "abc", std::string(32, 'A'), std::string(33, 'a'),
                                 std::string(31, 'a') + "g", "../../../../etc/passwd"}) {
     EXPECT_EQ(Query(*store_, bad).status().code(), absl::StatusCode::kInvalidArgument) << bad;
     EXPECT_EQ(Resume(*store_, bad).status().code(), absl::StatusCode::kInvalidArgument) << bad;

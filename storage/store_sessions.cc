@@ -204,20 +204,14 @@ void Store::ResumeUpload(std::string id, std::string owner, Cancellation* cancel
   // `committing` with its data still there: the commit did not happen.
   if (renamed) return fail(NoSuchUpload(session.id));
   if (!data.ok()) return fail(data.status());
-  absl::StatusOr<std::string> text = GetFdAttr(*data, kPersistedAttr);
-  if (text.ok()) {
-    std::optional<PersistedState> p = ParsePersisted(*text);
-    if (!p) text = absl::DataLossError(absl::StrCat("upload ", session.id, ": bad persisted state"));
-    if (p) session.persisted = *p;
-  } else if (text.status().code() == absl::StatusCode::kNotFound) {
-    text = std::string();  // nothing persisted yet
-  }
+  absl::StatusOr<PersistedState> persisted = ReadPersistedFd(*data, session.id);
+  if (persisted.ok()) session.persisted = *persisted;
   // The stream reserves what it may put on disk: the declared size, or
   // what is there already (its appends reserve the rest).
   const int64_t reserved =
       quota_ == nullptr ? 0 : (out.status.spec.size > 0 ? out.status.spec.size
                                                           : session.persisted.size);
-  absl::Status s = text.status();
+  absl::Status s = persisted.status();
   if (s.ok() && reserved > 0) s = quota_->Reserve(reserved);
   if (!s.ok()) {
     close(*data);

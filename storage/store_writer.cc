@@ -298,7 +298,9 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
     auto self = shared_from_this();
     engine->Sync(file, false, [self, p, then = std::move(then)](absl::Status s,
                                                                 Backend) mutable {
-      if (s.ok()) s = SetFdAttr(static_cast<int>(self->file.id), kPersistedAttr, EncodePersisted(p));
+      if (s.ok()) {
+        s = SetFdAttr(static_cast<int>(self->file.id), kPersistedAttr, EncodePersisted(p));
+      }
       if (!s.ok()) {
         self->session->persist_failed = true;
         return std::move(then)(std::move(s));

@@ -358,7 +358,11 @@ absl::StatusOr<PersistedState> ReadPersisted(int root_fd, absl::string_view id) 
   absl::StatusOr<int> opened = Files(root_fd).OpenBeneath(SessionDataPath(id), O_RDONLY);
   if (!opened.ok()) return opened.status();
   Fd fd(*opened);
-  absl::StatusOr<std::string> text = GetFdAttr(fd.get(), kPersistedAttr);
+  return ReadPersistedFd(fd.get(), id);
+}
+
+absl::StatusOr<PersistedState> ReadPersistedFd(int fd, absl::string_view id) {
+  absl::StatusOr<std::string> text = GetFdAttr(fd, kPersistedAttr);
   if (text.status().code() == absl::StatusCode::kNotFound) return PersistedState();
   if (!text.ok()) return text.status();
   std::optional<PersistedState> p = ParsePersisted(*text);

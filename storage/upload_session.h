@@ -133,6 +133,9 @@ absl::StatusOr<SessionRecord> ReadSession(int root_fd, absl::string_view id,
 // The persisted state of the data of `id` (zero if it has no attribute);
 // NotFound if the data file is gone. Blocking.
 absl::StatusOr<PersistedState> ReadPersisted(int root_fd, absl::string_view id);
+// The same of the data of `id` open as `fd`. DataLoss if it does not parse.
+// Blocking.
+absl::StatusOr<PersistedState> ReadPersistedFd(int fd, absl::string_view id);
 
 // Creates .ringstore/uploads if needed and removes what no session owns:
 // `.data` files without a record, records without a valid attribute, any
