@@ -24,6 +24,15 @@
 // or a CommitFile that failed after its rename: committed, the replaced
 // file's bytes released, under the path's lock) or once the temp data is
 // removed (Discard: released).
+//
+// A stream attached to a resumable session (NewSessionWriter) is the same
+// writer with a session part: its "temp file" is the session's data,
+// opened buffered at the persisted size; Persist fsyncs it and records the
+// size and running CRC32C in its attribute; Discard, instead of removing
+// it, persists what the good appends delivered and releases the session's
+// lock (DetachSession); the commit brackets the rename with the record's
+// `committing` and `complete` (upload_session.h) and removes the session
+// only when a check fails (FailCheck).
 #include <unistd.h>
 
 #include <algorithm>

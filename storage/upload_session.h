@@ -123,7 +123,10 @@ struct LockedSession {
 // process or another, on this machine or (on a file system that shares OFD
 // locks: NFSv4, CephFS) another one. OFD locks belong to the open file
 // description, not the process, so two opens in one process conflict like
-// two processes do: no in-process guard is needed. Blocking.
+// two processes do: no in-process guard is needed. And unlike a classic
+// POSIX lock, which any close of the file by the process would drop, only
+// closing `lock_fd` releases it: QueryUpload may open and close the record
+// meanwhile. Blocking.
 absl::StatusOr<LockedSession> LockSession(int root_fd, absl::string_view id,
                                           absl::string_view owner);
 // The record of `id`, read without the lock; errors as LockSession (never
