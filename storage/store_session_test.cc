@@ -561,6 +561,23 @@ TEST_P(Sessions, CrashInsideCommit) {
   EXPECT_EQ(resumed->status.file.crc32c, Crc32c("abcdef"));
 }
 
+TEST_P(Sessions, DataShorterThanPersistedIsDataLoss) {
+  auto id = Start(*store_, WriteSpec{"short"});
+  ASSERT_TRUE(id.ok());
+  std::unique_ptr<Writer> w = Attach(*id, 0);
+  ASSERT_TRUE(Append(*w, "abcdef").ok());
+  ASSERT_EQ(*Persist(*w), 6);
+  w.reset();
+  WaitDetached(*id);
+  ASSERT_EQ(truncate(data(*id).c_str(), 3), 0);
+  EXPECT_EQ(Resume(*store_, *id).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(FileSize(data(*id)), 3);  // not extended with zeros
+  // The lock was released: again DataLoss (not Aborted), and it cancels.
+  EXPECT_EQ(Resume(*store_, *id).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_TRUE(Cancel(*store_, *id).ok());
+  EXPECT_TRUE(DirNames(uploads()).empty());
+}
+
 TEST_P(Sessions, ExpireRemovesIdleSessionsOnly) {
   auto idle = Start(*store_, WriteSpec{"idle"});
   auto busy = Start(*store_, WriteSpec{"busy"});

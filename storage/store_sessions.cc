@@ -11,6 +11,7 @@
 // (upload_session.h says why). Whatever waits for the disk (creating,
 // truncating, unlinking, fsync) goes through the engine.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <memory>
@@ -206,6 +207,13 @@ void Store::ResumeUpload(std::string id, std::string owner, Cancellation* cancel
   if (!data.ok()) return fail(data.status());
   absl::StatusOr<PersistedState> persisted = ReadPersistedFd(*data, session.id);
   if (persisted.ok()) session.persisted = *persisted;
+  // The truncate below must only ever cut: data shorter than what its
+  // attribute vouches for was damaged outside the store.
+  struct stat st;
+  if (persisted.ok() && (fstat(*data, &st) != 0 || st.st_size < persisted->size)) {
+    persisted = absl::DataLossError(
+        absl::StrCat("upload ", session.id, ": data shorter than its persisted size"));
+  }
   // The stream reserves what it may put on disk: the declared size, or
   // what is there already (its appends reserve the rest).
   const int64_t reserved =
