@@ -4,8 +4,12 @@
 // sessions, checksums and preconditions across streams, owners, ids,
 // cancel, crashes (bytes never fsynced, a commit cut short), expiry and the
 // start-up clean-up.
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -346,6 +350,36 @@ TEST_P(Sessions, RacingStreamsOneWins) {
     }
   }
   EXPECT_EQ(won, 1);
+}
+
+// Across processes, and kill -9 releases the lock: a child process locks
+// the session as a stream would and is killed.
+TEST_P(Sessions, LockHeldByAKilledProcessIsReleased) {
+  auto id = Start(*store_, WriteSpec{"killed"});
+  ASSERT_TRUE(id.ok());
+  int pipe_fds[2];
+  ASSERT_EQ(pipe(pipe_fds), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // Only system calls here (the parent has threads).
+    const int root = open(root_.c_str(), O_RDONLY | O_DIRECTORY);
+    const bool locked = root >= 0 && LockSession(root, *id, "").ok();
+    const char c = locked ? 'y' : 'n';
+    (void)!write(pipe_fds[1], &c, 1);
+    for (;;) pause();
+  }
+  close(pipe_fds[1]);
+  char c = 0;
+  ASSERT_EQ(read(pipe_fds[0], &c, 1), 1);
+  close(pipe_fds[0]);
+  EXPECT_EQ(c, 'y');
+  EXPECT_EQ(Resume(*store_, *id).status().code(), absl::StatusCode::kAborted);
+  ASSERT_EQ(kill(child, SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFSIGNALED(status));
+  EXPECT_NE(Attach(*id, 0), nullptr);
 }
 
 TEST_P(Sessions, WholeFileChecksumSpansStreams) {
