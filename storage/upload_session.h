@@ -143,12 +143,14 @@ absl::StatusOr<PersistedState> ReadPersistedFd(int fd, absl::string_view id);
 // Creates .ringstore/uploads if needed and removes what no session owns:
 // `.data` files without a record, records without a valid attribute, any
 // other name; each only if older than kJunkGrace and (records) not locked.
-// Complete and idle sessions stay (Store::ExpireUploads). Blocking: for
-// Store::Open.
+// A good record is never locked, even briefly, so that a stream attaching
+// on another server meanwhile is not turned away. Complete and idle
+// sessions stay (Store::ExpireUploads). Blocking: for Store::Open.
 absl::Status CleanUploadsDir(int root_fd);
 // Store::ExpireUploads: removes every session not locked whose record and
 // data have both been idle (no change to their content, attributes or
-// times) for longer than `ttl`; answers how many. Blocking.
+// times) for longer than `ttl`; answers how many. Only sessions idle by
+// their times are locked (and checked again under the lock). Blocking.
 int ExpireSessions(int root_fd, absl::Duration ttl);
 
 }  // namespace ringstore::storage
