@@ -528,6 +528,12 @@ class WriterImpl final : public Writer {
 
   int64_t size() const override { return state_->size; }
 
+  // TEMPORARY (branch `shared` only, so that //storage:store builds before
+  // the sessions branch implements Writer::Persist): drop when merging.
+  void Persist(Engine::Callback<int64_t> done) override {
+    std::move(done)(absl::FailedPreconditionError("not a resumable upload"), state_->backend);
+  }
+
   void Append(absl::string_view data, Engine::DoneCallback done) override {
     WriterState& w = *state_;
     if (!w.Begin()) return std::move(done)(WriterState::NoLongerActive(), w.backend);
