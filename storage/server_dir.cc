@@ -126,12 +126,13 @@ absl::StatusOr<int> RemoveDeadServers(int tmp_fd) {
   }
   closedir(d);
   for (const std::string& p : plain) (void)unlinkat(tmp_fd, p.c_str(), 0);
+  // Best effort, as before several servers: what cannot be removed now
+  // (a file of another user, a transient error) is left for the next Open.
   int removed = 0;
   for (const std::string& name : servers) {
     if (name.empty()) continue;
     absl::StatusOr<bool> dead = RemoveIfDead(tmp_fd, name);
-    if (!dead.ok()) return dead.status();
-    removed += *dead ? 1 : 0;
+    removed += dead.ok() && *dead ? 1 : 0;
   }
   return removed;
 }

@@ -67,7 +67,9 @@ class ServerDir {
 
 // The cleaning half of ServerDir::Open, on the open tmp directory `tmp_fd`:
 // removes the temp data of every server whose lock it can take, and plain
-// files. Answers how many servers' data it removed. Exposed for tests.
+// files, as far as it can (an entry it fails to remove is left for the next
+// Open). Answers how many servers' data it removed; an error only if the
+// directory cannot be read. Exposed for tests.
 absl::StatusOr<int> RemoveDeadServers(int tmp_fd);
 
 }  // namespace ringstore::storage

@@ -38,12 +38,15 @@
 // on one root: a commit's generation is also above the file's current one
 // (read under the path's lock, which every server honours), and the
 // counter moves past what it commits or deletes, so they increase per path
-// across servers too; a path deleted by one server and created again by
-// another than the one that deleted it is ordered by their clocks.
+// across servers too. One gap: a path deleted through one server and
+// created again through another starts from the second one's counter
+// (clock µs), so it increases only if their clocks differ by less than the
+// time between the delete and the re-create.
 //
 // Every operation is asynchronous and calls back exactly once, with the
 // result and the Backend that did the file work. Commits and deletes of one
-// path are serialised; everything else runs concurrently. Thread-safe.
+// path are serialised, also across every server sharing the root
+// (path_locks.h); everything else runs concurrently. Thread-safe.
 //
 // Threading. A callback runs on one of these threads, and nowhere else:
 //   - an engine thread, after the engine work it waited for (the usual case);
