@@ -61,10 +61,12 @@
 //     which may be gRPC's);
 //   - the thread that calls Cancellation::Cancel(), for a Writer::Append
 //     waiting for a pool buffer when its Cancellation fires;
-//   - the lock poller's thread (shared_locks.h), for a commit or Delete
-//     whose path another server held locked when it asked (its engine work
-//     then starts there, and its callback runs on an engine thread as
-//     usual, unless it fails before any engine work).
+//   - the lock poller's thread (shared_locks.h): a commit or Delete whose
+//     path another server held locked when it asked goes on there once it
+//     has the lock. Its callback could run there only if it ended before
+//     any engine work of its own; today both start with a stat, so their
+//     callbacks run on an engine thread (an engine never calls back inline
+//     on a thread it does not own, engine.h).
 // Callbacks must be quick and must not block. The Store never runs a
 // callback while it holds a lock of its own, so a callback may call the
 // Store again (and a caller may hold its own lock around a call only if its
