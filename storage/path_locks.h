@@ -14,6 +14,11 @@
 // whose bytes collide are serialised here too. It has to be so, because
 // OFD locks of one open file description merge: were both paths held at
 // once, the F_UNLCK of one would free the byte the other still needs.
+//
+// Fairness across servers is loose: a waiter in this process takes the
+// byte over from the holder without freeing it, while another server's
+// poller retries every 1 to 20 ms, so under back-to-back commits of one
+// path from one server another server's commit of it waits until a gap.
 #ifndef RINGSTORE_STORAGE_PATH_LOCKS_H_
 #define RINGSTORE_STORAGE_PATH_LOCKS_H_
 

@@ -102,8 +102,10 @@ absl::StatusOr<bool> SharedLocks::OthersLive() const {
   // another open of the file (another server) can answer "held".
   struct flock fl = OneByte(kLiveOffset, F_WRLCK);
   if (fcntl(fd_.get(), F_OFD_GETLK, &fl) != 0) {
+    others_seen_ = true;
     return ErrnoToStatus(errno, "probe the live servers' byte of the lock file");
   }
+  if (fl.l_type != F_UNLCK) others_seen_ = true;
   return fl.l_type != F_UNLCK;
 }
 

@@ -44,6 +44,7 @@
 #ifndef RINGSTORE_STORAGE_SHARED_LOCKS_H_
 #define RINGSTORE_STORAGE_SHARED_LOCKS_H_
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -101,6 +102,9 @@ class SharedLocks {
   // block on a network file system: call it from the poller's tick or at
   // Open only.
   absl::StatusOr<bool> OthersLive() const;
+  // Whether any OthersLive() so far answered yes (or failed): the root was
+  // shared at some point of this object's life.
+  bool others_seen() const { return others_seen_.load(); }
 
   // Runs `tick` on the poller's thread every `period` (first after one
   // period) until destruction. Set once, before anything else uses this.
@@ -126,6 +130,7 @@ class SharedLocks {
   void Poll();
 
   const ScopedFd fd_;
+  mutable std::atomic<bool> others_seen_{false};
   mutable std::mutex mu_;
   std::condition_variable wake_;
   bool stop_ = false;

@@ -417,13 +417,18 @@ Store::~Store() {
     background_mu_.Await(absl::Condition(
         +[](int* n) { return *n == 0; }, &background_));
   }
+  // The quota's count is this server's alone: it is the root's only if no
+  // other server used the root meanwhile (each keeps its own).
+  (void)shared_locks_->OthersLive();
+  const bool alone_throughout = !shared_locks_->others_seen();
   // Stops the poller (whose tick uses the metadata cache) and leaves the
   // root's lock file: other servers stop counting this one.
   shared_locks_.reset();
   engine_.reset();  // finishes queued work while the pool still exists
-  if (quota_ != nullptr) {
+  if (quota_ != nullptr && alone_throughout) {
     // Every upload has ended: the count is exact (as far as this process
-    // knows), so the next Open may trust it. Failing that, it walks.
+    // knows), so the next Open may trust it. Failing that, or with another
+    // server on the root, it walks.
     absl::StatusOr<int> dir =
         PosixFiles(root_fd_, EngineOptions().metadata_attr)
             .OpenBeneath(kPrivateDir, O_RDONLY | O_DIRECTORY);

@@ -130,7 +130,9 @@ struct StoreOptions {
   // Hard quota (quota.h): bytes of committed files plus bytes reserved by
   // uploads in flight never exceed it; 0 = no limit. With a limit, Open
   // knows the committed bytes from the count a clean shutdown left, or
-  // else walks the tree once (quota_ledger.h).
+  // else walks the tree once (quota_ledger.h). Per server: with several
+  // servers on a root each counts what it saw at Open plus its own
+  // commits, and one that shared the root leaves no clean count behind.
   int64_t max_store_bytes = 0;
   // Files whose metadata the store remembers (metadata_cache.h), so that
   // small downloads skip reading it; 0 turns that off.

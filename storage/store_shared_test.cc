@@ -3,6 +3,7 @@
 // own descriptor of the root's lock file, so their OFD locks conflict
 // exactly as two processes' (or two machines') do.
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -277,6 +278,29 @@ TEST_P(SharedRootTest, OpenRemovesOnlyDeadServersTempData) {
   }
   EXPECT_EQ(entries, 2);  // <A>.lock and <A>/
   EXPECT_TRUE(TempEmpties());
+}
+
+// Each server counts only its own commits against the quota: one that
+// shared the root leaves no clean count for the next Open to trust.
+TEST_P(SharedRootTest, AServerThatSharedTheRootLeavesNoCleanCount) {
+  OpenStore(0, nullptr, /*max_store_bytes=*/1 << 20);
+  std::unique_ptr<Store> other = OpenOther();
+  ASSERT_NE(other, nullptr);
+  ASSERT_TRUE(PutOn(*other, "theirs", std::string(1000, 'b')).ok());
+  other.reset();
+  ASSERT_TRUE(PutOn(*store_, "mine", std::string(100, 'a')).ok());
+  store_.reset();
+  char value[64] = {};
+  const ssize_t n = getxattr((root_ + "/.ringstore").c_str(), "user.ringstore.bytes", value,
+                             sizeof(value) - 1);
+  ASSERT_GT(n, 0);
+  EXPECT_STREQ(value, "v1 dirty");
+  OpenStore(0, nullptr, 1 << 20);  // walks
+  EXPECT_EQ(store_->committed_bytes(), 1100);
+  // Alone from start to end: clean, and trusted.
+  store_.reset();
+  OpenStore(0, nullptr, 1 << 20);
+  EXPECT_EQ(store_->committed_bytes(), 1100);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllEngines, SharedRootTest, testing::ValuesIn(EngineNames()),
