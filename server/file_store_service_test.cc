@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "server/idle_timer.h"
@@ -74,11 +75,23 @@ class FileStoreServiceTest : public testing::TestWithParam<std::string> {
     store_.reset();  // waits for background work: a leak would hang or crash
   }
 
+  // Temp data: files in .ringstore/tmp and in the servers' directories
+  // there, not their lock files (store.h's layout).
   std::vector<std::string> TempFiles() {
     std::vector<std::string> out;
-    if (DIR* d = opendir((root_ + "/.ringstore/tmp").c_str())) {
+    const std::string tmp = root_ + "/.ringstore/tmp";
+    if (DIR* d = opendir(tmp.c_str())) {
       while (dirent* e = readdir(d)) {
-        if (e->d_name[0] != '.') out.push_back(e->d_name);
+        const std::string name = e->d_name;
+        if (name == "." || name == "..") continue;
+        if (DIR* sub = opendir((tmp + "/" + name).c_str())) {
+          while (dirent* f = readdir(sub)) {
+            if (f->d_name[0] != '.') out.push_back(name + "/" + f->d_name);
+          }
+          closedir(sub);
+        } else if (!absl::EndsWith(name, ".lock")) {
+          out.push_back(name);
+        }
       }
       closedir(d);
     }

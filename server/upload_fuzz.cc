@@ -68,6 +68,7 @@
 #include <vector>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "ringstore/v1/ringstore.grpc.pb.h"
@@ -236,13 +237,29 @@ void PrivateFiles(const std::string& dir, const std::string& skip,
 // look that found none (the server's CreateWriter was still under way); it
 // is then removed, and the next wait sees that. Only temp data that never
 // goes is a failure.
+// Temp data: the files in .ringstore/tmp and in the servers' directories
+// there (store.h's layout), not the servers' lock files.
+std::vector<std::string> TempData(const std::string& tmp) {
+  std::vector<std::string> out;
+  for (const std::string& name : Entries(tmp)) {
+    struct stat st;
+    if (lstat((tmp + "/" + name).c_str(), &st) != 0) continue;
+    if (S_ISDIR(st.st_mode)) {
+      for (const std::string& f : Entries(tmp + "/" + name)) out.push_back(name + "/" + f);
+    } else if (!absl::EndsWith(name, ".lock")) {
+      out.push_back(name);
+    }
+  }
+  return out;
+}
+
 void WaitForQuiet(World& w) {
   const std::string tmp = w.root + "/" + std::string(storage::kPrivateDir) + "/tmp";
   size_t free = 0;
   std::vector<std::string> left;
   for (int i = 0; i < 10000; ++i) {
     free = w.store->pool().free_count();
-    left = Entries(tmp);
+    left = TempData(tmp);
     if (free == kBuffers && left.empty()) return;
     absl::SleepFor(absl::Milliseconds(1));
   }

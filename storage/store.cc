@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "third_party/system/crc32c.h"
 #include "storage/engine/engine_selector.h"
 #include "storage/metadata_cache.h"
@@ -19,6 +20,8 @@
 #include "storage/path_locks.h"
 #include "storage/quota.h"
 #include "storage/quota_ledger.h"
+#include "storage/server_dir.h"
+#include "storage/shared_locks.h"
 #include "storage/engine/posix_ops.h"
 #include "storage/engine/status_util.h"
 #include "storage/store_internal.h"
@@ -155,6 +158,9 @@ struct DeleteOp : std::enable_shared_from_this<DeleteOp> {
       if (!st.ok()) return self->Finish(st.status());
       if (!st->is_regular) return self->Finish(NotAFile(self->path));
       const int64_t generation = MakeInfo(self->path, *st).generation;
+      // A re-create through this store gets a later generation, even if
+      // another server committed this one.
+      self->store->ObserveGeneration(generation);
       if (self->if_generation_match && *self->if_generation_match != generation) {
         return self->Finish(absl::FailedPreconditionError(
             absl::StrCat("generation of \"", self->path, "\" is ", generation,
@@ -335,16 +341,17 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
     absl::Status s = files.MakeDir(dir);
     if (!s.ok() && s.code() != absl::StatusCode::kAlreadyExists) return fail(s);
   }
-  // Temp data of uploads a crash interrupted is garbage: remove it.
-  absl::StatusOr<std::vector<DirEntry>> leftovers = files.ReadDir(kTmpDir);
-  if (!leftovers.ok()) return fail(leftovers.status());
-  for (const DirEntry& e : *leftovers) {
-    (void)files.Unlink(absl::StrCat(kTmpDir, "/", e.name));
-  }
+  // The root's lock file; from here on this server counts as live.
+  absl::StatusOr<std::unique_ptr<SharedLocks>> shared = SharedLocks::Open(root_fd);
+  if (!shared.ok()) return fail(shared.status());
+  // Temp data of servers a crash stopped is garbage: remove it. Ours goes
+  // in a directory of our own.
+  absl::StatusOr<std::unique_ptr<ServerDir>> server_dir = ServerDir::Open(root_fd, &RandomName);
+  if (!server_dir.ok()) return fail(server_dir.status());
   // Metadata lives in a user extended attribute: the file system must keep
   // them (ext4, xfs, btrfs and tmpfs since Linux 6.6 do).
   {
-    const std::string probe = absl::StrCat(kTmpDir, "/xattr-probe");
+    const std::string probe = absl::StrCat((*server_dir)->path(), "/xattr-probe");
     absl::StatusOr<int> fd = files.Open(probe, OpenMode::kCreateWrite);
     if (!fd.ok()) return fail(fd.status());
     absl::Status s = files.SetAttr(*fd, "user.ringstore.probe", "1");
@@ -370,23 +377,42 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
   engine_options.faults = options.faults;
   absl::StatusOr<StartedEngine> engine = StartEngine(options.engine, engine_options);
   if (!engine.ok()) return fail(engine.status());
+  // Servers already on the root may use their metadata caches until their
+  // leases run out: commit nothing before (metadata_cache.h).
+  if (absl::StatusOr<bool> others = (*shared)->OthersLive(); !others.ok() || *others) {
+    absl::SleepFor(kJoinWait);
+  }
   return std::unique_ptr<Store>(new Store(options, root_fd, *std::move(pool),
                                           std::move(engine->engine), std::move(engine->available),
-                                          *std::move(quota)));
+                                          *std::move(quota), *std::move(shared),
+                                          *std::move(server_dir)));
 }
 
 Store::Store(StoreOptions options, int root_fd, std::unique_ptr<BufferPool> pool,
              std::unique_ptr<Engine> engine, std::vector<std::string> available,
-             std::unique_ptr<Quota> quota)
+             std::unique_ptr<Quota> quota, std::unique_ptr<SharedLocks> shared_locks,
+             std::unique_ptr<ServerDir> server_dir)
     : options_(std::move(options)),
       root_fd_(root_fd),
       pool_(std::move(pool)),
       engine_(std::move(engine)),
-      locks_(std::make_unique<PathLocks>()),
+      shared_locks_(std::move(shared_locks)),
+      server_dir_(std::move(server_dir)),
+      locks_(std::make_unique<PathLocks>(shared_locks_.get())),
       metadata_(std::make_unique<MetadataCache>(options_.metadata_cache_entries)),
       available_(std::move(available)),
       quota_(std::move(quota)),
-      last_generation_(absl::ToUnixMicros(absl::Now())) {}
+      last_generation_(absl::ToUnixMicros(absl::Now())) {
+  // The metadata cache serves only while no other server is live
+  // (metadata_cache.h): ask now, then every kMetadataScanPeriod.
+  auto observe = [shared = shared_locks_.get(), cache = metadata_.get()] {
+    const MetadataCache::Clock::time_point asked = MetadataCache::Clock::now();
+    const absl::StatusOr<bool> others = shared->OthersLive();
+    cache->Observe(asked, !others.ok() || *others);
+  };
+  observe();
+  shared_locks_->SetTicker(kMetadataScanPeriod, observe);
+}
 
 Store::~Store() {
   {
@@ -394,10 +420,18 @@ Store::~Store() {
     background_mu_.Await(absl::Condition(
         +[](int* n) { return *n == 0; }, &background_));
   }
+  // The quota's count is this server's alone: it is the root's only if no
+  // other server used the root meanwhile (each keeps its own).
+  (void)shared_locks_->OthersLive();
+  const bool alone_throughout = !shared_locks_->others_seen();
+  // Stops the poller (whose tick uses the metadata cache) and leaves the
+  // root's lock file: other servers stop counting this one.
+  shared_locks_.reset();
   engine_.reset();  // finishes queued work while the pool still exists
-  if (quota_ != nullptr) {
+  if (quota_ != nullptr && alone_throughout) {
     // Every upload has ended: the count is exact (as far as this process
-    // knows), so the next Open may trust it. Failing that, it walks.
+    // knows), so the next Open may trust it. Failing that, or with another
+    // server on the root, it walks.
     absl::StatusOr<int> dir =
         PosixFiles(root_fd_, EngineOptions().metadata_attr)
             .OpenBeneath(kPrivateDir, O_RDONLY | O_DIRECTORY);
@@ -406,6 +440,7 @@ Store::~Store() {
       close(*dir);
     }
   }
+  server_dir_.reset();  // removes this server's temp directory
   close(root_fd_);
 }
 
@@ -428,10 +463,11 @@ void Store::CloseInBackground(FileHandle file) {
   engine_->Close(file, [this](absl::Status, Backend) { EndBackground(); });
 }
 
-int64_t Store::NextGeneration() {
+int64_t Store::NextGeneration(int64_t floor) {
   int64_t last = last_generation_.load();
   for (;;) {
-    const int64_t next = std::max(last + 1, absl::ToUnixMicros(absl::Now()));
+    const int64_t next =
+        std::max({last + 1, floor + 1, absl::ToUnixMicros(absl::Now())});
     if (last_generation_.compare_exchange_weak(last, next)) return next;
   }
 }
@@ -508,7 +544,8 @@ void Store::ReadSmall(std::string path, absl::Span<char> dst, Cancellation* canc
     engine_->ReadFile(path, dst, options, [this, path, dst, cancel, known = *std::move(known),
                                            done = std::move(done)](
                                               absl::StatusOr<FileRead> r, Backend b) mutable {
-      if (r.ok() && r->length < dst.size() &&
+      // Still alone on the root (the lease may have run out meanwhile).
+      if (r.ok() && r->length < dst.size() && metadata_->usable() &&
           static_cast<int64_t>(r->length) == known.size &&
           Crc32c(absl::string_view(dst.data(), r->length)) == known.crc32c) {
         SmallRead out;
@@ -530,7 +567,10 @@ void Store::ReadSmallWithMetadata(std::string path, absl::Span<char> dst, Cancel
                                   Callback<SmallRead> done) {
   ReadFileOptions options;
   options.cancel = cancel;
-  engine_->ReadFile(path, dst, options, [this, path, done = std::move(done)](
+  // What this read learns may be remembered only if no other server could
+  // have replaced the file since it began (metadata_cache.h).
+  const uint64_t epoch = metadata_->epoch();
+  engine_->ReadFile(path, dst, options, [this, path, epoch, done = std::move(done)](
                                             absl::StatusOr<FileRead> r, Backend b) mutable {
     if (!r.ok()) return std::move(done)(SmallReadError(path, r.status()), b);
     SmallRead out;
@@ -544,7 +584,7 @@ void Store::ReadSmallWithMetadata(std::string path, absl::Span<char> dst, Cancel
       out.info.generation = m->generation;
       out.info.crc32c = m->crc32c;
       out.info.modified = m->modified;
-      metadata_->Put(out.info);
+      metadata_->Put(out.info, epoch);
     }
     std::move(done)(std::move(out), b);
   });
@@ -603,7 +643,7 @@ void Store::OpenWriter(WriteSpec spec, Cancellation* cancel,
       return std::move(done)(std::move(s), backend);
     }
   }
-  std::string tmp = absl::StrCat(kTmpDir, "/", RandomName());
+  std::string tmp = absl::StrCat(server_dir_->path(), "/", RandomName());
   // Past the page cache unless it is declared smaller than one buffer
   // (store_writer.cc says why).
   const bool direct = spec.size == 0 || spec.size >= static_cast<int64_t>(pool_->buffer_size());

@@ -5,7 +5,9 @@
 //   <root>/<path>                  committed files, plain files in plain dirs
 //   <root>/.ringstore/lock         empty; OFD byte-range locks on it, one
 //                                  per path, serialise commits and deletes
-//                                  across every server sharing the root
+//                                  across every server sharing the root,
+//                                  and every live server read-locks byte
+//                                  2^62 (shared_locks.h)
 //   <root>/.ringstore/tmp/<server>.lock  empty; locked while that server runs
 //   <root>/.ringstore/tmp/<server>/<random>  data of its plain uploads in
 //                                  progress (start-up removes the
@@ -37,11 +39,19 @@
 // the old file or the new one, never a mix; a crash leaves the old file, and
 // the next Open removes the temp data. Generations come from one store-wide
 // counter seeded by the clock (max(now µs, last + 1)), so they increase on
-// every commit of a path, also across delete and re-create.
+// every commit of a path, also across delete and re-create. Several servers
+// on one root: a commit's generation is also above the file's current one
+// (read under the path's lock, which every server honours), and the
+// counter moves past what it commits or deletes, so they increase per path
+// across servers too. One gap: a path deleted through one server and
+// created again through another starts from the second one's counter
+// (clock µs), so it increases only if their clocks differ by less than the
+// time between the delete and the re-create.
 //
 // Every operation is asynchronous and calls back exactly once, with the
 // result and the Backend that did the file work. Commits and deletes of one
-// path are serialised; everything else runs concurrently. Thread-safe.
+// path are serialised, also across every server sharing the root
+// (path_locks.h); everything else runs concurrently. Thread-safe.
 //
 // Threading. A callback runs on one of these threads, and nowhere else:
 //   - an engine thread, after the engine work it waited for (the usual case);
@@ -60,7 +70,13 @@
 //     to wait for a pool buffer (never the thread that returned the buffer,
 //     which may be gRPC's);
 //   - the thread that calls Cancellation::Cancel(), for a Writer::Append
-//     waiting for a pool buffer when its Cancellation fires.
+//     waiting for a pool buffer when its Cancellation fires;
+//   - the lock poller's thread (shared_locks.h): a commit or Delete whose
+//     path another server held locked when it asked goes on there once it
+//     has the lock. Its callback could run there only if it ended before
+//     any engine work of its own; today both start with a stat, so their
+//     callbacks run on an engine thread (an engine never calls back inline
+//     on a thread it does not own, engine.h).
 // Callbacks must be quick and must not block. The Store never runs a
 // callback while it holds a lock of its own, so a callback may call the
 // Store again (and a caller may hold its own lock around a call only if its
@@ -99,6 +115,8 @@ namespace ringstore::storage {
 class MetadataCache;
 class PathLocks;
 class Quota;
+class ServerDir;
+class SharedLocks;
 
 struct ObjectInfo {
   std::string path;
@@ -122,7 +140,9 @@ struct StoreOptions {
   // Hard quota (quota.h): bytes of committed files plus bytes reserved by
   // uploads in flight never exceed it; 0 = no limit. With a limit, Open
   // knows the committed bytes from the count a clean shutdown left, or
-  // else walks the tree once (quota_ledger.h).
+  // else walks the tree once (quota_ledger.h). Per server: with several
+  // servers on a root each counts what it saw at Open plus its own
+  // commits, and one that shared the root leaves no clean count behind.
   int64_t max_store_bytes = 0;
   // Files whose metadata the store remembers (metadata_cache.h), so that
   // small downloads skip reading it; 0 turns that off.
@@ -243,8 +263,12 @@ class Store {
   using Callback = Engine::Callback<T>;
 
   // Creates the root if needed, starts the engine and the buffer pool,
-  // checks that the file system keeps user extended attributes
-  // (FailedPrecondition if not) and removes temp data left by a crash.
+  // checks that the file system keeps user extended attributes and takes
+  // OFD locks (FailedPrecondition if not), removes the temp data of
+  // servers no longer running (a crash), never a live one's, and registers
+  // this server's own temp directory (server_dir.h). If other servers are
+  // live on the root it then waits kJoinWait (2 s, metadata_cache.h says
+  // why) before it returns.
   // Takes the quota's count from the attribute a clean shutdown left, or,
   // with max_store_bytes set, walks the tree for it (quota_ledger.h: this
   // blocks for as long as the walk takes), and marks the store dirty.
@@ -430,8 +454,12 @@ class Store {
   // thread of your own, never from a callback.
   int ExpireUploads(absl::Duration ttl);
 
-  // Internal, used by the commit and delete operations.
-  int64_t NextGeneration();
+  // Internal, used by the commit and delete operations. NextGeneration
+  // answers a generation above `floor` (the file's current one) and above
+  // every one this store handed out or observed; ObserveGeneration moves
+  // the counter past `generation` (a file another server committed).
+  int64_t NextGeneration(int64_t floor = 0);
+  void ObserveGeneration(int64_t generation) { NextGeneration(generation); }
   PathLocks& locks() { return *locks_; }
   MetadataCache& metadata() { return *metadata_; }
   // The byte count, or null when the store keeps none (used_bytes()).
@@ -454,12 +482,17 @@ class Store {
 
   Store(StoreOptions options, int root_fd, std::unique_ptr<BufferPool> pool,
         std::unique_ptr<Engine> engine, std::vector<std::string> available,
-        std::unique_ptr<Quota> quota);
+        std::unique_ptr<Quota> quota, std::unique_ptr<SharedLocks> shared_locks,
+        std::unique_ptr<ServerDir> server_dir);
 
   const StoreOptions options_;
   const int root_fd_;
   std::unique_ptr<BufferPool> pool_;
   std::unique_ptr<Engine> engine_;
+  // The root's lock file (before locks_, which borrows it) and this
+  // server's temp directory (server_dir.h).
+  std::unique_ptr<SharedLocks> shared_locks_;
+  std::unique_ptr<ServerDir> server_dir_;
   std::unique_ptr<PathLocks> locks_;
   std::unique_ptr<MetadataCache> metadata_;
   const std::vector<std::string> available_;

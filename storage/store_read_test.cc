@@ -113,6 +113,7 @@ TEST_P(StoreTest, ReadSmallTrustsRememberedMetadataOnlyForTheSameBytes) {
 
 TEST(MetadataCache, KeepsTheMostRecentlyUsed) {
   MetadataCache cache(2);
+  cache.Observe(MetadataCache::Clock::now(), /*others_live=*/false);  // alone
   auto info = [](const std::string& path, int64_t generation) {
     ObjectInfo i;
     i.path = path;
@@ -131,6 +132,7 @@ TEST(MetadataCache, KeepsTheMostRecentlyUsed) {
   EXPECT_FALSE(cache.Lookup("a").has_value());
   EXPECT_EQ(cache.size(), 1u);
   MetadataCache off(0);
+  off.Observe(MetadataCache::Clock::now(), false);
   off.Put(info("a", 1));
   EXPECT_FALSE(off.Lookup("a").has_value());
 }

@@ -167,11 +167,30 @@ class StoreTest : public testing::TestWithParam<std::string> {
     return Await<ListResult>([&](auto cb) { store_->List(std::move(options), std::move(cb)); });
   }
 
-  std::vector<std::string> TempFiles() {
+  // Temp data of plain uploads: the files in .ringstore/tmp and in the
+  // servers' directories there, not the servers' lock files.
+  std::vector<std::string> TempFiles() { return TempFilesOf(root_); }
+
+  static std::vector<std::string> TempFilesOf(const std::string& root) {
     std::vector<std::string> out;
-    if (DIR* d = opendir((root_ + "/.ringstore/tmp").c_str())) {
+    const std::string tmp = root + "/.ringstore/tmp";
+    if (DIR* d = opendir(tmp.c_str())) {
       while (dirent* e = readdir(d)) {
-        if (e->d_name[0] != '.') out.push_back(e->d_name);
+        const std::string name = e->d_name;
+        if (name == "." || name == "..") continue;
+        struct stat st;
+        if (lstat((tmp + "/" + name).c_str(), &st) != 0) continue;
+        if (S_ISDIR(st.st_mode)) {
+          if (DIR* sub = opendir((tmp + "/" + name).c_str())) {
+            while (dirent* f = readdir(sub)) {
+              const std::string file = f->d_name;
+              if (file != "." && file != "..") out.push_back(name + "/" + file);
+            }
+            closedir(sub);
+          }
+        } else if (name.size() < 5 || name.compare(name.size() - 5, 5, ".lock") != 0) {
+          out.push_back(name);
+        }
       }
       closedir(d);
     }

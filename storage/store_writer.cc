@@ -543,7 +543,9 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
         return self->FailCommit(current.status(), std::move(done), true);
       }
       if (st.ok() && st->is_regular) self->replaced = st->size;
-      self->generation = self->store->NextGeneration();
+      // Above the file's current generation, which another server may
+      // have committed with a clock ahead of ours.
+      self->generation = self->store->NextGeneration(current->value_or(0));
       self->modified = absl::Now();
       if (!self->session) return self->EnsureParent(std::move(done));
       // Durably `committing` before the rename: after a crash, a record in

@@ -270,8 +270,20 @@ def visible_files(root):
 
 
 def temp_files(root):
+    """Temp data of plain uploads: the files in .ringstore/tmp and in the
+    servers' directories there, not the servers' lock files."""
     d = os.path.join(root, ".ringstore", "tmp")
-    return sorted(os.listdir(d)) if os.path.isdir(d) else []
+    out = []
+    for name in (os.listdir(d) if os.path.isdir(d) else []):
+        full = os.path.join(d, name)
+        if os.path.isdir(full) and not os.path.islink(full):
+            try:
+                out.extend(name + "/" + f for f in os.listdir(full))
+            except FileNotFoundError:  # its server has just left
+                pass
+        elif not name.endswith(".lock"):
+            out.append(name)
+    return sorted(out)
 
 
 def write_file(directory, name, data):
