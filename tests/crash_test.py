@@ -159,6 +159,12 @@ def tmp_problems(root):
     return sorted(out)
 
 
+def session_files(root, upload_id):
+    """Entries of session `upload_id` under .ringstore/uploads."""
+    base = os.path.join(root, ".ringstore", "uploads")
+    return sorted(f for f in os.listdir(base) if upload_id in f) if os.path.isdir(base) else []
+
+
 def session_data(root):
     """Files under .ringstore/uploads that hold data."""
     base = os.path.join(root, ".ringstore", "uploads")
@@ -180,7 +186,10 @@ class Attempt:
         self.version = version
         self.if_generation_match = if_generation_match
         self.declare_size = declare_size
-        self.state = "sending"  # -> "sent" (waits for the commit) -> "ok" / "error"
+        self.state = "sending"  # -> "ok" / "error" (set by the calling thread only)
+        # Set by gRPC's thread that consumes the requests once the last one
+        # (finish) is handed on: the upload then waits for its commit.
+        self.sent_all = False
         self.code = None
         self.details = ""
         self.info = None
@@ -203,7 +212,7 @@ def plain_upload(stub, attempt):
                 m.spec.CopyFrom(spec)
             yield m
         # gRPC asks for a next message only once the last one is handed on.
-        attempt.state = "sent"
+        attempt.sent_all = True
 
     try:
         resp = stub.Upload(requests(), timeout=60)
@@ -223,7 +232,8 @@ class Session:
         self.upload_id = upload_id
         self.persisted = 0  # the last persisted_size QueryUpload reported
         self.sent = 0  # bytes handed to the server in all streams
-        self.state = "idle"  # "sending", "sent", "ok", "error"
+        self.state = "idle"  # "sending", "ok", "error", as Attempt's
+        self.sent_all = False
         self.code = None
         self.details = ""
         self.info = None
@@ -236,6 +246,7 @@ def resume_upload(stub, session, pause):
     between messages, so that kills find it mid-stream)."""
     data = session.version.data()
     session.state = "sending"
+    session.sent_all = False
     session.streams += 1
     start = session.persisted
 
@@ -248,8 +259,9 @@ def resume_upload(stub, session, pause):
                 m.upload_id = session.upload_id
             session.sent = max(session.sent, off + len(chunk))
             yield m
-            time.sleep(pause)
-        session.state = "sent"
+            if i < len(offsets) - 1:
+                time.sleep(pause)
+        session.sent_all = True
 
     try:
         resp = stub.Upload(requests(), timeout=60)
@@ -411,15 +423,15 @@ class CrashTest(unittest.TestCase):
             # commit is then under way or about to be), plus a few ms.
             deadline = time.monotonic() + 10
             while (time.monotonic() < deadline and any(t.is_alive() for t in threads)
-                   and not any(x.state == "sent" for x in attempts + sessions)):
+                   and not any(x.sent_all for x in attempts + sessions)):
                 time.sleep(0.001)
             time.sleep(rng.uniform(0, 0.012))
         elif kill_after is not None:
             time.sleep(kill_after)
         if kill_after is not None:
             killed_at = time.monotonic()
-            in_commit = [a for a in attempts if a.state == "sent"]
-            in_commit_sessions = [s for s in sessions if s.state == "sent"]
+            in_commit = [a for a in attempts if a.sent_all and a.state == "sending"]
+            in_commit_sessions = [s for s in sessions if s.sent_all and s.state == "sending"]
             self.kill()
             if in_commit or in_commit_sessions:
                 Totals.kills_in_commit += 1
@@ -535,10 +547,17 @@ class CrashTest(unittest.TestCase):
             if r < RESUMABLE_KILLS - 2:
                 c = start_session("sessions/cancelled/%d" % r, 3 * MiB)
                 self.partial_stream(c, 1 * MiB + 17)
-                self.stub.CancelUpload(pb.CancelUploadRequest(upload_id=c.upload_id), timeout=30)
+                try:
+                    self.stub.CancelUpload(pb.CancelUploadRequest(upload_id=c.upload_id),
+                                           timeout=30)
+                except grpc.RpcError as e:
+                    self.fail("CancelUpload just after the half-closed stream was answered "
+                              "OK: %s %s (the stream still held the session after its "
+                              "answer)" % (e.code(), e.details()))
                 with self.assertRaises(grpc.RpcError) as cm:
                     self.stub.QueryUpload(pb.QueryUploadRequest(upload_id=c.upload_id), timeout=30)
                 self.assertEqual(cm.exception.code(), grpc.StatusCode.NOT_FOUND)
+                self.assertEqual(session_files(self.root, c.upload_id), [])
                 cancelled += 1
             live = [s for s in sessions if not s.done]
             attempts = self.plan_round(rng, 100 + r, 8)
@@ -560,10 +579,12 @@ class CrashTest(unittest.TestCase):
         self.start()
         self.check_store()
         self.assertEqual(session_data(self.root), [], "session data left behind")
+        uploads = os.path.join(self.root, ".ringstore", "uploads")
+        left = len(os.listdir(uploads)) if os.path.isdir(uploads) else 0
         self.stop()
-        print("crash test (resumable): %d sessions completed, %d cancelled, streams per "
-              "session up to %d" % (len(sessions), cancelled, max(s.streams for s in sessions)),
-              flush=True)
+        print("crash test (resumable): %d sessions completed, %d cancelled, up to %d streams "
+              "per session; .ringstore/uploads holds %d entries, none with data"
+              % (len(sessions), cancelled, max(s.streams for s in sessions), left), flush=True)
 
     def partial_stream(self, s, size):
         """Sends the first `size` bytes of `s` and half-closes without
