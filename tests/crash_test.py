@@ -145,12 +145,17 @@ def verify_tree(root, versions, stat, cache=None):
 
 
 def tmp_problems(root):
-    """Temp data nobody owns: any regular file under .ringstore/tmp holding
-    data, and any file below a sub-directory of it (an upload's temp file;
-    only empty <server>.lock files may sit at its top)."""
+    """Temp data nobody owns, with one server running and no upload in
+    flight: any regular file under .ringstore/tmp holding data, any file
+    below a sub-directory of it (an upload's temp file; only empty
+    <server>.lock files may sit at its top), and more than one
+    sub-directory (each server has its own; a dead server's must go)."""
     base = os.path.join(root, ".ringstore", "tmp")
     out = []
-    for dirpath, _, filenames in os.walk(base):
+    for dirpath, dirnames, filenames in os.walk(base):
+        if dirpath == base and len(dirnames) > 1:
+            out.append(".ringstore/tmp holds %d server directories: %s"
+                       % (len(dirnames), " ".join(sorted(dirnames))))
         for f in filenames:
             full = os.path.join(dirpath, f)
             st = os.lstat(full)
@@ -697,8 +702,11 @@ class VerifierSelfTest(unittest.TestCase):
         self.assertEqual(tmp_problems(root), [])
         testlib.write_file(os.path.join(tmp, "srv1"), "upload", b"")
         testlib.write_file(tmp, "old", b"data")
-        self.assertEqual(tmp_problems(root), [".ringstore/tmp/old (4 bytes)",
-                                              ".ringstore/tmp/srv1/upload (0 bytes)"])
+        os.makedirs(os.path.join(tmp, "srv0"))
+        self.assertEqual(tmp_problems(root),
+                         [".ringstore/tmp holds 2 server directories: srv0 srv1",
+                          ".ringstore/tmp/old (4 bytes)",
+                          ".ringstore/tmp/srv1/upload (0 bytes)"])
 
         # The CRC32C itself: the standard check value.
         self.assertEqual(testlib.crc32c(b"123456789"), 0xE3069283)
