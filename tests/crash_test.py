@@ -330,6 +330,7 @@ class CrashTest(unittest.TestCase):
         self.acked = {}  # path -> highest generation an OK answer gave
         self.last_generation = {}  # path -> generation Stat showed last time
         self.once_won = {}  # if_generation_match=0 path -> the Attempt answered OK
+        self.visible = set()  # paths the last check found
 
     def tearDown(self):
         if self.server is not None:
@@ -393,6 +394,7 @@ class CrashTest(unittest.TestCase):
                 if p not in found or found[p][1].generation < g]
         Totals.lost += len(lost)
         self.assertEqual(lost, [], "acknowledged uploads lost")
+        self.visible = set(found)
         return found
 
     def record_ok(self, version, info):
@@ -473,6 +475,8 @@ class CrashTest(unittest.TestCase):
                 if a.if_generation_match == 0:
                     self.assertNotIn(a.version.path, self.once_won,
                                      "two if_generation_match=0 uploads of one path succeeded")
+                    self.assertNotIn(a.version.path, self.visible,
+                                     "if_generation_match=0 succeeded over an existing file")
                     self.once_won[a.version.path] = a
                 continue
             self.assertEqual(a.state, "error")
