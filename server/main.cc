@@ -90,6 +90,10 @@ ABSL_FLAG(absl::Duration, idle_timeout, absl::Seconds(60),
           "nothing, for this long ends with DEADLINE_EXCEEDED; 0 = never.");
 ABSL_FLAG(int32_t, max_streams_per_connection, 100,
           "Concurrent calls (HTTP/2 streams) one client connection may have open.");
+ABSL_FLAG(absl::Duration, testonly_commit_delay, absl::ZeroDuration(),
+          "Tests only, never in production: every commit sleeps this long on an engine "
+          "thread, holding its path's lock, just before the rename (tests/crash_test.py "
+          "lands kill -9 inside commits with it); 0 = off.");
 
 namespace {
 
@@ -191,6 +195,7 @@ int Run() {
   store_options.engine_threads = absl::GetFlag(FLAGS_engine_threads);
   store_options.max_file_bytes = absl::GetFlag(FLAGS_max_file_bytes);
   store_options.max_store_bytes = absl::GetFlag(FLAGS_max_store_bytes);
+  store_options.commit_delay = absl::GetFlag(FLAGS_testonly_commit_delay);
   absl::StatusOr<std::unique_ptr<ringstore::storage::Store>> store =
       ringstore::storage::Store::Open(store_options);
   if (!store.ok()) {

@@ -149,6 +149,10 @@ struct StoreOptions {
   size_t metadata_cache_entries = 65536;
   // Tests only: engine steps to fail on purpose (fault_injection.h).
   FaultInjector* faults = nullptr;
+  // Tests only (the server's --testonly_commit_delay): each commit sleeps
+  // this long on its engine thread, holding the path's lock, just before
+  // its rename, so that a test's kill -9 can land inside commits.
+  absl::Duration commit_delay = absl::ZeroDuration();
 };
 
 struct WriteSpec {

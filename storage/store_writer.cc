@@ -612,6 +612,9 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
     m.crc32c = crc;
     m.size = size;
     m.modified = modified;
+    // Tests only (StoreOptions::commit_delay; blocks this engine thread).
+    const absl::Duration delay = store->options().commit_delay;
+    if (delay > absl::ZeroDuration()) absl::SleepFor(delay);
     engine->CommitFile(file, EncodeMetadata(m), tmp_path, spec.path,
                        [self, done = std::move(done)](absl::Status s, Backend) mutable {
       if (s.code() == absl::StatusCode::kNotFound &&
