@@ -56,7 +56,7 @@ struct SessionAttachment {
 // The Writer of a stream attached to `session`, whose data file (cut to the
 // persisted size) is open for writing as `file` (buffered). It takes over
 // the lock descriptor and `reserved` bytes already reserved against the
-// quota (store_writer.cc says how a session writer differs).
+// quota (store_session_writer.cc says how a session writer differs).
 std::unique_ptr<Writer> NewSessionWriter(Store* store, SessionAttachment session,
                                          FileHandle file, Cancellation* cancel,
                                          int64_t reserved, Backend backend);

@@ -1,7 +1,8 @@
 // Store's resumable-upload calls (store.h, "Resumable uploads"): starting,
 // querying, cancelling, attaching a stream to and expiring sessions. The
 // session's files, their encoding and its lock are in upload_session.h; the
-// Writer of an attached stream is store_writer.cc's, with a session part.
+// Writer of an attached stream is store_writer.cc's, with a session part
+// (store_session_writer.cc).
 //
 // Blocking: opening a session's record or data, its OFD lock and its
 // extended attributes are plain system calls made inline on the calling
@@ -160,7 +161,7 @@ void Store::CancelUpload(std::string id, std::string owner, Engine::DoneCallback
   engine->Unlink(SessionRecordPath(id), [engine, id, lock, done = std::move(done)](
                                             absl::Status s, Backend) mutable {
     auto finish = [lock, done = std::move(done)](absl::Status s, Backend b) mutable {
-      close(lock);  // a plain close, as store_writer.cc's CloseLock says
+      close(lock);  // a plain close, as store_session_writer.cc's CloseLock says
       std::move(done)(std::move(s), b);
     };
     if (!s.ok()) return finish(std::move(s), engine->info().backend);
