@@ -113,6 +113,12 @@ Client::Client(const ClientOptions& options) : options_(options) {
   }
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
+  // Reconnect on the schedule of the transfers' own retries (100 ms
+  // doubling to 5 s) rather than gRPC's default (1 s growing to 120 s), so
+  // that a retry after a restart finds the channel trying again.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
   stub_ = v1::FileStore::NewStub(grpc::CreateCustomChannel(options.server, creds, args));
 }
 

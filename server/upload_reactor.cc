@@ -23,6 +23,11 @@ namespace {
 
 using storage::Backend;
 
+// A long resumed stream persists what it has every this many bytes, so a
+// server that dies (kill -9, a lost machine) loses at most this much of it:
+// one fsync per 64 MiB costs little next to writing them.
+constexpr int64_t kPersistEveryBytes = 64 << 20;
+
 // How an upload runs: a chain of steps, one at a time. Each step is a read
 // of the next message (gRPC) or a storage call (the Store); its completion
 // starts the next step or ends the RPC, so at any moment exactly one step
@@ -152,7 +157,19 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadRequest> {
       return End(absl::OkStatus());
     }
     writer_ = std::move(resumed.writer);
+    persisted_ = resumed.status.persisted_size;
     OnData();
+  }
+
+  // Persists in the middle of a long resumed stream, then reads on.
+  void PersistAndRead() {
+    writer_->Persist([this](absl::StatusOr<int64_t> persisted, Backend backend) {
+      backend_ = backend;
+      if (!persisted.ok()) return End(persisted.status());
+      persisted_ = *persisted;
+      if (cancel_.cancelled()) return End(Cancelled());
+      Read();
+    });
   }
 
   // A resumed stream that ended without finish: what it delivered becomes
@@ -204,6 +221,9 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadRequest> {
     if (cancel_.cancelled()) return End(Cancelled());
     if (!request_.finish()) {
       request_.Clear();
+      if (resumed_ && writer_->size() - persisted_ >= kPersistEveryBytes) {
+        return PersistAndRead();
+      }
       return Read();
     }
     writer_->Commit([this](absl::StatusOr<storage::ObjectInfo> info, Backend backend) {
@@ -259,6 +279,8 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadRequest> {
   v1::UploadRequest request_;
   // The stream names a resumable session (upload_id).
   bool resumed_ = false;
+  // A resumed stream: what the session has persisted, as far as it knows.
+  int64_t persisted_ = 0;
   std::unique_ptr<storage::Writer> writer_;
   Backend backend_ = Backend::kUnspecified;
 };

@@ -23,7 +23,8 @@
 // rest of the stream. A stream the client half-closes without `finish`
 // persists what it delivered (Writer::Persist) and answers OK with `file`
 // unset; one that is cancelled, dropped or idle drops its Writer, which
-// persists in the background (store.h). A failed commit check removes the
+// persists in the background (store.h). A long stream also persists every
+// 64 MiB, so a server that dies loses at most that much of it. A failed commit check removes the
 // session (store.h); any other failure keeps it as last persisted.
 //
 // Exactly one step is in flight until the RPC ends: a read of the next
