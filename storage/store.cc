@@ -22,6 +22,7 @@
 #include "storage/engine/posix_ops.h"
 #include "storage/engine/status_util.h"
 #include "storage/store_internal.h"
+#include "storage/upload_session.h"
 #include "storage/engine/sync.h"
 
 namespace ringstore::storage {
@@ -355,6 +356,8 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
           " does not keep user extended attributes (", s.message(), ")")));
     }
   }
+  // Resumable sessions survive; what no session owns goes.
+  if (absl::Status s = CleanUploadsDir(root_fd); !s.ok()) return fail(s);
   absl::StatusOr<std::unique_ptr<Quota>> quota = OpenQuota(root_fd, files, options);
   if (!quota.ok()) return fail(quota.status());
   absl::StatusOr<std::unique_ptr<BufferPool>> pool =
@@ -547,34 +550,44 @@ void Store::ReadSmallWithMetadata(std::string path, absl::Span<char> dst, Cancel
   });
 }
 
+absl::Status ValidateWriteSpec(const WriteSpec& spec, const StoreOptions& options) {
+  if (absl::Status s = ValidatePath(spec.path); !s.ok()) return s;
+  if (spec.size < 0) return absl::InvalidArgumentError("negative size");
+  if (spec.if_generation_match && *spec.if_generation_match < 0) {
+    return absl::InvalidArgumentError("negative generation");
+  }
+  if (options.max_file_bytes > 0 && spec.size > options.max_file_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "size ", spec.size, " exceeds the limit of ", options.max_file_bytes, " bytes"));
+  }
+  return absl::OkStatus();
+}
+
+void CheckStartPrecondition(Engine* engine, std::string path, std::optional<int64_t> want,
+                            DoneCallback then) {
+  if (!want) return std::move(then)(absl::OkStatus(), engine->info().backend);
+  // A doomed precondition fails here, before the body is sent (the commit
+  // checks it again, under the path's lock).
+  engine->StatPath(path, [path, want, then = std::move(then)](absl::StatusOr<FileStat> st,
+                                                              Backend b) mutable {
+    std::move(then)(CheckPrecondition(path, st, want).status(), b);
+  });
+}
+
 void Store::CreateWriter(WriteSpec spec, Cancellation* cancel,
                          Callback<std::unique_ptr<Writer>> done) {
   const Backend backend = engine_->info().backend;
-  if (absl::Status s = ValidatePath(spec.path); !s.ok()) {
+  if (absl::Status s = ValidateWriteSpec(spec, options_); !s.ok()) {
     return std::move(done)(s, backend);
-  }
-  if (spec.size < 0) {
-    return std::move(done)(absl::InvalidArgumentError("negative size"), backend);
-  }
-  if (spec.if_generation_match && *spec.if_generation_match < 0) {
-    return std::move(done)(absl::InvalidArgumentError("negative generation"), backend);
-  }
-  if (options_.max_file_bytes > 0 && spec.size > options_.max_file_bytes) {
-    return std::move(done)(absl::ResourceExhaustedError(absl::StrCat(
-                               "size ", spec.size, " exceeds the limit of ",
-                               options_.max_file_bytes, " bytes")),
-                           backend);
   }
   if (IsCancelled(cancel)) return std::move(done)(CancelledStatus(), backend);
   if (!spec.if_generation_match) return OpenWriter(std::move(spec), cancel, std::move(done));
-  // A doomed precondition fails here, before the body is sent (the commit
-  // checks it again, under the path's lock).
-  const std::string path = spec.path;
-  engine_->StatPath(path, [this, spec = std::move(spec), cancel, done = std::move(done)](
-                              absl::StatusOr<FileStat> st, Backend b) mutable {
-    absl::StatusOr<std::optional<int64_t>> current =
-        CheckPrecondition(spec.path, st, spec.if_generation_match);
-    if (!current.ok()) return std::move(done)(current.status(), b);
+  std::string path = spec.path;
+  const std::optional<int64_t> want = spec.if_generation_match;
+  CheckStartPrecondition(engine_.get(), std::move(path), want,
+                         [this, spec = std::move(spec), cancel, done = std::move(done)](
+                             absl::Status s, Backend b) mutable {
+    if (!s.ok()) return std::move(done)(std::move(s), b);
     if (IsCancelled(cancel)) return std::move(done)(CancelledStatus(), b);
     OpenWriter(std::move(spec), cancel, std::move(done));
   });

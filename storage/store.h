@@ -11,8 +11,13 @@
 //                                  progress (start-up removes the
 //                                  directories of servers no longer running)
 //   <root>/.ringstore/uploads/<id>       a resumable session's record (empty;
-//                                  its state in extended attributes)
-//   <root>/.ringstore/uploads/<id>.data  the session's data
+//                                  its state in the extended attribute
+//                                  `user.ringstore.session`; the attached
+//                                  stream holds an OFD lock on it)
+//   <root>/.ringstore/uploads/<id>.data  the session's data (the size and
+//                                  CRC32C of its fsynced bytes in
+//                                  `user.ringstore.persisted`); a commit
+//                                  renames it into place
 // Extended attributes of <root>/.ringstore hold the store's own bookkeeping:
 // `user.ringstore.bytes`, the quota's count left by a clean shutdown
 // (quota_ledger.h).
@@ -46,6 +51,11 @@
 //         checks), a dead Writer, or a Cancellation found cancelled; or
 //     (b) Writer::Append completed without waiting, or Writer::Commit
 //         failed before any engine work (each says when);
+//     (c) QueryUpload always, CancelUpload and ResumeUpload when they fail
+//         to find or lock the session, and ResumeUpload of a complete one:
+//         what they read is a few metadata system calls the engine has no
+//         operation for, made inline (upload_session.h says which, and why
+//         they do not wait for the disk);
 //   - the pool's own thread (buffer_pool.h), for a Writer::Append that had
 //     to wait for a pool buffer (never the thread that returned the buffer,
 //     which may be gRPC's);
@@ -350,12 +360,19 @@ class Store {
   };
 
   // Validates `spec` and checks its precondition exactly as CreateWriter
-  // does (same codes, nothing created on failure), then creates the
-  // session durably (its record and an empty data file, fsynced with their
-  // directory) and answers its id.
+  // does (same codes, nothing created on failure; InvalidArgument too for
+  // an owner over 256 bytes), then creates the session durably (its record
+  // and an empty data file, fsynced with their directory) and answers its
+  // id. Nothing is reserved against the quota (a declared size it cannot
+  // hold now is ResourceExhausted at once): a stream reserves while it is
+  // attached, as a CreateWriter's Writer does (the declared size, or what
+  // the session holds plus each Append), so the data of a session no
+  // stream is attached to is outside used_bytes() until its commit counts
+  // it (expiry bounds it).
   void StartUpload(WriteSpec spec, std::string owner, Callback<std::string> done);
   // NotFound for an unknown, expired or cancelled id, or another owner's
-  // (InvalidArgument if `id` is not 32 lowercase hex digits).
+  // (InvalidArgument if `id` is not 32 lowercase hex digits). Takes no lock:
+  // a stream may be attached. Calls back inline.
   void QueryUpload(std::string id, std::string owner, Callback<UploadStatus> done);
   // Removes the session, its record and data. NotFound as QueryUpload;
   // Aborted while a stream is attached to it (on any server).
@@ -381,23 +398,34 @@ class Store {
   //     session; destroying the Writer without Commit or Persist does the
   //     same in the background (a stream that broke off keeps what it
   //     delivered) and then releases the session's lock;
-  //   - an Append that fails kills the Writer but not the session: it
-  //     keeps its last persisted state;
+  //   - an Append that fails kills the Writer but not the session: as on
+  //     destruction, what the earlier appends delivered is persisted if
+  //     all their writes succeeded (a Cancelled or refused append thus
+  //     keeps what came before it), else the session keeps its last
+  //     persisted state;
   //   - Commit checks the size, the whole-file CRC32C (the running CRC32C
   //     of the persisted bytes is kept with them, so a resumed upload's
   //     checksum covers every byte) and the precondition again, then
   //     commits; the session is then complete, and QueryUpload and
   //     ResumeUpload answer its FileInfo until it expires. A commit that
   //     fails its checks (InvalidArgument size, DataLoss, AlreadyExists,
-  //     FailedPrecondition) removes the session and its data.
+  //     FailedPrecondition) removes the session and its data; one that
+  //     fails otherwise (an I/O error) keeps it. The committed file does
+  //     not keep `user.ringstore.persisted` (removed just after the rename;
+  //     a crash in between leaves it there, harmless);
+  //   - its data is written through the page cache (a resumed offset need
+  //     not be aligned for O_DIRECT).
+  // ResourceExhausted if the quota cannot hold the stream's reservation.
   // `cancel` (may be null, else alive until the Writer is gone) is the
   // stream's, as for CreateWriter.
   void ResumeUpload(std::string id, std::string owner, Cancellation* cancel,
                     Callback<Resumed> done);
 
   // Removes the sessions (complete ones included) that no stream holds and
-  // that have been idle (no stream attached, nothing persisted) for longer
-  // than `ttl`, with their data; answers how many it removed. The server
+  // that have been idle for longer than `ttl` (neither record nor data
+  // changed: a stream attaching touches the record, its writes and
+  // persists change the data), with their data; answers how many it
+  // removed. The server
   // calls it periodically with --upload_ttl. Blocking: call it from a
   // thread of your own, never from a callback.
   int ExpireUploads(absl::Duration ttl);

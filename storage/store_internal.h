@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "storage/engine/engine.h"
 #include "storage/store.h"
+#include "storage/upload_session.h"
 
 namespace ringstore::storage {
 
@@ -40,6 +41,36 @@ void SyncDirectories(Engine* engine, std::vector<std::string> dirs, Engine::Done
 std::unique_ptr<Writer> NewWriter(Store* store, WriteSpec spec, std::string tmp_path,
                                   FileHandle file, bool direct, Cancellation* cancel,
                                   int64_t reserved, Backend backend);
+
+// A resumable session a stream has attached to (Store::ResumeUpload).
+struct SessionAttachment {
+  std::string id;
+  SessionRecord record;
+  // The record, open, holding the session's OFD lock (LockSession); the
+  // Writer closes it when it is done, which releases the lock.
+  int lock_fd = -1;
+  // What the data file holds durably; the Writer appends after it.
+  PersistedState persisted;
+};
+
+// The Writer of a stream attached to `session`, whose data file (cut to the
+// persisted size) is open for writing as `file` (buffered). It takes over
+// the lock descriptor and `reserved` bytes already reserved against the
+// quota (store_writer.cc says how a session writer differs).
+std::unique_ptr<Writer> NewSessionWriter(Store* store, SessionAttachment session,
+                                         FileHandle file, Cancellation* cancel,
+                                         int64_t reserved, Backend backend);
+
+// CreateWriter's and StartUpload's checks of a spec that need no disk:
+// InvalidArgument for a bad path or a negative size or generation,
+// ResourceExhausted for a size over max_file_bytes.
+absl::Status ValidateWriteSpec(const WriteSpec& spec, const StoreOptions& options);
+// An upload's precondition `want` (WriteSpec::if_generation_match) against
+// the file at `path` as it is now (CheckPrecondition): `then` gets its
+// error, or OK; inline when there is none, else on an engine thread after
+// a StatPath.
+void CheckStartPrecondition(Engine* engine, std::string path, std::optional<int64_t> want,
+                            Engine::DoneCallback then);
 
 // The status of a call its Cancellation cut short.
 absl::Status CancelledStatus();

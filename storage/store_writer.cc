@@ -70,6 +70,10 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
   // kDirectAlignment.
   std::string carry;
   uint32_t crc = 0;
+  // `size` and `crc` as of the last append that succeeded: what a session
+  // keeps when its stream breaks off.
+  int64_t good_size = 0;
+  uint32_t good_crc = 0;
   bool file_open = true;
   // Commit state.
   int64_t generation = 0;
@@ -82,6 +86,23 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
   // the path's lock.
   int64_t replaced = 0;
   Backend backend = Backend::kUnspecified;
+
+  // A stream attached to a resumable session (NewSessionWriter); nullopt
+  // for a plain upload. Its data file is `tmp_path`, opened buffered.
+  struct Session {
+    std::string id;
+    SessionRecord record;
+    // The record, holding the session's OFD lock until we close it.
+    int lock_fd = -1;
+    // What the data file's attribute says is durable.
+    PersistedState persisted;
+    // A commit failed its checks: the session goes with the writer.
+    bool drop = false;
+    // The data was renamed into place by a commit that then failed (a
+    // directory's fsync): nothing is left to persist.
+    bool renamed = false;
+  };
+  std::optional<Session> session;
 
   Mutex mu;
   // A call (Append or Commit) is running.
@@ -179,6 +200,7 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
   // Closes (if open) and removes the temp file, in the background; then
   // ends the quota reservation (the temp bytes are gone).
   void Discard() {
+    if (session) return DetachSession();
     auto self = shared_from_this();
     store->BeginBackground();
     auto unlink = [self] {
@@ -193,6 +215,106 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
     } else {
       unlink();
     }
+  }
+
+  // --- Sessions ------------------------------------------------------------
+
+  // Discard for a session's stream (store.h, ResumeUpload): the session
+  // stays. With every write good, what the successful appends delivered is
+  // made durable (PersistSession); a session whose commit failed its checks
+  // is removed instead. Then the data and the record are closed, which
+  // releases the session's lock, and the quota reservation ends (the data
+  // left on disk is the session's, outside the count while no stream is
+  // attached). In the background.
+  void DetachSession() {
+    auto self = shared_from_this();
+    store->BeginBackground();
+    auto close = [self](absl::Status) { self->CloseSession(); };
+    if (session->drop) return RemoveSessionFiles(std::move(close));
+    if (!session->renamed && WriteStatus().ok() && good_size > session->persisted.size) {
+      PersistedState p;
+      p.size = good_size;
+      p.crc32c = good_crc;
+      return PersistSession(p, std::move(close));
+    }
+    close(absl::OkStatus());
+  }
+
+  // Closes the data (if open) and then the record, ends the reservation and
+  // the background work DetachSession began.
+  void CloseSession() {
+    auto self = shared_from_this();
+    auto close_record = [self] {
+      self->engine->Close(FileHandle{self->session->lock_fd}, [self](absl::Status, Backend) {
+        self->EndReservation(false);
+        self->store->EndBackground();
+      });
+    };
+    if (!file_open) return close_record();
+    file_open = false;
+    engine->Close(file, [close_record](absl::Status, Backend) { close_record(); });
+  }
+
+  // Unlinks the record (we still hold its lock, so nobody attaches
+  // meanwhile), then the data, then fsyncs their directory.
+  void RemoveSessionFiles(absl::AnyInvocable<void(absl::Status) &&> then) {
+    auto self = shared_from_this();
+    engine->Unlink(SessionRecordPath(session->id), [self, then = std::move(then)](
+                                                       absl::Status, Backend) mutable {
+      self->engine->Unlink(self->tmp_path, [self, then = std::move(then)](absl::Status,
+                                                                          Backend) mutable {
+        SyncDirectories(self->engine, {kUploadsDir},
+                        [then = std::move(then)](absl::Status s, Backend) mutable {
+                          std::move(then)(std::move(s));
+                        });
+      });
+    });
+  }
+
+  // Makes the first `p.size` bytes of the data durable and records `p` with
+  // them: fsync, the attribute, fsync again (so the attribute never
+  // survives a crash without the bytes it vouches for). No write is in
+  // flight. The attribute is set inline (upload_session.h: no engine
+  // operation sets an arbitrary attribute; fsetxattr does not wait for the
+  // disk).
+  void PersistSession(PersistedState p, absl::AnyInvocable<void(absl::Status) &&> then) {
+    auto self = shared_from_this();
+    engine->Sync(file, false, [self, p, then = std::move(then)](absl::Status s,
+                                                                Backend) mutable {
+      if (s.ok()) s = SetFdAttr(static_cast<int>(self->file.id), kPersistedAttr, EncodePersisted(p));
+      if (!s.ok()) return std::move(then)(std::move(s));
+      self->engine->Sync(self->file, false, [self, p, then = std::move(then)](
+                                                absl::Status s, Backend) mutable {
+        if (s.ok()) self->session->persisted = p;
+        std::move(then)(std::move(s));
+      });
+    });
+  }
+
+  // Sets the record to `state` with the commit's FileInfo, durably. Inline
+  // fsetxattr as in PersistSession.
+  void SetRecordState(SessionState state, absl::AnyInvocable<void(absl::Status) &&> then) {
+    SessionRecord r = session->record;
+    r.state = state;
+    r.file = CommitInfo();
+    const int fd = session->lock_fd;
+    if (absl::Status s = SetFdAttr(fd, kSessionAttr, EncodeSessionRecord(r)); !s.ok()) {
+      return std::move(then)(std::move(s));
+    }
+    engine->Sync(FileHandle{fd}, false, [then = std::move(then)](absl::Status s, Backend) mutable {
+      std::move(then)(std::move(s));
+    });
+  }
+
+  // What the commit produces (or produced).
+  ObjectInfo CommitInfo() const {
+    ObjectInfo info;
+    info.path = spec.path;
+    info.size = size;
+    info.generation = generation;
+    info.modified = modified;
+    info.crc32c = crc;
+    return info;
   }
 
   // Fails the writer for good: once no write is in flight, temp data
@@ -223,6 +345,8 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
       carry.append(rest.data(), rest.size());
       absl::Status s = WriteStatus();
       if (!s.ok()) return Fail(std::move(s), std::move(done));
+      good_size = size;
+      good_crc = crc;
       End();  // before `done`, which may start the next call
       std::move(done)(absl::OkStatus(), backend);
       return;
@@ -365,6 +489,13 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
     });
   }
 
+  // FailCommit for a failed check (size, checksum, precondition, a file in
+  // the way): a session that cannot commit goes too.
+  void FailCheck(absl::Status s, CommitDone done, bool locked) {
+    if (session) session->drop = true;
+    FailCommit(std::move(s), std::move(done), locked);
+  }
+
   void CommitLocked(CommitDone done) {
     auto self = shared_from_this();
     engine->StatPath(spec.path, [self, done = std::move(done)](
@@ -372,11 +503,24 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
       self->backend = b;
       absl::StatusOr<std::optional<int64_t>> current =
           CheckPrecondition(self->spec.path, st, self->spec.if_generation_match);
-      if (!current.ok()) return self->FailCommit(current.status(), std::move(done), true);
+      if (!current.ok()) {
+        // A stat error is not a failed check: the session stays.
+        if (st.ok() || st.status().code() == absl::StatusCode::kNotFound) {
+          return self->FailCheck(current.status(), std::move(done), true);
+        }
+        return self->FailCommit(current.status(), std::move(done), true);
+      }
       if (st.ok() && st->is_regular) self->replaced = st->size;
       self->generation = self->store->NextGeneration();
       self->modified = absl::Now();
-      self->EnsureParent(std::move(done));
+      if (!self->session) return self->EnsureParent(std::move(done));
+      // Durably `committing` before the rename: after a crash, a record in
+      // that state without its data was committed (upload_session.h).
+      self->SetRecordState(SessionState::kCommitting, [self, done = std::move(done)](
+                                                          absl::Status s) mutable {
+        if (!s.ok()) return self->FailCommit(std::move(s), std::move(done), true);
+        self->EnsureParent(std::move(done));
+      });
     });
   }
 
@@ -414,7 +558,7 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
         return self->MakeDirs(std::move(dirs), 0, std::move(done));
       } else if (s.code() == absl::StatusCode::kNotFound) {
         // ENOTDIR: a component above is a file.
-        return self->FailCommit(
+        return self->FailCheck(
             absl::FailedPreconditionError(absl::StrCat(
                 "a parent of \"", self->spec.path, "\" is a file")),
             std::move(done), true);
@@ -447,7 +591,7 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
       if (s.code() == absl::StatusCode::kNotFound) {
         s = absl::FailedPreconditionError(
             absl::StrCat("a parent of \"", self->spec.path, "\" is a file"));
-        return self->FailCommit(s, std::move(done), true);
+        return self->FailCheck(s, std::move(done), true);
       }
       if (!s.ok()) {
         // A step after the rename (the directory's fsync) may have failed:
@@ -456,9 +600,18 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
         return self->engine->StatPath(self->tmp_path, [self, s, done = std::move(done)](
                                                           absl::StatusOr<FileStat> st,
                                                           Backend) mutable {
-          if (st.status().code() == absl::StatusCode::kNotFound) self->EndReservation(true);
+          if (st.status().code() == absl::StatusCode::kNotFound) {
+            self->EndReservation(true);
+            if (self->session) self->session->renamed = true;
+          }
           self->FailCommit(s, std::move(done), true);
         });
+      }
+      if (self->session) {
+        // The session's bookkeeping does not belong on the committed file
+        // (inline, as PersistSession; a crash just before this leaves the
+        // attribute there, harmless: nothing outside a session reads it).
+        (void)RemoveFdAttr(static_cast<int>(self->file.id), kPersistedAttr);
       }
       self->file_open = false;
       self->engine->Close(self->file, [self, done = std::move(done)](absl::Status, Backend) mutable {
@@ -486,12 +639,7 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
   // The file is in place. A failure here (a directory fsync) is reported
   // honestly: the new file is visible but may not survive a crash.
   void Finish(absl::Status s, CommitDone done) {
-    ObjectInfo info;
-    info.path = spec.path;
-    info.size = size;
-    info.generation = generation;
-    info.modified = modified;
-    info.crc32c = crc;
+    ObjectInfo info = CommitInfo();
     // Still under the path's lock, so the latest commit's metadata wins.
     if (s.ok()) {
       store->metadata().Put(info);
@@ -507,8 +655,26 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
       finished = true;
       busy = false;
     }
+    if (session) return FinishSession(std::move(s), std::move(info), std::move(done));
     if (!s.ok()) return std::move(done)(std::move(s), backend);
     std::move(done)(std::move(info), backend);
+  }
+
+  // A session's commit is done: the record says `complete` (if that fails,
+  // it still says `committing` with the data gone, which means the same),
+  // then the record is closed (the lock released, so a retry of the same
+  // stream finds the session complete, not locked), then `done`.
+  void FinishSession(absl::Status s, ObjectInfo info, CommitDone done) {
+    auto self = shared_from_this();
+    SetRecordState(SessionState::kComplete, [self, s = std::move(s), info = std::move(info),
+                                             done = std::move(done)](absl::Status) mutable {
+      self->engine->Close(FileHandle{self->session->lock_fd},
+                          [self, s = std::move(s), info = std::move(info),
+                           done = std::move(done)](absl::Status, Backend) mutable {
+                            if (!s.ok()) return std::move(done)(std::move(s), self->backend);
+                            std::move(done)(std::move(info), self->backend);
+                          });
+    });
   }
 };
 
@@ -558,16 +724,42 @@ class WriterImpl final : public Writer {
     w.WriteChunks(data, std::move(done));
   }
 
+  void Persist(Engine::Callback<int64_t> done) override {
+    WriterState& w = *state_;
+    if (!w.Begin()) return std::move(done)(WriterState::NoLongerActive(), w.backend);
+    if (!w.session) {
+      w.End();
+      return std::move(done)(absl::FailedPreconditionError(
+                                 "only a resumable upload (Store::ResumeUpload) persists"),
+                             w.backend);
+    }
+    // Every write done, then fsync and record.
+    w.WhenWritesBelow(1, [state = state_, done = std::move(done)]() mutable {
+      absl::Status s = state->WriteStatus();
+      if (!s.ok()) return state->Fail(std::move(s), std::move(done));
+      PersistedState p;
+      p.size = state->size;
+      p.crc32c = state->crc;
+      state->PersistSession(p, [state, done = std::move(done)](absl::Status s) mutable {
+        if (!s.ok()) return state->Fail(std::move(s), std::move(done));
+        const int64_t persisted = state->size;
+        const Backend backend = state->backend;
+        state->End();  // before `done`, which may start the next call
+        std::move(done)(persisted, backend);
+      });
+    });
+  }
+
   void Commit(Engine::Callback<ObjectInfo> done) override {
     WriterState& w = *state_;
     if (!w.Begin()) return std::move(done)(WriterState::NoLongerActive(), w.backend);
-    auto fail_commit = [&](absl::Status s) { w.FailCommit(std::move(s), std::move(done), false); };
+    auto fail_check = [&](absl::Status s) { w.FailCheck(std::move(s), std::move(done), false); };
     if (w.spec.size > 0 && w.size != w.spec.size) {
-      return fail_commit(absl::InvalidArgumentError(absl::StrCat(
+      return fail_check(absl::InvalidArgumentError(absl::StrCat(
           "upload has ", w.size, " bytes but declared ", w.spec.size)));
     }
     if (w.spec.crc32c && *w.spec.crc32c != w.crc) {
-      return fail_commit(absl::DataLossError(absl::StrCat(
+      return fail_check(absl::DataLossError(absl::StrCat(
           "crc32c of the uploaded data is ", w.crc, ", the client said ", *w.spec.crc32c)));
     }
     // Every write done, then the tail, then the commit proper.
@@ -596,6 +788,24 @@ std::unique_ptr<Writer> NewWriter(Store* store, WriteSpec spec, std::string tmp_
   auto state = std::make_shared<WriterState>(store, std::move(spec), std::move(tmp_path), file,
                                              direct, cancel, reserved);
   state->backend = backend;
+  return std::make_unique<WriterImpl>(std::move(state));
+}
+
+std::unique_ptr<Writer> NewSessionWriter(Store* store, SessionAttachment session,
+                                         FileHandle file, Cancellation* cancel,
+                                         int64_t reserved, Backend backend) {
+  WriteSpec spec = session.record.spec;
+  auto state = std::make_shared<WriterState>(store, std::move(spec),
+                                             SessionDataPath(session.id), file,
+                                             /*direct=*/false, cancel, reserved);
+  state->backend = backend;
+  state->size = state->good_size = session.persisted.size;
+  state->crc = state->good_crc = session.persisted.crc32c;
+  WriterState::Session& part = state->session.emplace();
+  part.id = std::move(session.id);
+  part.record = std::move(session.record);
+  part.lock_fd = session.lock_fd;
+  part.persisted = session.persisted;
   return std::make_unique<WriterImpl>(std::move(state));
 }
 
