@@ -273,8 +273,8 @@ class AuthTest(testlib.RpcAssertions, unittest.TestCase):
         # Another token, even an admin one, cannot see, feed or cancel it.
         self.assertCode(grpc.StatusCode.NOT_FOUND, self.stub.QueryUpload,
                         pb.QueryUploadRequest(upload_id=uid), metadata=md(b), timeout=30)
-        self.assertCode(grpc.StatusCode.NOT_FOUND, self.stub.Upload,
-                        stream(half, len(data), True), metadata=md(b), timeout=30)
+        self.assertCode(grpc.StatusCode.NOT_FOUND, testlib.attach, lambda: self.stub.Upload(
+            stream(half, len(data), True), metadata=md(b), timeout=30))
         self.assertCode(grpc.StatusCode.NOT_FOUND, self.stub.CancelUpload,
                         pb.CancelUploadRequest(upload_id=uid), metadata=md(b), timeout=30)
         # No token at all is refused before the store is asked.
@@ -283,7 +283,8 @@ class AuthTest(testlib.RpcAssertions, unittest.TestCase):
         # Its own token resumes it.
         q = self.stub.QueryUpload(pb.QueryUploadRequest(upload_id=uid), metadata=md(a), timeout=30)
         self.assertEqual((q.persisted_size, q.complete), (half, False))
-        resp = self.stub.Upload(stream(half, len(data), True), metadata=md(a), timeout=30)
+        resp = testlib.attach(lambda: self.stub.Upload(stream(half, len(data), True),
+                                                       metadata=md(a), timeout=30))
         self.assertEqual(resp.file.size, len(data))
         got = b"".join(m.data for m in self.stub.Download(pb.DownloadRequest(path="own/s.bin"),
                                                           metadata=md(b), timeout=30))
@@ -294,13 +295,14 @@ class AuthTest(testlib.RpcAssertions, unittest.TestCase):
         self.assertCode(PERMISSION_DENIED, self.stub.StartUpload,
                         pb.StartUploadRequest(spec=pb.UploadSpec(path="team-b/s")),
                         metadata=md(t), timeout=30)
-        uid = self.stub.StartUpload(pb.StartUploadRequest(spec=pb.UploadSpec(path="team-a/s")),
-                                    metadata=md(t), timeout=30).upload_id
+        uid = self.stub.StartUpload(pb.StartUploadRequest(spec=pb.UploadSpec(
+            path="team-a/session/s")), metadata=md(t), timeout=30).upload_id
         q = self.stub.QueryUpload(pb.QueryUploadRequest(upload_id=uid), metadata=md(t), timeout=30)
         self.assertEqual(q.persisted_size, 0)
         resp = self.stub.Upload(iter([pb.UploadRequest(upload_id=uid, data=b"ab", finish=True)]),
                                 metadata=md(t), timeout=30)
-        self.assertEqual(resp.file.path, "team-a/s")
+        self.assertEqual(resp.file.path, "team-a/session/s")
+        self.stub.Delete(pb.DeleteRequest(path="team-a/session/s"), metadata=md(t), timeout=30)
 
     # --- prefixes
 

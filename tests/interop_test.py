@@ -381,9 +381,12 @@ class InteropTest(testlib.RpcAssertions, unittest.TestCase):
     def query(self, upload_id):
         return self.stub.QueryUpload(pb.QueryUploadRequest(upload_id=upload_id))
 
-    def session_stream(self, upload_id, data, offset, end=None, finish=False, chunk=MiB):
+    def session_stream(self, upload_id, data, offset, end=None, finish=False, chunk=MiB,
+                       wait_busy=True):
         """Upload by id: data[offset:end] from `offset`, in `chunk` pieces,
-        half-closed after the last one (finish on it if asked)."""
+        half-closed after the last one (finish on it if asked). Unless
+        `wait_busy` is False, tried again while the stream before still
+        holds the session (testlib.attach)."""
         end = len(data) if end is None else end
         msgs = []
         for off in range(offset, end, chunk):
@@ -393,11 +396,26 @@ class InteropTest(testlib.RpcAssertions, unittest.TestCase):
             msgs.append(pb.UploadRequest(offset=offset))
         msgs[0].upload_id = upload_id
         msgs[-1].finish = finish
-        return self.stub.Upload(iter(msgs), timeout=60)
+        call = lambda: self.stub.Upload(iter(msgs), timeout=60)
+        return testlib.attach(call) if wait_busy else call()
 
     def uploads_of(self, upload_id):
         d = os.path.join(self.server.root, ".ringstore", "uploads")
         return sorted(f for f in os.listdir(d) if f.startswith(upload_id)) if os.path.isdir(d) else []
+
+    def assertSessionGone(self, upload_id):
+        """QueryUpload answers NOT_FOUND (a failed commit removes the
+        session just after it answers) and no data of it is left."""
+        def gone():
+            try:
+                self.query(upload_id)
+                return False
+            except grpc.RpcError as e:
+                self.assertEqual(e.code(), grpc.StatusCode.NOT_FOUND, e.details())
+                return True
+        self.assertTrue(testlib.wait_until(gone), upload_id)
+        self.assertTrue(testlib.wait_until(lambda: not self.uploads_of(upload_id)),
+                        self.uploads_of(upload_id))
 
     def content(self, path):
         return b"".join(m.data for m in self.download(path))
@@ -481,9 +499,14 @@ class InteropTest(testlib.RpcAssertions, unittest.TestCase):
         try:
             self.assertTrue(first_sent.wait(10))
             time.sleep(1)  # the server attaches the first stream
-            self.assertCode(grpc.StatusCode.ABORTED, self.session_stream, uid, data, 0, MiB)
+            e = self.assertCode(grpc.StatusCode.ABORTED, self.session_stream, uid, data, 0, MiB,
+                                wait_busy=False)
+            self.assertIn("another stream", e.details())
             self.assertCode(grpc.StatusCode.ABORTED, self.session_stream, uid, data, 0,
-                            finish=True)
+                            finish=True, wait_busy=False)
+            # Nor can it be cancelled under the stream.
+            self.assertCode(grpc.StatusCode.ABORTED, self.stub.CancelUpload,
+                            pb.CancelUploadRequest(upload_id=uid))
         finally:
             release.set()
         resp = future.result(timeout=30)
@@ -509,7 +532,7 @@ class InteropTest(testlib.RpcAssertions, unittest.TestCase):
         uid = self.start("sess/cancel.bin", data)
         self.session_stream(uid, data, 0, MiB)
         self.assertTrue(self.uploads_of(uid))
-        r, call = self.stub.CancelUpload.with_call(pb.CancelUploadRequest(upload_id=uid))
+        r = testlib.attach(lambda: self.stub.CancelUpload(pb.CancelUploadRequest(upload_id=uid)))
         self.assertEqual(r, pb.CancelUploadResponse())
         self.assertCode(grpc.StatusCode.NOT_FOUND, self.query, uid)
         self.assertCode(grpc.StatusCode.NOT_FOUND, self.session_stream, uid, data, MiB)
@@ -545,9 +568,8 @@ class InteropTest(testlib.RpcAssertions, unittest.TestCase):
         self.session_stream(bad, data, 0, 2 * MiB)
         self.assertCode(grpc.StatusCode.DATA_LOSS, self.session_stream, bad, data, 2 * MiB,
                         finish=True)
-        self.assertCode(grpc.StatusCode.NOT_FOUND, self.query, bad)
+        self.assertSessionGone(bad)
         self.assertNothingCommitted("sess/crc-bad.bin")
-        self.assertTrue(testlib.wait_until(lambda: not self.uploads_of(bad)), self.uploads_of(bad))
 
         # A per-message checksum that does not match: DATA_LOSS, the session
         # keeps what it had.
@@ -555,7 +577,8 @@ class InteropTest(testlib.RpcAssertions, unittest.TestCase):
         self.session_stream(msg, data, 0, MiB)
         wrong = pb.UploadRequest(upload_id=msg, offset=MiB, data=data[MiB:2 * MiB],
                                  crc32c=testlib.crc32c(data[MiB:2 * MiB]) ^ 1)
-        self.assertCode(grpc.StatusCode.DATA_LOSS, self.stub.Upload, iter([wrong]))
+        self.assertCode(grpc.StatusCode.DATA_LOSS, testlib.attach,
+                        lambda: self.stub.Upload(iter([wrong])))
         self.assertTrue(testlib.wait_until(lambda: self.query(msg).persisted_size == MiB))
         self.session_stream(msg, data, MiB, finish=True)
         self.assertEqual(self.content("sess/crc-msg.bin"), data)
@@ -574,7 +597,7 @@ class InteropTest(testlib.RpcAssertions, unittest.TestCase):
         self.upload("sess/pre-late.bin", b"first")
         self.assertCode(grpc.StatusCode.ALREADY_EXISTS, self.session_stream, uid, b"late", 2,
                         finish=True)
-        self.assertCode(grpc.StatusCode.NOT_FOUND, self.query, uid)
+        self.assertSessionGone(uid)
         self.assertEqual(self.content("sess/pre-late.bin"), b"first")
         uid = self.start("sess/pre.bin", b"two", if_generation_match=gen)
         resp = self.session_stream(uid, b"two", 0, finish=True)

@@ -76,8 +76,8 @@ class UploadSessionRestartTest(testlib.RpcAssertions, unittest.TestCase):
         b = self.serve()
         q = b.stub.QueryUpload(pb.QueryUploadRequest(upload_id=uid))
         self.assertEqual((q.persisted_size, q.complete), (2 * MiB, False))
-        resp = b.stub.Upload(iter(requests(uid, data, q.persisted_size, len(data), True)),
-                             timeout=60)
+        resp = testlib.attach(lambda: b.stub.Upload(
+            iter(requests(uid, data, q.persisted_size, len(data), True)), timeout=60))
         self.assertEqual(resp.file.size, len(data))
         self.assertEqual(resp.file.crc32c, testlib.crc32c(data))
         self.assertEqual(self.content(b.stub, "r/term.bin"), data)
@@ -116,12 +116,13 @@ class UploadSessionRestartTest(testlib.RpcAssertions, unittest.TestCase):
         self.assertGreaterEqual(q.persisted_size, 3 * MiB)
         self.assertLessEqual(q.persisted_size, 5 * MiB)
         self.assertFalse(q.complete)
-        resp = b.stub.Upload(iter(requests(uid, data, q.persisted_size, len(data), True)),
-                             timeout=60)
+        resp = testlib.attach(lambda: b.stub.Upload(
+            iter(requests(uid, data, q.persisted_size, len(data), True)), timeout=60))
         self.assertEqual(resp.file.size, len(data))
         self.assertEqual(self.content(b.stub, "r/kill.bin"), data)
         # Finished, the session answers with the file until it expires.
-        again = b.stub.Upload(iter(requests(uid, data, 0, 0, True)), timeout=60)
+        again = testlib.attach(lambda: b.stub.Upload(iter(requests(uid, data, 0, 0, True)),
+                                                     timeout=60))
         self.assertEqual(again.file, resp.file)
 
     def test_upload_ttl_expires_idle_sessions(self):
@@ -147,8 +148,8 @@ class UploadSessionRestartTest(testlib.RpcAssertions, unittest.TestCase):
         self.assertTrue(testlib.wait_until(lambda: not [f for f in self.uploads()
                                                         if f.startswith(uid)]),
                         self.uploads())
-        self.assertCode(grpc.StatusCode.NOT_FOUND, s.stub.Upload,
-                        iter(requests(uid, data, MiB // 2, MiB, True)))
+        self.assertCode(grpc.StatusCode.NOT_FOUND, testlib.attach, lambda: s.stub.Upload(
+            iter(requests(uid, data, MiB // 2, MiB, True))))
         self.assertCode(grpc.StatusCode.NOT_FOUND, s.stub.Stat, pb.StatRequest(path="r/ttl.bin"))
         self.assertIn("--upload_ttl", s.server.stderr_text())
 
