@@ -16,12 +16,16 @@ from ringstore.v1 import ringstore_pb2_grpc as pbg
 MiB = 1 << 20
 
 
-def requests(upload_id, data, offset, end, finish):
-    """Upload by id: data[offset:end] in 1 MiB messages."""
+def requests(upload_id, data, offset, end, finish, crc=True):
+    """Upload by id: data[offset:end] in 1 MiB messages, each with its
+    CRC32C unless `crc` is False (testlib's is pure Python: 0.35 s a MiB
+    here)."""
     msgs = []
     for off in range(offset, end, MiB):
         piece = data[off:min(off + MiB, end)]
-        msgs.append(pb.UploadRequest(offset=off, data=piece, crc32c=testlib.crc32c(piece)))
+        msgs.append(pb.UploadRequest(offset=off, data=piece))
+        if crc:
+            msgs[-1].crc32c = testlib.crc32c(piece)
     if not msgs:
         msgs.append(pb.UploadRequest(offset=offset))
     msgs[0].upload_id = upload_id
@@ -124,6 +128,68 @@ class UploadSessionRestartTest(testlib.RpcAssertions, unittest.TestCase):
         again = testlib.attach(lambda: b.stub.Upload(iter(requests(uid, data, 0, 0, True)),
                                                      timeout=60))
         self.assertEqual(again.file, resp.file)
+
+    def test_a_long_stream_persists_as_it_goes(self):
+        """A resumed stream persists every 64 MiB: kill -9 in the middle of
+        one loses at most that much of it."""
+        data = b"".join(testlib.random_bytes(8 * MiB, seed=70 + i) for i in range(10))
+        a = self.serve()
+        uid = a.stub.StartUpload(pb.StartUploadRequest(spec=pb.UploadSpec(
+            path="r/long.bin", size=len(data)))).upload_id
+        sent = threading.Event()
+        hold = threading.Event()
+
+        def open_stream():
+            for m in requests(uid, data, 0, 72 * MiB, False, crc=False):
+                yield m
+            sent.set()
+            hold.wait(30)
+
+        future = a.stub.Upload.future(open_stream(), timeout=60)
+        self.assertTrue(sent.wait(30))
+        # While the stream is attached, QueryUpload reports what is durable.
+        self.assertTrue(testlib.wait_until(lambda: a.stub.QueryUpload(
+            pb.QueryUploadRequest(upload_id=uid)).persisted_size >= 64 * MiB, timeout=30))
+        a.server.kill()
+        hold.set()
+        self.assertIsNotNone(future.exception(timeout=30))
+        a.close()
+        b = self.serve()
+        q = b.stub.QueryUpload(pb.QueryUploadRequest(upload_id=uid))
+        self.assertGreaterEqual(q.persisted_size, 64 * MiB)
+        resp = testlib.attach(lambda: b.stub.Upload(
+            iter(requests(uid, data, q.persisted_size, len(data), True, crc=False)), timeout=60))
+        self.assertEqual(resp.file.size, len(data))
+        self.assertEqual(self.content(b.stub, "r/long.bin"), data)
+
+    def test_a_dropped_stream_keeps_what_it_delivered(self):
+        """A stream the client cancels (as a dropped connection) is not
+        answered, but the server persists what it received."""
+        data = testlib.random_bytes(4 * MiB, seed=44)
+        s = self.serve()
+        uid = s.stub.StartUpload(pb.StartUploadRequest(spec=pb.UploadSpec(
+            path="r/drop.bin", size=len(data)))).upload_id
+        sent = threading.Event()
+        hold = threading.Event()
+
+        def open_stream():
+            for m in requests(uid, data, 0, 3 * MiB, False):
+                yield m
+            sent.set()
+            hold.wait(30)
+
+        future = s.stub.Upload.future(open_stream(), timeout=60)
+        self.assertTrue(sent.wait(10))
+        time.sleep(0.5)  # the server takes in what was sent
+        future.cancel()
+        hold.set()
+        self.assertTrue(testlib.wait_until(lambda: s.stub.QueryUpload(
+            pb.QueryUploadRequest(upload_id=uid)).persisted_size == 3 * MiB),
+            s.stub.QueryUpload(pb.QueryUploadRequest(upload_id=uid)))
+        resp = testlib.attach(lambda: s.stub.Upload(
+            iter(requests(uid, data, 3 * MiB, len(data), True)), timeout=60))
+        self.assertEqual(resp.file.size, len(data))
+        self.assertEqual(self.content(s.stub, "r/drop.bin"), data)
 
     def test_upload_ttl_expires_idle_sessions(self):
         s = self.serve(["--upload_ttl=2s"])
