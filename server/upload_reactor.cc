@@ -141,6 +141,10 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadRequest> {
   }
 
   void Attached(storage::Store::Resumed resumed) {
+    // Held before anything can end the RPC: End drops it before Finish,
+    // while the Cancellation it watches is alive.
+    writer_ = std::move(resumed.writer);
+    persisted_ = resumed.status.persisted_size;
     // The token's path prefix, against the session's path. The session is
     // the token's own (its owner), so this refuses only a token whose
     // prefix changed since it started the session; the Writer, dropped by
@@ -150,14 +154,12 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadRequest> {
         !s.ok()) {
       return End(s);
     }
-    if (resumed.writer == nullptr) {
+    if (writer_ == nullptr) {
       // Committed already: its FileInfo, whatever the stream carries.
       ToProto(resumed.status.file, response_->mutable_file());
       response_->set_backend(ToProto(backend_));
       return End(absl::OkStatus());
     }
-    writer_ = std::move(resumed.writer);
-    persisted_ = resumed.status.persisted_size;
     OnData();
   }
 
