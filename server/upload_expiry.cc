@@ -10,9 +10,10 @@ UploadExpiry::UploadExpiry(storage::Store* store, absl::Duration ttl)
 
 UploadExpiry::~UploadExpiry() {
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
   }
+  stop_cv_.notify_all();
   thread_.join();
 }
 
@@ -28,9 +29,10 @@ void UploadExpiry::Run() {
                 << " upload sessions idle for more than " << absl::FormatDuration(ttl_)
                 << " (--upload_ttl)\n";
     }
-    absl::MutexLock lock(&mu_);
-    const bool* stop = &stop_;
-    if (mu_.AwaitWithTimeout(absl::Condition(stop), period)) return;
+    std::unique_lock<std::mutex> lock(mu_);
+    if (stop_cv_.wait_for(lock, absl::ToChronoNanoseconds(period), [this] { return stop_; })) {
+      return;
+    }
   }
 }
 

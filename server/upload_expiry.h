@@ -10,10 +10,10 @@
 #ifndef RINGSTORE_SERVER_UPLOAD_EXPIRY_H_
 #define RINGSTORE_SERVER_UPLOAD_EXPIRY_H_
 
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
-#include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "storage/store.h"
 
@@ -35,8 +35,11 @@ class UploadExpiry {
 
   storage::Store* const store_;
   const absl::Duration ttl_;
-  absl::Mutex mu_;
-  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  // std:: types, as idle_timer.h's, for the timed wait (ThreadSanitizer
+  // sees them; sync.h's stand-in has no timed wait).
+  std::mutex mu_;
+  std::condition_variable stop_cv_;
+  bool stop_ = false;  // guarded by mu_
   std::thread thread_;
 };
 
