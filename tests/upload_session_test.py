@@ -180,7 +180,7 @@ class UploadSessionRestartTest(testlib.RpcAssertions, unittest.TestCase):
 
         future = s.stub.Upload.future(open_stream(), timeout=60)
         self.assertTrue(sent.wait(10))
-        time.sleep(0.5)  # the server takes in what was sent
+        time.sleep(1.5)  # the server takes in what was sent (3 MiB on loopback)
         future.cancel()
         hold.set()
         self.assertTrue(testlib.wait_until(lambda: s.stub.QueryUpload(
