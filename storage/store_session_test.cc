@@ -4,17 +4,25 @@
 // sessions, checksums and preconditions across streams, owners, ids,
 // cancel, crashes (bytes never fsynced, a commit cut short), expiry and the
 // start-up clean-up.
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <fstream>
+#include <thread>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "third_party/system/crc32c.h"
+#include "storage/engine/cancellation.h"
+#include "storage/engine/fault_injection.h"
 #include "storage/store_test_util.h"
 #include "storage/upload_session.h"
 
@@ -267,6 +275,113 @@ TEST_P(Sessions, SecondStreamIsAborted) {
   EXPECT_EQ(Query(*store_, *id)->persisted_size, 10);
 }
 
+// A write that fails kills the stream; the session keeps what was
+// persisted before (the failed write's bytes are not vouched for).
+TEST_P(Sessions, FailedWriteKeepsLastPersistedState) {
+  OpenStore(0, &faults_);
+  auto id = Start(*store_, WriteSpec{"w"});
+  ASSERT_TRUE(id.ok());
+  std::unique_ptr<Writer> w = Attach(*id, 0);
+  ASSERT_TRUE(Append(*w, "kept").ok());
+  ASSERT_EQ(*Persist(*w), 4);
+  faults_.Fail(Step::kWrite, EIO, 1, 1);
+  absl::Status s = Append(*w, "lost");
+  if (s.ok()) s = Persist(*w).status();  // write-behind: the next call fails
+  EXPECT_EQ(s.code(), absl::StatusCode::kInternal) << s;
+  EXPECT_EQ(faults_.injected(Step::kWrite), 1);
+  EXPECT_EQ(Append(*w, "x").code(), absl::StatusCode::kFailedPrecondition);
+  w.reset();
+  WaitDetached(*id);
+  EXPECT_EQ(Query(*store_, *id)->persisted_size, 4);
+  w = Attach(*id, 4);
+  ASSERT_TRUE(Append(*w, "more").ok());
+  ASSERT_TRUE(Commit(*w).ok());
+  EXPECT_EQ(ReadLocal(root_ + "/w"), "keptmore");
+}
+
+// A failed fsync: Linux may have dropped the dirty pages it could not
+// write, so a later fsync proves nothing: the stream persists no more.
+TEST_P(Sessions, FailedFsyncPersistsNothingMore) {
+  OpenStore(0, &faults_);
+  auto id = Start(*store_, WriteSpec{"f"});
+  ASSERT_TRUE(id.ok());
+  std::unique_ptr<Writer> w = Attach(*id, 0);
+  ASSERT_TRUE(Append(*w, "kept").ok());
+  ASSERT_EQ(*Persist(*w), 4);
+  ASSERT_TRUE(Append(*w, "doubtful").ok());
+  faults_.Fail(Step::kFsync, EIO, 1, 1);
+  EXPECT_EQ(Persist(*w).status().code(), absl::StatusCode::kInternal);
+  faults_.Clear();
+  w.reset();
+  WaitDetached(*id);
+  EXPECT_EQ(Query(*store_, *id)->persisted_size, 4);
+}
+
+TEST_P(Sessions, CancelledResume) {
+  auto id = Start(*store_, WriteSpec{"c"});
+  ASSERT_TRUE(id.ok());
+  Cancellation cancel;
+  cancel.Cancel();
+  auto r = Await<Resumed>(
+      [&](auto cb) { store_->ResumeUpload(*id, "", &cancel, std::move(cb)); });
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kCancelled);
+  // Nothing stays locked.
+  EXPECT_NE(Attach(*id, 0), nullptr);
+}
+
+// Many streams racing for one session: exactly one attaches.
+TEST_P(Sessions, RacingStreamsOneWins) {
+  auto id = Start(*store_, WriteSpec{"race"});
+  ASSERT_TRUE(id.ok());
+  constexpr int kThreads = 8;
+  std::vector<absl::StatusOr<Resumed>> results(kThreads);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] { results[i] = Resume(*store_, *id); });
+  }
+  for (std::thread& t : threads) t.join();
+  int won = 0;
+  for (auto& r : results) {
+    if (r.ok()) {
+      ++won;
+      EXPECT_NE(r->writer, nullptr);
+    } else {
+      EXPECT_EQ(r.status().code(), absl::StatusCode::kAborted) << r.status();
+    }
+  }
+  EXPECT_EQ(won, 1);
+}
+
+// Across processes, and kill -9 releases the lock: a child process locks
+// the session as a stream would and is killed.
+TEST_P(Sessions, LockHeldByAKilledProcessIsReleased) {
+  auto id = Start(*store_, WriteSpec{"killed"});
+  ASSERT_TRUE(id.ok());
+  int pipe_fds[2];
+  ASSERT_EQ(pipe(pipe_fds), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // Only system calls here (the parent has threads).
+    const int root = open(root_.c_str(), O_RDONLY | O_DIRECTORY);
+    const bool locked = root >= 0 && LockSession(root, *id, "").ok();
+    const char c = locked ? 'y' : 'n';
+    (void)!write(pipe_fds[1], &c, 1);
+    for (;;) pause();
+  }
+  close(pipe_fds[1]);
+  char c = 0;
+  ASSERT_EQ(read(pipe_fds[0], &c, 1), 1);
+  close(pipe_fds[0]);
+  EXPECT_EQ(c, 'y');
+  EXPECT_EQ(Resume(*store_, *id).status().code(), absl::StatusCode::kAborted);
+  ASSERT_EQ(kill(child, SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFSIGNALED(status));
+  EXPECT_NE(Attach(*id, 0), nullptr);
+}
+
 TEST_P(Sessions, WholeFileChecksumSpansStreams) {
   const std::string content = RandomBytes(5000, 3);
   WriteSpec spec;
@@ -368,7 +483,8 @@ TEST_P(Sessions, OwnersAndIds) {
   EXPECT_EQ(Query(*store_, unknown).status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(Resume(*store_, unknown).status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(Cancel(*store_, unknown).code(), absl::StatusCode::kNotFound);
-  for (const std::string& bad : std::vector<std::string>{"", "abc", std::string(32, 'A'), std::string(33, 'a'),
+  for (const std::string& bad :
+       std::vector<std::string>{"", "abc", std::string(32, 'A'), std::string(33, 'a'),
                                 std::string(31, 'a') + "g", "../../../../etc/passwd"}) {
     EXPECT_EQ(Query(*store_, bad).status().code(), absl::StatusCode::kInvalidArgument) << bad;
     EXPECT_EQ(Resume(*store_, bad).status().code(), absl::StatusCode::kInvalidArgument) << bad;
@@ -477,6 +593,23 @@ TEST_P(Sessions, CrashInsideCommit) {
   EXPECT_TRUE(resumed->status.complete);
   EXPECT_EQ(resumed->status.file.generation, 77);
   EXPECT_EQ(resumed->status.file.crc32c, Crc32c("abcdef"));
+}
+
+TEST_P(Sessions, DataShorterThanPersistedIsDataLoss) {
+  auto id = Start(*store_, WriteSpec{"short"});
+  ASSERT_TRUE(id.ok());
+  std::unique_ptr<Writer> w = Attach(*id, 0);
+  ASSERT_TRUE(Append(*w, "abcdef").ok());
+  ASSERT_EQ(*Persist(*w), 6);
+  w.reset();
+  WaitDetached(*id);
+  ASSERT_EQ(truncate(data(*id).c_str(), 3), 0);
+  EXPECT_EQ(Resume(*store_, *id).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(FileSize(data(*id)), 3);  // not extended with zeros
+  // The lock was released: again DataLoss (not Aborted), and it cancels.
+  EXPECT_EQ(Resume(*store_, *id).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_TRUE(Cancel(*store_, *id).ok());
+  EXPECT_TRUE(DirNames(uploads()).empty());
 }
 
 TEST_P(Sessions, ExpireRemovesIdleSessionsOnly) {

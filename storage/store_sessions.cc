@@ -11,6 +11,7 @@
 // (upload_session.h says why). Whatever waits for the disk (creating,
 // truncating, unlinking, fsync) goes through the engine.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <memory>
@@ -154,15 +155,13 @@ void Store::CancelUpload(std::string id, std::string owner, Engine::DoneCallback
   absl::StatusOr<LockedSession> locked = LockSession(root_fd_, id, owner);
   if (!locked.ok()) return std::move(done)(locked.status(), engine_->info().backend);
   // Record first, then data (upload_session.h), all under the lock.
-  const FileHandle lock{locked->lock_fd};
+  const int lock = locked->lock_fd;
   Engine* engine = engine_.get();
   engine->Unlink(SessionRecordPath(id), [engine, id, lock, done = std::move(done)](
                                             absl::Status s, Backend) mutable {
-    auto finish = [engine, lock, done = std::move(done)](absl::Status s, Backend b) mutable {
-      engine->Close(lock, [s = std::move(s), b, done = std::move(done)](absl::Status,
-                                                                        Backend) mutable {
-        std::move(done)(std::move(s), b);
-      });
+    auto finish = [lock, done = std::move(done)](absl::Status s, Backend b) mutable {
+      close(lock);  // a plain close, as store_writer.cc's CloseLock says
+      std::move(done)(std::move(s), b);
     };
     if (!s.ok()) return finish(std::move(s), engine->info().backend);
     engine->Unlink(SessionDataPath(id), [engine, finish = std::move(finish)](
@@ -206,20 +205,21 @@ void Store::ResumeUpload(std::string id, std::string owner, Cancellation* cancel
   // `committing` with its data still there: the commit did not happen.
   if (renamed) return fail(NoSuchUpload(session.id));
   if (!data.ok()) return fail(data.status());
-  absl::StatusOr<std::string> text = GetFdAttr(*data, kPersistedAttr);
-  if (text.ok()) {
-    std::optional<PersistedState> p = ParsePersisted(*text);
-    if (!p) text = absl::DataLossError(absl::StrCat("upload ", session.id, ": bad persisted state"));
-    if (p) session.persisted = *p;
-  } else if (text.status().code() == absl::StatusCode::kNotFound) {
-    text = std::string();  // nothing persisted yet
+  absl::StatusOr<PersistedState> persisted = ReadPersistedFd(*data, session.id);
+  if (persisted.ok()) session.persisted = *persisted;
+  // The truncate below must only ever cut: data shorter than what its
+  // attribute vouches for was damaged outside the store.
+  struct stat st;
+  if (persisted.ok() && (fstat(*data, &st) != 0 || st.st_size < persisted->size)) {
+    persisted = absl::DataLossError(
+        absl::StrCat("upload ", session.id, ": data shorter than its persisted size"));
   }
   // The stream reserves what it may put on disk: the declared size, or
   // what is there already (its appends reserve the rest).
   const int64_t reserved =
       quota_ == nullptr ? 0 : (out.status.spec.size > 0 ? out.status.spec.size
                                                           : session.persisted.size);
-  absl::Status s = text.status();
+  absl::Status s = persisted.status();
   if (s.ok() && reserved > 0) s = quota_->Reserve(reserved);
   if (!s.ok()) {
     close(*data);

@@ -24,6 +24,17 @@
 // or a CommitFile that failed after its rename: committed, the replaced
 // file's bytes released, under the path's lock) or once the temp data is
 // removed (Discard: released).
+//
+// A stream attached to a resumable session (NewSessionWriter) is the same
+// writer with a session part: its "temp file" is the session's data,
+// opened buffered at the persisted size; Persist fsyncs it and records the
+// size and running CRC32C in its attribute; Discard, instead of removing
+// it, persists what the good appends delivered and releases the session's
+// lock (DetachSession); the commit brackets the rename with the record's
+// `committing` and `complete` (upload_session.h) and removes the session
+// only when a check fails (FailCheck).
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstring>
 #include <memory>
@@ -101,6 +112,10 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
     // The data was renamed into place by a commit that then failed (a
     // directory's fsync): nothing is left to persist.
     bool renamed = false;
+    // A persist failed. After a failed fsync Linux may have marked the
+    // pages that failed to reach the disk clean, so a later fsync can
+    // succeed without them: nothing more is vouched for by this stream.
+    bool persist_failed = false;
   };
   std::optional<Session> session;
 
@@ -231,7 +246,8 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
     store->BeginBackground();
     auto close = [self](absl::Status) { self->CloseSession(); };
     if (session->drop) return RemoveSessionFiles(std::move(close));
-    if (!session->renamed && WriteStatus().ok() && good_size > session->persisted.size) {
+    if (!session->renamed && !session->persist_failed && WriteStatus().ok() &&
+        good_size > session->persisted.size) {
       PersistedState p;
       p.size = good_size;
       p.crc32c = good_crc;
@@ -245,14 +261,24 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
   void CloseSession() {
     auto self = shared_from_this();
     auto close_record = [self] {
-      self->engine->Close(FileHandle{self->session->lock_fd}, [self](absl::Status, Backend) {
-        self->EndReservation(false);
-        self->store->EndBackground();
-      });
+      self->CloseLock();
+      self->EndReservation(false);
+      self->store->EndBackground();
     };
     if (!file_open) return close_record();
     file_open = false;
     engine->Close(file, [close_record](absl::Status, Backend) { close_record(); });
+  }
+
+  // Closes the record, releasing the session's lock. A plain close(2), not
+  // the engine's: the kernel drops an OFD lock when the last reference to
+  // its open file description goes, which close(2) does before it returns,
+  // whereas an io_uring close may leave that final release to a deferred
+  // fput after its completion is posted; a client retrying at once must
+  // find the session unlocked. close(2) of the empty record does not wait
+  // for the disk.
+  void CloseLock() {
+    close(std::exchange(session->lock_fd, -1));
   }
 
   // Unlinks the record (we still hold its lock, so nobody attaches
@@ -281,11 +307,17 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
     auto self = shared_from_this();
     engine->Sync(file, false, [self, p, then = std::move(then)](absl::Status s,
                                                                 Backend) mutable {
-      if (s.ok()) s = SetFdAttr(static_cast<int>(self->file.id), kPersistedAttr, EncodePersisted(p));
-      if (!s.ok()) return std::move(then)(std::move(s));
+      if (s.ok()) {
+        s = SetFdAttr(static_cast<int>(self->file.id), kPersistedAttr, EncodePersisted(p));
+      }
+      if (!s.ok()) {
+        self->session->persist_failed = true;
+        return std::move(then)(std::move(s));
+      }
       self->engine->Sync(self->file, false, [self, p, then = std::move(then)](
                                                 absl::Status s, Backend) mutable {
         if (s.ok()) self->session->persisted = p;
+        if (!s.ok()) self->session->persist_failed = true;
         std::move(then)(std::move(s));
       });
     });
@@ -668,12 +700,9 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
     auto self = shared_from_this();
     SetRecordState(SessionState::kComplete, [self, s = std::move(s), info = std::move(info),
                                              done = std::move(done)](absl::Status) mutable {
-      self->engine->Close(FileHandle{self->session->lock_fd},
-                          [self, s = std::move(s), info = std::move(info),
-                           done = std::move(done)](absl::Status, Backend) mutable {
-                            if (!s.ok()) return std::move(done)(std::move(s), self->backend);
-                            std::move(done)(std::move(info), self->backend);
-                          });
+      self->CloseLock();
+      if (!s.ok()) return std::move(done)(std::move(s), self->backend);
+      std::move(done)(std::move(info), self->backend);
     });
   }
 };

@@ -358,7 +358,11 @@ absl::StatusOr<PersistedState> ReadPersisted(int root_fd, absl::string_view id) 
   absl::StatusOr<int> opened = Files(root_fd).OpenBeneath(SessionDataPath(id), O_RDONLY);
   if (!opened.ok()) return opened.status();
   Fd fd(*opened);
-  absl::StatusOr<std::string> text = GetFdAttr(fd.get(), kPersistedAttr);
+  return ReadPersistedFd(fd.get(), id);
+}
+
+absl::StatusOr<PersistedState> ReadPersistedFd(int fd, absl::string_view id) {
+  absl::StatusOr<std::string> text = GetFdAttr(fd, kPersistedAttr);
   if (text.status().code() == absl::StatusCode::kNotFound) return PersistedState();
   if (!text.ok()) return text.status();
   std::optional<PersistedState> p = ParsePersisted(*text);
@@ -388,10 +392,16 @@ absl::Status CleanUploadsDir(int root_fd) {
       if (StatIn(dir.get(), std::string(name)).exists) continue;
     } else if (id) {
       Fd record(openat(dir.get(), e.name.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
-      if (record.get() < 0 || !TryLock(record.get(), name).ok()) continue;
-      absl::StatusOr<std::string> text = GetFdAttr(record.get(), kSessionAttr);
-      if (text.ok() && ParseSessionRecord(*text)) continue;
-      if (!text.ok() && text.status().code() != absl::StatusCode::kNotFound) continue;
+      if (record.get() < 0) continue;
+      // A good record is left alone without its lock (taking it, even
+      // briefly, would turn away a stream attaching on another server);
+      // a bad one is checked again under the lock.
+      auto bad = [&record] {
+        absl::StatusOr<std::string> text = GetFdAttr(record.get(), kSessionAttr);
+        return text.ok() ? !ParseSessionRecord(*text).has_value()
+                         : text.status().code() == absl::StatusCode::kNotFound;
+      };
+      if (!bad() || !TryLock(record.get(), name).ok() || !bad()) continue;
       // Unparsable: the session is lost; its data goes too.
       (void)unlinkat(dir.get(), absl::StrCat(e.name, kDataSuffix).c_str(), 0);
     }
@@ -414,14 +424,18 @@ int ExpireSessions(int root_fd, absl::Duration ttl) {
   int removed = 0;
   for (const DirEntry& e : *entries) {
     if (!ValidateUploadId(e.name).ok()) continue;  // data files go with their record
+    auto idle = [&] {
+      const Stamp r = StatIn(dir.get(), e.name);
+      const Stamp d = StatIn(dir.get(), absl::StrCat(e.name, kDataSuffix));
+      const absl::Time last = d.exists ? std::max(r.latest, d.latest) : r.latest;
+      return r.exists && last <= cutoff;
+    };
+    // Only an idle session is locked (a lock taken in passing would turn
+    // away a stream attaching meanwhile); under the lock nobody writes it,
+    // so its times are final: checked again.
+    if (!idle()) continue;
     Fd record(openat(dir.get(), e.name.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
-    if (record.get() < 0 || !TryLock(record.get(), e.name).ok()) continue;
-    // Under the lock nobody writes the session: its times are final.
-    const Stamp r = StatIn(dir.get(), e.name);
-    const Stamp d = StatIn(dir.get(), absl::StrCat(e.name, kDataSuffix));
-    if (!r.exists) continue;
-    const absl::Time last = d.exists ? std::max(r.latest, d.latest) : r.latest;
-    if (last > cutoff) continue;
+    if (record.get() < 0 || !TryLock(record.get(), e.name).ok() || !idle()) continue;
     RemoveSession(dir.get(), e.name);
     ++removed;
   }

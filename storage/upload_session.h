@@ -123,7 +123,10 @@ struct LockedSession {
 // process or another, on this machine or (on a file system that shares OFD
 // locks: NFSv4, CephFS) another one. OFD locks belong to the open file
 // description, not the process, so two opens in one process conflict like
-// two processes do: no in-process guard is needed. Blocking.
+// two processes do: no in-process guard is needed. And unlike a classic
+// POSIX lock, which any close of the file by the process would drop, only
+// closing `lock_fd` releases it: QueryUpload may open and close the record
+// meanwhile. Blocking.
 absl::StatusOr<LockedSession> LockSession(int root_fd, absl::string_view id,
                                           absl::string_view owner);
 // The record of `id`, read without the lock; errors as LockSession (never
@@ -133,16 +136,21 @@ absl::StatusOr<SessionRecord> ReadSession(int root_fd, absl::string_view id,
 // The persisted state of the data of `id` (zero if it has no attribute);
 // NotFound if the data file is gone. Blocking.
 absl::StatusOr<PersistedState> ReadPersisted(int root_fd, absl::string_view id);
+// The same of the data of `id` open as `fd`. DataLoss if it does not parse.
+// Blocking.
+absl::StatusOr<PersistedState> ReadPersistedFd(int fd, absl::string_view id);
 
 // Creates .ringstore/uploads if needed and removes what no session owns:
 // `.data` files without a record, records without a valid attribute, any
 // other name; each only if older than kJunkGrace and (records) not locked.
-// Complete and idle sessions stay (Store::ExpireUploads). Blocking: for
-// Store::Open.
+// A good record is never locked, even briefly, so that a stream attaching
+// on another server meanwhile is not turned away. Complete and idle
+// sessions stay (Store::ExpireUploads). Blocking: for Store::Open.
 absl::Status CleanUploadsDir(int root_fd);
 // Store::ExpireUploads: removes every session not locked whose record and
 // data have both been idle (no change to their content, attributes or
-// times) for longer than `ttl`; answers how many. Blocking.
+// times) for longer than `ttl`; answers how many. Only sessions idle by
+// their times are locked (and checked again under the lock). Blocking.
 int ExpireSessions(int root_fd, absl::Duration ttl);
 
 }  // namespace ringstore::storage
