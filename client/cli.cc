@@ -27,6 +27,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/client.h"
+#include "client/upload_tracker.h"
 
 namespace ringstore::client {
 
@@ -34,7 +35,11 @@ const char kUsage[] =
     "usage: ringstore [--server=HOST:PORT] [--token_file=F] [--tls_ca=F]\n"
     "                 [--tls_cert=F --tls_key=F] [--json] COMMAND\n"
     "commands:\n"
-    "  put LOCAL|- REMOTE [--if_absent] [--resume]\n"
+    "  put LOCAL|- REMOTE [--if_absent] [--resume] [--retries=N]\n"
+    "      a file of 8 MiB or more (or any file with --resume) is a resumable\n"
+    "      upload: a broken stream resumes from what the server persisted, up to\n"
+    "      N times in a row (default 5); --resume continues the upload an earlier\n"
+    "      run left unfinished (tracked under $XDG_CACHE_HOME/ringstore/)\n"
     "  get REMOTE LOCAL|- [--offset=N] [--length=N] [--retries=N]\n"
     "      a broken download resumes where it stopped, on the same generation of\n"
     "      the file, up to N times (default 5)\n"
@@ -195,14 +200,54 @@ void PrintInfoHuman(const v1::FileInfo& f, const std::string& backend) {
             << "\ncrc32c: " << f.crc32c() << "\nserved by " << backend << "\n";
 }
 
-int CmdPut(Client& client, const CliArgs& a) {
+void PrintPut(const CliArgs& a, const v1::FileInfo& info, const std::string& backend) {
+  if (a.json) {
+    std::cout << FileInfoJson(info, backend) << "\n";
+  } else {
+    std::cout << "uploaded " << info.path() << " (" << info.size() << " bytes, generation "
+              << info.generation() << ") served by " << backend << "\n";
+  }
+}
+
+// A resumable put of the regular file `fd` (client.h PutResumable), with
+// its tracker (upload_tracker.h): --resume continues the tracked session.
+int PutResumably(Client& client, const CliArgs& a, const std::string& server, int fd,
+                 const struct stat& st, PutOptions options) {
+  const std::string& remote = a.args[1];
+  const UploadTracker tracker("", server, remote, st.st_size,
+                              st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec);
+  std::string upload_id = a.resume ? tracker.Read() : "";
+  options.retries = static_cast<int>(a.retries);
+  options.on_session = [&tracker](const std::string& id) {
+    if (std::string error = tracker.Write(id); !error.empty()) {
+      std::cerr << "ringstore: " << error << " (put --resume will not find this upload)\n";
+    }
+  };
+  ProgressBar bar;
+  options.progress = bar.callback();
+  v1::FileInfo info;
+  std::string backend;
+  grpc::Status s = client.PutResumable(fd, remote, options, &upload_id, &info, &backend);
+  bar.Clear();
+  if (!s.ok()) {
+    if (IsRetryable(s.error_code()) && !upload_id.empty()) {
+      std::cerr << "ringstore: the upload is unfinished; run the same put with --resume to "
+                   "continue it\n";
+    } else {
+      // Failed for good: the session, if any, is of no further use.
+      if (!upload_id.empty()) client.CancelUpload(upload_id);
+      tracker.Remove();
+    }
+    return Fail(s);
+  }
+  tracker.Remove();
+  PrintPut(a, info, backend);
+  return kExitOk;
+}
+
+int CmdPut(Client& client, const CliArgs& a, const std::string& server) {
   const std::string& local = a.args[0];
   const std::string& remote = a.args[1];
-  if (a.resume) {
-    std::string upload_id;
-    grpc::Status s = client.StartUpload(remote, a.if_absent, &upload_id);
-    if (!s.ok()) return Fail(s);
-  }
   int fd = STDIN_FILENO;
   PutOptions options;
   options.if_absent = a.if_absent;
@@ -210,7 +255,14 @@ int CmdPut(Client& client, const CliArgs& a) {
     fd = open(local.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return LocalFail(absl::StrCat("cannot open ", local, ": ", std::strerror(errno)));
     struct stat st;
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) options.size = st.st_size;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+      options.size = st.st_size;
+      if (a.resume || st.st_size >= kResumableMinBytes) {
+        const int code = PutResumably(client, a, server, fd, st, options);
+        close(fd);
+        return code;
+      }
+    }
   }
   ProgressBar bar;
   options.progress = bar.callback();
@@ -220,12 +272,7 @@ int CmdPut(Client& client, const CliArgs& a) {
   bar.Clear();
   if (fd != STDIN_FILENO) close(fd);
   if (!s.ok()) return Fail(s);
-  if (a.json) {
-    std::cout << FileInfoJson(info, backend) << "\n";
-  } else {
-    std::cout << "uploaded " << info.path() << " (" << info.size() << " bytes, generation "
-              << info.generation() << ") served by " << backend << "\n";
-  }
+  PrintPut(a, info, backend);
   return kExitOk;
 }
 
@@ -532,8 +579,16 @@ bool ParseArgs(const std::vector<std::string>& argv, CliArgs* out, std::string* 
     *error = "--if_absent and --resume apply to put only";
     return false;
   }
-  if ((out->offset != 0 || out->length != 0 || has_retries) && !get) {
-    *error = "--offset, --length and --retries apply to get only";
+  if ((out->offset != 0 || out->length != 0) && !get) {
+    *error = "--offset and --length apply to get only";
+    return false;
+  }
+  if (has_retries && !get && !put) {
+    *error = "--retries applies to get and put only";
+    return false;
+  }
+  if (put && out->resume && out->args[0] == "-") {
+    *error = "--resume needs a local file: an upload from stdin cannot be resumed";
     return false;
   }
   if (out->retries < 0 || out->retries > 100) {
@@ -642,7 +697,7 @@ int RunCommand(const CliArgs& a) {
         ", which is not a loopback address: use TLS (--tls_ca) or drop the token"));
   }
   Client client(options);
-  if (a.command == "put") return CmdPut(client, a);
+  if (a.command == "put") return CmdPut(client, a, options.server);
   if (a.command == "get") return CmdGet(client, a);
   if (a.command == "ls") return CmdLs(client, a);
   if (a.command == "stat") return CmdStat(client, a);

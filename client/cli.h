@@ -34,7 +34,8 @@ struct CliArgs {
   bool long_format = false;
   int64_t offset = 0;
   int64_t length = 0;
-  // get: how many times a broken download is resumed (client.h GetOptions).
+  // get, put: how many times a broken transfer is resumed (client.h
+  // GetOptions, PutOptions).
   int64_t retries = 5;
 };
 

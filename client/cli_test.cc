@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "client/client.h"
+#include "client/upload_tracker.h"
 #include "gtest/gtest.h"
 
 namespace ringstore::client {
@@ -77,6 +78,68 @@ TEST(ParseArgs, PutFlags) {
   EXPECT_TRUE(a.resume);
 }
 
+TEST(ParseArgs, PutRetriesAndResume) {
+  CliArgs a;
+  std::string error;
+  ASSERT_TRUE(Parse({"put", "l", "r"}, &a, &error)) << error;
+  EXPECT_EQ(a.retries, 5);
+  EXPECT_FALSE(a.resume);
+  CliArgs b;
+  ASSERT_TRUE(Parse({"put", "--retries", "0", "l", "r", "--resume"}, &b, &error)) << error;
+  EXPECT_EQ(b.retries, 0);
+  EXPECT_TRUE(b.resume);
+  EXPECT_EQ(b.args, (std::vector<std::string>{"l", "r"}));
+  CliArgs c;
+  ASSERT_TRUE(Parse({"put", "l", "r", "--retries=100", "--resume=false"}, &c, &error)) << error;
+  EXPECT_EQ(c.retries, 100);
+  EXPECT_FALSE(c.resume);
+  // stdin is a plain upload: it cannot be resumed.
+  CliArgs d;
+  EXPECT_FALSE(Parse({"put", "-", "r", "--resume"}, &d, &error));
+  EXPECT_NE(error.find("stdin"), std::string::npos) << error;
+  CliArgs e;
+  ASSERT_TRUE(Parse({"put", "-", "r", "--retries=3"}, &e, &error)) << error;
+}
+
+std::string TrackerDir() {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  return std::string(tmp != nullptr ? tmp : "/tmp") + "/trackers/a/b";
+}
+
+TEST(UploadTracker, KeyedByServerPathSizeAndMtime) {
+  const std::string dir = TrackerDir();
+  const UploadTracker t(dir, "h:1", "x/y", 100, 5);
+  EXPECT_EQ(t.path().rfind(dir + "/upload-", 0), 0u) << t.path();
+  EXPECT_EQ(t.path().size(), dir.size() + 8 + 64);
+  EXPECT_EQ(UploadTracker(dir, "h:1", "x/y", 100, 5).path(), t.path());
+  std::set<std::string> paths = {t.path()};
+  paths.insert(UploadTracker(dir, "h:2", "x/y", 100, 5).path());
+  paths.insert(UploadTracker(dir, "h:1", "x/z", 100, 5).path());
+  paths.insert(UploadTracker(dir, "h:1", "x/y", 101, 5).path());
+  paths.insert(UploadTracker(dir, "h:1", "x/y", 100, 6).path());
+  EXPECT_EQ(paths.size(), 5u);
+}
+
+TEST(UploadTracker, WriteReadRemove) {
+  const UploadTracker t(TrackerDir(), "h:1", "w", 7, 8);
+  EXPECT_EQ(t.Read(), "");
+  ASSERT_EQ(t.Write("0123456789abcdef0123456789abcdef"), "");
+  EXPECT_EQ(t.Read(), "0123456789abcdef0123456789abcdef");
+  ASSERT_EQ(t.Write("ffffffffffffffffffffffffffffffff"), "");
+  EXPECT_EQ(t.Read(), "ffffffffffffffffffffffffffffffff");
+  EXPECT_EQ(UploadTracker(TrackerDir(), "h:1", "w", 7, 9).Read(), "");
+  t.Remove();
+  EXPECT_EQ(t.Read(), "");
+}
+
+TEST(UploadTracker, CacheDirFollowsXdgThenHome) {
+  setenv("XDG_CACHE_HOME", "/x/cache", 1);
+  EXPECT_EQ(UploadTracker::CacheDir(), "/x/cache/ringstore");
+  unsetenv("XDG_CACHE_HOME");
+  setenv("HOME", "/home/u", 1);
+  EXPECT_EQ(UploadTracker::CacheDir(), "/home/u/.cache/ringstore");
+}
+
 TEST(ParseArgs, LsTakesAnOptionalPrefix) {
   CliArgs a;
   std::string error;
@@ -131,7 +194,11 @@ TEST(ParseArgs, UsageErrors) {
       {"get", "r", "-", "--offset"},
       {"stat", "r", "--if_absent"},
       {"ls", "--offset=3"},
-      {"put", "a", "b", "--retries=2"},
+      {"stat", "r", "--retries=2"},
+      {"ls", "--retries=2"},
+      {"put", "a", "b", "--offset=3"},
+      {"put", "-", "r", "--resume"},
+      {"put", "a", "b", "--retries=101"},
       {"get", "r", "-", "--retries=-1"},
       {"get", "r", "-", "--retries=101"},
       {"stat", "r", "--long"},

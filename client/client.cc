@@ -42,6 +42,33 @@ ssize_t ReadFull(int fd, char* buf, size_t n) {
   return static_cast<ssize_t>(done);
 }
 
+// Reads up to `n` bytes at `offset`, retrying short reads until EOF.
+ssize_t PreadFull(int fd, char* buf, size_t n, int64_t offset) {
+  size_t done = 0;
+  while (done < n) {
+    const ssize_t r = pread(fd, buf + done, n - done, offset + static_cast<int64_t>(done));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    if (r == 0) break;
+    done += static_cast<size_t>(r);
+  }
+  return static_cast<ssize_t>(done);
+}
+
+grpc::Status ReadError(int err) {
+  return grpc::Status(grpc::StatusCode::INTERNAL,
+                      absl::StrCat("reading input: ", std::strerror(err)));
+}
+
+// The local file ended before the size it had when the put started.
+grpc::Status Shrunk(int64_t offset, int64_t size) {
+  return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                      absl::StrCat("the local file ended at ", offset, " of its ", size,
+                                   " bytes: it changed during the upload"));
+}
+
 // Writes all of `buf`, in pieces of at most kWritePiece bytes: on this
 // project's VM (Linux 6.18, ext4) writing a 1 GiB download into the page
 // cache in 1 MiB write()s cost 1.8-2.2 s of system time, in 128 or 256 KiB
@@ -86,6 +113,14 @@ Client::Client(const ClientOptions& options) : options_(options) {
   }
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
+  // Reconnect on the schedule of the transfers' own retries (100 ms
+  // doubling to 5 s) rather than gRPC's default (1 s growing to 120 s), so
+  // that a retry after a restart finds the channel trying again. (Not
+  // GRPC_ARG_MIN_RECONNECT_BACKOFF_MS: that is the time a connection
+  // attempt may take, 20 s by default; 100 ms failed handshakes on a busy
+  // machine.)
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
   stub_ = v1::FileStore::NewStub(grpc::CreateCustomChannel(options.server, creds, args));
 }
 
@@ -293,17 +328,196 @@ grpc::Status Client::GetServerInfo(v1::ServerInfo* info) {
   return stub_->GetServerInfo(&context, v1::GetServerInfoRequest(), info);
 }
 
-grpc::Status Client::StartUpload(const std::string& remote, bool if_absent,
-                                 std::string* upload_id) {
+bool IsRetryable(grpc::StatusCode code) {
+  return code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::DEADLINE_EXCEEDED ||
+         code == grpc::StatusCode::ABORTED;
+}
+
+grpc::Status Client::StartUpload(const v1::UploadSpec& spec, std::string* upload_id) {
   grpc::ClientContext context;
   Prepare(&context, true);
   v1::StartUploadRequest request;
-  request.mutable_spec()->set_path(remote);
-  if (if_absent) request.mutable_spec()->set_if_generation_match(0);
+  *request.mutable_spec() = spec;
   v1::StartUploadResponse response;
   grpc::Status status = stub_->StartUpload(&context, request, &response);
   *upload_id = response.upload_id();
   return status;
+}
+
+grpc::Status Client::QueryUpload(const std::string& upload_id,
+                                 v1::QueryUploadResponse* response) {
+  grpc::ClientContext context;
+  Prepare(&context, true);
+  v1::QueryUploadRequest request;
+  request.set_upload_id(upload_id);
+  return stub_->QueryUpload(&context, request, response);
+}
+
+grpc::Status Client::CancelUpload(const std::string& upload_id) {
+  grpc::ClientContext context;
+  Prepare(&context, true);
+  v1::CancelUploadRequest request;
+  request.set_upload_id(upload_id);
+  v1::CancelUploadResponse response;
+  return stub_->CancelUpload(&context, request, &response);
+}
+
+grpc::Status Client::AttachSession(const std::string& upload_id, v1::UploadResponse* response,
+                                   std::string* trailer_backend) {
+  grpc::ClientContext context;
+  // A deadline, unlike a data stream: the server answers once it has
+  // persisted nothing new, or an old stream's bytes.
+  Prepare(&context, true);
+  std::unique_ptr<grpc::ClientWriter<v1::UploadRequest>> writer =
+      stub_->Upload(&context, response);
+  v1::UploadRequest request;
+  request.set_upload_id(upload_id);
+  if (writer->Write(request)) writer->WritesDone();
+  grpc::Status status = writer->Finish();
+  *trailer_backend = TrailerBackend(context);
+  return status;
+}
+
+grpc::Status Client::StreamSession(int fd, const std::string& upload_id, int64_t offset,
+                                   const PutOptions& options, v1::UploadResponse* response,
+                                   std::string* trailer_backend) {
+  grpc::ClientContext context;
+  Prepare(&context, /*unary=*/false);
+  std::unique_ptr<grpc::ClientWriter<v1::UploadRequest>> writer =
+      stub_->Upload(&context, response);
+  // As in Put: one message, its data buffer reused.
+  v1::UploadRequest request;
+  request.set_upload_id(upload_id);
+  std::string* buf = request.mutable_data();
+  grpc::Status local_error;
+  bool stream_ok = true;
+  for (;;) {
+    const size_t want =
+        static_cast<size_t>(std::min<int64_t>(options.chunk_bytes, options.size - offset));
+    buf->resize(want);
+    const ssize_t n = want == 0 ? 0 : PreadFull(fd, &(*buf)[0], want, offset);
+    if (n < 0 || static_cast<size_t>(n) < want) {
+      local_error = n < 0 ? ReadError(errno) : Shrunk(offset + n, options.size);
+      context.TryCancel();
+      break;
+    }
+    const bool last = offset + n == options.size;
+    request.set_offset(offset);
+    request.set_crc32c(Crc32c(*buf));
+    request.set_finish(last);
+    offset += n;
+    if (!writer->Write(request)) {
+      stream_ok = false;  // the server ended the call; Finish says why
+      break;
+    }
+    if (options.progress) options.progress(offset, options.size);
+    if (last) break;
+    request.clear_upload_id();  // only the first message carries it
+  }
+  if (stream_ok && local_error.ok()) writer->WritesDone();
+  grpc::Status status = writer->Finish();
+  *trailer_backend = TrailerBackend(context);
+  if (!local_error.ok()) return local_error;
+  return status;
+}
+
+grpc::Status Client::PutResumable(int fd, const std::string& remote, const PutOptions& options,
+                                  std::string* upload_id, v1::FileInfo* info,
+                                  std::string* backend) {
+  // First pass: the whole file's CRC32C, for the spec and the final check.
+  uint32_t crc = 0;
+  {
+    std::string buf(std::max<size_t>(options.chunk_bytes, 1), '\0');
+    for (int64_t offset = 0; offset < options.size;) {
+      const size_t want =
+          static_cast<size_t>(std::min<int64_t>(buf.size(), options.size - offset));
+      const ssize_t n = PreadFull(fd, &buf[0], want, offset);
+      if (n < 0) return ReadError(errno);
+      if (static_cast<size_t>(n) < want) return Shrunk(offset + n, options.size);
+      crc = Crc32cCombine(crc, Crc32c(absl::string_view(buf.data(), want)), want);
+      offset += n;
+    }
+  }
+
+  int failures = 0;
+  absl::Duration backoff = absl::Milliseconds(100);
+  // Whether to try again after `status`; sleeps the backoff if so.
+  auto again = [&](const grpc::Status& status) {
+    if (!IsRetryable(status.error_code()) || failures >= options.retries) return false;
+    ++failures;
+    absl::SleepFor(backoff);
+    backoff = std::min(backoff * 2, absl::Seconds(5));
+    return true;
+  };
+  v1::UploadResponse response;
+  std::string trailer_backend;
+  // Attaches to the session, then asks where it stands. False with
+  // `*status` set if that failed for good; `*done` if it is committed.
+  int64_t persisted = 0;
+  auto locate = [&](grpc::Status* status, bool* done) {
+    for (;;) {
+      response.Clear();
+      *status = AttachSession(*upload_id, &response, &trailer_backend);
+      if (status->ok() && response.has_file()) {
+        *done = true;
+        return true;
+      }
+      if (status->ok()) {
+        v1::QueryUploadResponse query;
+        *status = QueryUpload(*upload_id, &query);
+        if (status->ok()) {
+          if (query.persisted_size() > persisted) {
+            failures = 0;  // progress: the count of retries starts again
+            backoff = absl::Milliseconds(100);
+          }
+          persisted = query.persisted_size();
+          return true;
+        }
+      }
+      if (!again(*status)) return false;
+    }
+  };
+
+  grpc::Status status;
+  bool done = false;
+  if (!upload_id->empty()) {
+    if (!locate(&status, &done)) {
+      if (status.error_code() != grpc::StatusCode::NOT_FOUND) return status;
+      upload_id->clear();  // expired or cancelled: start again
+    }
+  }
+  if (upload_id->empty()) {
+    v1::UploadSpec spec;
+    spec.set_path(remote);
+    spec.set_size(options.size);
+    spec.set_crc32c(crc);
+    if (options.if_absent) spec.set_if_generation_match(0);
+    while (!(status = StartUpload(spec, upload_id)).ok()) {
+      if (!again(status)) return status;
+    }
+    if (options.on_session) options.on_session(*upload_id);
+    persisted = 0;
+  }
+  while (!done) {
+    response.Clear();
+    status = StreamSession(fd, *upload_id, persisted, options, &response, &trailer_backend);
+    if (status.ok()) break;
+    if (!again(status)) return status;
+    if (!locate(&status, &done)) return status;
+  }
+  *backend = BackendName(response.backend());
+  if (backend->empty()) *backend = trailer_backend;
+  *info = response.file();
+  if (!response.has_file()) {
+    return grpc::Status(grpc::StatusCode::INTERNAL, "the server answered without the file");
+  }
+  if (info->size() != options.size) {
+    return DataLoss(absl::StrCat("server stored ", info->size(), " bytes, sent ", options.size));
+  }
+  if (info->crc32c() != crc) {
+    return DataLoss(absl::StrCat("server crc32c ", info->crc32c(), " differs from local ", crc));
+  }
+  return grpc::Status::OK;
 }
 
 }  // namespace ringstore::client

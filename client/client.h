@@ -45,11 +45,26 @@ using Progress = std::function<void(int64_t done, int64_t total)>;
 struct PutOptions {
   // Fail with ALREADY_EXISTS if the path exists.
   bool if_absent = false;
-  // Total size if known (sent as UploadSpec.size), else 0.
+  // Total size if known (sent as UploadSpec.size), else 0. PutResumable
+  // uploads exactly this many bytes of its file.
   int64_t size = 0;
   size_t chunk_bytes = 1 << 20;
   Progress progress;
+  // PutResumable: how many times in a row a broken transfer is resumed
+  // (the count starts again once a resumed stream has made progress).
+  int retries = 5;
+  // PutResumable: called with a new session's upload_id once StartUpload
+  // has created it, before any data is sent (the CLI's tracker file).
+  std::function<void(const std::string& upload_id)> on_session;
 };
+
+// Files of at least this size are uploaded resumably by the CLI.
+inline constexpr int64_t kResumableMinBytes = 8 << 20;
+
+// Whether PutResumable retries after `code`: UNAVAILABLE (a dropped
+// connection, a restarting server), DEADLINE_EXCEEDED, and ABORTED (the
+// server still holds the session for the stream that broke).
+bool IsRetryable(grpc::StatusCode code);
 
 struct GetOptions {
   int64_t offset = 0;
@@ -85,11 +100,41 @@ class Client {
                     std::string* backend);
   grpc::Status Delete(const std::string& remote, std::string* backend);
   grpc::Status GetServerInfo(v1::ServerInfo* info);
-  grpc::Status StartUpload(const std::string& remote, bool if_absent,
-                           std::string* upload_id);
+  // A resumable upload (DESIGN.md §3) of the first options.size bytes of
+  // the regular file `fd`, read with pread (the file offset is left
+  // alone). `*upload_id` names a session to continue (an earlier run's),
+  // or is empty to start one. A session to continue is first attached by
+  // an empty stream the client half-closes (the server then answers once
+  // any stream it still held has persisted its bytes; a committed session
+  // answers with its FileInfo, which ends the put); an unknown one
+  // (NOT_FOUND: expired, cancelled, another token's) is replaced by a new
+  // one. A new session comes from StartUpload, whose spec carries the size,
+  // if_absent's precondition and the whole file's CRC32C (computed in a
+  // first pass over the file); its id goes to `*upload_id` and
+  // options.on_session before any data is sent. The file is then streamed
+  // from QueryUpload's persisted_size. A retryable failure (IsRetryable)
+  // of any of these calls waits 100 ms, 200 ms, ... (at most 5 s), attaches
+  // again and resumes from persisted_size, up to options.retries times in
+  // a row. Any other failure ends the put; the session is left as it is
+  // (CancelUpload drops it). On success `info` is the committed file,
+  // checked against the local size and CRC32C (DATA_LOSS otherwise).
+  grpc::Status PutResumable(int fd, const std::string& remote, const PutOptions& options,
+                            std::string* upload_id, v1::FileInfo* info, std::string* backend);
+  grpc::Status StartUpload(const v1::UploadSpec& spec, std::string* upload_id);
+  grpc::Status QueryUpload(const std::string& upload_id, v1::QueryUploadResponse* response);
+  grpc::Status CancelUpload(const std::string& upload_id);
 
  private:
   void Prepare(grpc::ClientContext* context, bool unary) const;
+  // One Upload stream on session `upload_id`: the file's bytes from
+  // `offset` to options.size, the last message with finish. `offset` ==
+  // options.size sends one message with finish and no data.
+  grpc::Status StreamSession(int fd, const std::string& upload_id, int64_t offset,
+                             const PutOptions& options, v1::UploadResponse* response,
+                             std::string* trailer_backend);
+  // The empty, half-closed stream that attaches to a session (PutResumable).
+  grpc::Status AttachSession(const std::string& upload_id, v1::UploadResponse* response,
+                             std::string* trailer_backend);
 
   const ClientOptions options_;
   std::unique_ptr<v1::FileStore::Stub> stub_;

@@ -251,6 +251,12 @@ std::string TokenSha256Hex(absl::string_view token) {
   return out;
 }
 
+absl::StatusOr<std::string> BearerTokenSha256Hex(absl::string_view authorization_metadata) {
+  absl::StatusOr<absl::string_view> token = BearerToken(authorization_metadata);
+  if (!token.ok()) return token.status();
+  return TokenSha256Hex(*token);
+}
+
 Authorizer::Authorizer(TokenTable table) : Authorizer("", std::move(table)) {}
 
 Authorizer::Authorizer(std::string path, TokenTable table)

@@ -81,6 +81,11 @@ absl::StatusOr<TokenTable> ParseTokenFile(absl::string_view contents);
 // Hex SHA-256 of `token` (lower case): the first field of its line.
 std::string TokenSha256Hex(absl::string_view token);
 
+// TokenSha256Hex of the token in an `authorization` metadata value
+// ("Bearer <token>"), or UNAUTHENTICATED as Authorizer::Check says. The
+// owner of a resumable upload session (authorize.h's UploadOwner).
+absl::StatusOr<std::string> BearerTokenSha256Hex(absl::string_view authorization_metadata);
+
 // Decides whether a call may proceed. Thread-safe: Check may run on any
 // number of threads while Reload swaps the table (a reload takes effect for
 // calls that check after it returns; a Check in progress finishes on the

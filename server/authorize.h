@@ -9,7 +9,11 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <string>
+#include <utility>
+
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "server/auth.h"
 #include "server/drain.h"
@@ -43,12 +47,34 @@ inline absl::Status Authorize(const ServiceOptions& options,
   return options.authorizer->Check(AuthorizationMetadata(context), scope, path);
 }
 
+// Authorizer::Check alone, for a call already admitted whose path is known
+// only once the store has answered (a resumable session's).
+inline absl::Status AuthorizePath(const ServiceOptions& options,
+                                  const grpc::ServerContextBase& context, Scope scope,
+                                  absl::string_view path) {
+  if (options.authorizer == nullptr) return absl::OkStatus();
+  return options.authorizer->Check(AuthorizationMetadata(context), scope, path);
+}
+
 // Admit, then Authorizer::CheckToken, for a call that names no path.
 inline absl::Status AuthorizeToken(const ServiceOptions& options,
                                    const grpc::ServerContextBase& context, Scope scope) {
   if (absl::Status admitted = Admit(options); !admitted.ok()) return admitted;
   if (options.authorizer == nullptr) return absl::OkStatus();
   return options.authorizer->CheckToken(AuthorizationMetadata(context), scope);
+}
+
+// The owner of the resumable upload sessions a call starts or names
+// (store.h): the hex SHA-256 of its bearer token, so a session belongs to
+// the token that started it and another token's calls get NOT_FOUND; ""
+// with auth off. Call it once Authorize or AuthorizeToken has admitted the
+// call (its token is then well formed).
+inline std::string UploadOwner(const ServiceOptions& options,
+                               const grpc::ServerContextBase& context) {
+  if (options.authorizer == nullptr) return "";
+  absl::StatusOr<std::string> owner = BearerTokenSha256Hex(AuthorizationMetadata(context));
+  // Unreachable once admitted; never "" (auth off's owner) with auth on.
+  return owner.ok() ? *std::move(owner) : "unauthenticated";
 }
 
 }  // namespace ringstore::server

@@ -30,6 +30,15 @@ void ToProto(const storage::ObjectInfo& info, v1::FileInfo* out) {
   out->set_crc32c(info.crc32c);
 }
 
+storage::WriteSpec FromProto(const v1::UploadSpec& spec) {
+  storage::WriteSpec ws;
+  ws.path = spec.path();
+  ws.size = spec.size();
+  if (spec.has_if_generation_match()) ws.if_generation_match = spec.if_generation_match();
+  if (spec.has_crc32c()) ws.crc32c = spec.crc32c();
+  return ws;
+}
+
 void AddBackendTrailer(grpc::CallbackServerContext* context, storage::Backend backend) {
   if (backend == storage::Backend::kUnspecified) return;
   context->AddTrailingMetadata(kBackendMetadataKey,

@@ -1,6 +1,7 @@
 // Conversions between storage/ types and the v1 proto, in one place:
 // absl::Status → grpc::Status (same canonical codes), storage::Backend →
-// proto Backend and its trailing-metadata name, ObjectInfo → FileInfo.
+// proto Backend and its trailing-metadata name, ObjectInfo → FileInfo,
+// UploadSpec → WriteSpec.
 #ifndef RINGSTORE_SERVER_CONVERT_H_
 #define RINGSTORE_SERVER_CONVERT_H_
 
@@ -19,6 +20,8 @@ inline constexpr char kBackendMetadataKey[] = "ringstore-backend";
 grpc::Status ToGrpcStatus(const absl::Status& status);
 v1::Backend ToProto(storage::Backend backend);
 void ToProto(const storage::ObjectInfo& info, v1::FileInfo* out);
+// An UploadSpec as the store takes it (the store validates it).
+storage::WriteSpec FromProto(const v1::UploadSpec& spec);
 
 // Adds the ringstore-backend trailer (no-op for kUnspecified, i.e. no file
 // was touched). Call before Finish.

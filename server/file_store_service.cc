@@ -141,39 +141,62 @@ grpc::ServerUnaryReactor* FileStoreService::Delete(grpc::CallbackServerContext* 
   return reactor;
 }
 
-grpc::ServerUnaryReactor* FileStoreService::NotYet(grpc::CallbackServerContext* context) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                               "resumable uploads are not supported by this server yet"));
-  return reactor;
-}
-
+// The resumable-session RPCs need the `write` scope. StartUpload checks
+// the token's prefix against the spec's path; QueryUpload against the
+// session's path once the store has answered; CancelUpload checks only that
+// the session is the token's own (its owner, else NOT_FOUND): the token was
+// allowed the path when it started the session, and cancelling only throws
+// away that token's own unfinished work.
 grpc::ServerUnaryReactor* FileStoreService::StartUpload(
     grpc::CallbackServerContext* context, const v1::StartUploadRequest* request,
-    v1::StartUploadResponse*) {
+    v1::StartUploadResponse* response) {
   if (auto* r = Refuse(context, Authorize(options_, *context, Scope::kWrite,
                                           request->spec().path()))) {
     return r;
   }
-  return NotYet(context);
+  auto* reactor = new CancellableUnaryReactor(context, store_);
+  store_->StartUpload(FromProto(request->spec()), UploadOwner(options_, *context),
+                      [reactor, response](absl::StatusOr<std::string> id, Backend b) {
+                        if (id.ok()) response->set_upload_id(*std::move(id));
+                        reactor->End(id.status(), b);
+                      });
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* FileStoreService::QueryUpload(
-    grpc::CallbackServerContext* context, const v1::QueryUploadRequest*,
-    v1::QueryUploadResponse*) {
+    grpc::CallbackServerContext* context, const v1::QueryUploadRequest* request,
+    v1::QueryUploadResponse* response) {
   if (auto* r = Refuse(context, AuthorizeToken(options_, *context, Scope::kWrite))) {
     return r;
   }
-  return NotYet(context);
+  auto* reactor = new CancellableUnaryReactor(context, store_);
+  store_->QueryUpload(
+      request->upload_id(), UploadOwner(options_, *context),
+      [this, reactor, context, response](absl::StatusOr<storage::Store::UploadStatus> status,
+                                         Backend b) {
+        if (!status.ok()) return reactor->End(status.status(), b);
+        // In memory: the token's prefix against the session's path.
+        if (absl::Status s = AuthorizePath(options_, *context, Scope::kWrite, status->spec.path);
+            !s.ok()) {
+          return reactor->End(s, b);
+        }
+        response->set_persisted_size(status->persisted_size);
+        response->set_complete(status->complete);
+        reactor->End(absl::OkStatus(), b);
+      });
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* FileStoreService::CancelUpload(
-    grpc::CallbackServerContext* context, const v1::CancelUploadRequest*,
+    grpc::CallbackServerContext* context, const v1::CancelUploadRequest* request,
     v1::CancelUploadResponse*) {
   if (auto* r = Refuse(context, AuthorizeToken(options_, *context, Scope::kWrite))) {
     return r;
   }
-  return NotYet(context);
+  auto* reactor = new CancellableUnaryReactor(context, store_);
+  store_->CancelUpload(request->upload_id(), UploadOwner(options_, *context),
+                       [reactor](absl::Status s, Backend b) { reactor->End(s, b); });
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* FileStoreService::GetServerInfo(

@@ -52,8 +52,6 @@ class FileStoreService final
                                           v1::ServerInfo* response) override;
 
  private:
-  grpc::ServerUnaryReactor* NotYet(grpc::CallbackServerContext* context);
-
   storage::Store* const store_;
   const ServiceOptions options_;
 };

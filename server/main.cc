@@ -49,6 +49,7 @@
 #include "server/server_metrics.h"
 #include "server/socket_drain.h"
 #include "server/tls.h"
+#include "server/upload_expiry.h"
 #include "storage/engine/engine_list.h"
 #include "storage/engine/engine_selector.h"
 #include "storage/store.h"
@@ -88,6 +89,9 @@ ABSL_FLAG(std::string, access_log, "",
 ABSL_FLAG(absl::Duration, idle_timeout, absl::Seconds(60),
           "An upload whose client sends nothing, or a download whose client reads "
           "nothing, for this long ends with DEADLINE_EXCEEDED; 0 = never.");
+ABSL_FLAG(absl::Duration, upload_ttl, absl::Hours(24),
+          "Resumable upload sessions idle (no stream attached) for longer than this "
+          "expire: their temp data is removed and their upload_id becomes NOT_FOUND.");
 ABSL_FLAG(int32_t, max_streams_per_connection, 100,
           "Concurrent calls (HTTP/2 streams) one client connection may have open.");
 ABSL_FLAG(absl::Duration, testonly_commit_delay, absl::ZeroDuration(),
@@ -155,6 +159,12 @@ int Run() {
     return 2;
   }
 
+  const absl::Duration upload_ttl = absl::GetFlag(FLAGS_upload_ttl);
+  if (upload_ttl <= absl::ZeroDuration()) {
+    std::cerr << "ringstore-server: --upload_ttl must be positive\n";
+    return 2;
+  }
+
   // Signals are taken synchronously by this thread: block them before any
   // other thread exists so every thread inherits the mask.
   sigset_t signals;
@@ -202,6 +212,11 @@ int Run() {
     std::cerr << "ringstore-server: " << store.status() << "\n";
     return 1;
   }
+
+  // Looks for expired sessions from now on, on a thread of its own; stopped
+  // before the store goes.
+  auto upload_expiry =
+      std::make_unique<ringstore::server::UploadExpiry>(store->get(), upload_ttl);
 
   // Outlives the server (declared before it): streams close their watches
   // before they end.
@@ -391,6 +406,7 @@ int Run() {
   observer.reset();
   access_log.reset();
   metrics.reset();
+  upload_expiry.reset();
   store->reset();
   std::cerr << "ringstore-server: stopped\n";
   return 0;

@@ -27,8 +27,9 @@
 // The last message carries finish unless the spec byte says otherwise.
 //
 // After every call: the status is one DESIGN.md §3 allows for what was sent
-// (never INTERNAL, UNKNOWN, DEADLINE_EXCEEDED; UNIMPLEMENTED only for a
-// resume, CANCELLED only when the client cancelled); an OK answer means
+// (never INTERNAL, UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED; a resume names
+// an id no session has, so NOT_FOUND; CANCELLED only when the client
+// cancelled); an OK answer means
 // everything sent was valid (a valid path, spec first and once, offsets that
 // continue the data, right checksums, sizes within the limits, the
 // precondition held) and its FileInfo describes exactly the data sent, with
@@ -463,9 +464,11 @@ void Run(World& w, const Call& call) {
   static const std::set<grpc::StatusCode> kAllowed = {
       grpc::OK, grpc::INVALID_ARGUMENT, grpc::NOT_FOUND, grpc::FAILED_PRECONDITION,
       grpc::ALREADY_EXISTS, grpc::ABORTED, grpc::DATA_LOSS, grpc::RESOURCE_EXHAUSTED};
-  FUZZ_CHECK(kAllowed.count(code) == 1 || (code == grpc::UNIMPLEMENTED && call.resume) ||
-                 (code == grpc::CANCELLED && call.cancel),
+  FUZZ_CHECK(kAllowed.count(code) == 1 || (code == grpc::CANCELLED && call.cancel),
              "status not allowed here: ", what);
+  FUZZ_CHECK(!call.resume || code == grpc::NOT_FOUND || code == grpc::RESOURCE_EXHAUSTED ||
+                 (code == grpc::CANCELLED && call.cancel),
+             "a resume of an id no session has: ", what);
   if (code != grpc::OK) return;
 
   FUZZ_CHECK(call.valid, "OK although ", call.why_invalid, ": ", what);

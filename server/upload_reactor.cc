@@ -23,6 +23,11 @@ namespace {
 
 using storage::Backend;
 
+// A long resumed stream persists what it has every this many bytes, so a
+// server that dies (kill -9, a lost machine) loses at most this much of it:
+// one fsync per 64 MiB costs little next to writing them.
+constexpr int64_t kPersistEveryBytes = 64 << 20;
+
 // How an upload runs: a chain of steps, one at a time. Each step is a read
 // of the next message (gRPC) or a storage call (the Store); its completion
 // starts the next step or ends the RPC, so at any moment exactly one step
@@ -49,6 +54,7 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadRequest> {
     if (!ok) {
       if (cancel_.cancelled() || idle_fired_.load()) return End(Cancelled());
       // The client half-closed before sending finish.
+      if (resumed_ && writer_) return PersistAndEnd();
       return End(absl::InvalidArgumentError(
           "upload stream ended without finish=true; nothing was committed"));
     }
@@ -93,8 +99,8 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadRequest> {
   }
 
   void OnFirstMessage() {
-    // Before any storage call. A resumed session names no path: only the
-    // token and its scope are checked for it.
+    // Before any storage call. A resumed session's path is known only once
+    // the store has answered (Attached checks it then).
     if (absl::Status s = request_.first_case() == v1::UploadRequest::kSpec
                              ? Authorize(*options_, *context_, Scope::kWrite,
                                          request_.spec().path())
@@ -104,20 +110,14 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadRequest> {
     }
     switch (request_.first_case()) {
       case v1::UploadRequest::kUploadId:
-        return End(absl::UnimplementedError(
-            "resuming an upload by upload_id is not supported by this server yet"));
+        return Resume();
       case v1::UploadRequest::FIRST_NOT_SET:
-        return End(absl::InvalidArgumentError("the first upload message must carry spec"));
+        return End(absl::InvalidArgumentError(
+            "the first upload message must carry spec or upload_id"));
       case v1::UploadRequest::kSpec:
         break;
     }
-    const v1::UploadSpec& spec = request_.spec();
-    storage::WriteSpec ws;
-    ws.path = spec.path();
-    ws.size = spec.size();
-    if (spec.has_if_generation_match()) ws.if_generation_match = spec.if_generation_match();
-    if (spec.has_crc32c()) ws.crc32c = spec.crc32c();
-    store_->CreateWriter(std::move(ws), &cancel_,
+    store_->CreateWriter(FromProto(request_.spec()), &cancel_,
                          [this](absl::StatusOr<std::unique_ptr<storage::Writer>> w,
                                 Backend backend) {
                            backend_ = backend;
@@ -125,6 +125,64 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadRequest> {
                            writer_ = *std::move(w);
                            OnData();
                          });
+  }
+
+  // Attaches the stream to session request_.upload_id() (the store's
+  // NotFound, also for another token's session, and Aborted for a second
+  // stream pass through as they are).
+  void Resume() {
+    resumed_ = true;
+    store_->ResumeUpload(request_.upload_id(), UploadOwner(*options_, *context_), &cancel_,
+                         [this](absl::StatusOr<storage::Store::Resumed> r, Backend backend) {
+                           backend_ = backend;
+                           if (!r.ok()) return End(r.status());
+                           Attached(*std::move(r));
+                         });
+  }
+
+  void Attached(storage::Store::Resumed resumed) {
+    // Held before anything can end the RPC: End drops it before Finish,
+    // while the Cancellation it watches is alive.
+    writer_ = std::move(resumed.writer);
+    persisted_ = resumed.status.persisted_size;
+    // The token's path prefix, against the session's path. The session is
+    // the token's own (its owner), so this refuses only a token whose
+    // prefix changed since it started the session; the Writer, dropped by
+    // End, keeps what the session had.
+    if (absl::Status s = AuthorizePath(*options_, *context_, Scope::kWrite,
+                                       resumed.status.spec.path);
+        !s.ok()) {
+      return End(s);
+    }
+    if (writer_ == nullptr) {
+      // Committed already: its FileInfo, whatever the stream carries.
+      ToProto(resumed.status.file, response_->mutable_file());
+      response_->set_backend(ToProto(backend_));
+      return End(absl::OkStatus());
+    }
+    OnData();
+  }
+
+  // Persists in the middle of a long resumed stream, then reads on.
+  void PersistAndRead() {
+    writer_->Persist([this](absl::StatusOr<int64_t> persisted, Backend backend) {
+      backend_ = backend;
+      if (!persisted.ok()) return End(persisted.status());
+      persisted_ = *persisted;
+      if (cancel_.cancelled()) return End(Cancelled());
+      Read();
+    });
+  }
+
+  // A resumed stream that ended without finish: what it delivered becomes
+  // durable, then OK with `file` unset (DESIGN.md §3).
+  void PersistAndEnd() {
+    writer_->Persist([this](absl::StatusOr<int64_t> persisted, Backend backend) {
+      backend_ = backend;
+      if (!persisted.ok()) return End(persisted.status());
+      response_->set_backend(ToProto(backend));
+      End(absl::OkStatus());
+    });
   }
 
   // Writes the data of request_ (if any), then commits or reads on.
@@ -142,8 +200,13 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadRequest> {
     const int64_t have = writer_->size();
     const int64_t offset = request_.offset();
     if (offset < 0 || offset > have) {
-      return End(absl::AbortedError(absl::StrCat(
-          "message offset ", offset, " does not continue the upload at ", have)));
+      // A resumed stream starts at or below QueryUpload's persisted_size
+      // and continues from there (the Writer's size is what the session
+      // persisted plus what this stream delivered).
+      return End(absl::AbortedError(
+          resumed_ ? absl::StrCat("offset ", offset, " is past the persisted size ", have)
+                   : absl::StrCat("message offset ", offset, " does not continue the upload at ",
+                                  have)));
     }
     // Bytes below what we already have are skipped (a resent message).
     const int64_t skip = std::min<int64_t>(have - offset, data.size());
@@ -160,6 +223,9 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadRequest> {
     if (cancel_.cancelled()) return End(Cancelled());
     if (!request_.finish()) {
       request_.Clear();
+      if (resumed_ && writer_->size() - persisted_ >= kPersistEveryBytes) {
+        return PersistAndRead();
+      }
       return Read();
     }
     writer_->Commit([this](absl::StatusOr<storage::ObjectInfo> info, Backend backend) {
@@ -182,7 +248,9 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadRequest> {
 
   // The one way the RPC ends, from the step in flight (none is left).
   // Destroying an uncommitted Writer removes its temp data once its writes
-  // in flight have finished and given their buffers back (store.h).
+  // in flight have finished and given their buffers back; a resumed
+  // session's Writer instead persists what it accepted, in the background,
+  // and keeps the session (store.h).
   void End(const absl::Status& status) {
     writer_.reset();
     AddBackendTrailer(context_, backend_);
@@ -211,6 +279,10 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadRequest> {
   std::atomic<bool> idle_fired_{false};
 
   v1::UploadRequest request_;
+  // The stream names a resumable session (upload_id).
+  bool resumed_ = false;
+  // A resumed stream: what the session has persisted, as far as it knows.
+  int64_t persisted_ = 0;
   std::unique_ptr<storage::Writer> writer_;
   Backend backend_ = Backend::kUnspecified;
 };

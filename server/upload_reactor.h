@@ -1,13 +1,31 @@
 // The Upload RPC: a client stream of UploadRequest turned into one
 // storage::Writer and committed on `finish`.
 //
-// Message rules (DESIGN.md §3): the first message carries `spec` (resuming by
-// `upload_id` is not built yet: UNIMPLEMENTED); later messages carry neither.
+// Message rules (DESIGN.md §3): the first message carries `spec` (a plain
+// upload: Store::CreateWriter) or `upload_id` (a resumable session started
+// by StartUpload: Store::ResumeUpload); later messages carry neither.
 // `data` of at most max_chunk_bytes (RESOURCE_EXHAUSTED) lands at `offset`,
-// which must not pass the bytes received so far (ABORTED); bytes below it are
-// skipped, as when resuming. A per-message `crc32c` must match (DATA_LOSS).
-// A stream that ends without `finish` commits nothing. On any failure the
-// temp data is removed and nothing becomes visible.
+// which must not pass the bytes the Writer holds (ABORTED; for a session,
+// "offset X is past the persisted size Y"); bytes below it are skipped, as
+// when resuming. A per-message `crc32c` must match (DATA_LOSS). The message
+// with `finish` commits.
+//
+// A plain upload that ends without `finish` commits nothing
+// (INVALID_ARGUMENT); on any failure its temp data is removed and nothing
+// becomes visible.
+//
+// A resumed session: the call needs the `write` scope, and the token's
+// path prefix is checked against the session's path once the store has
+// answered (PERMISSION_DENIED). The owner is the token's hash
+// (authorize.h's UploadOwner), so another token's session, like an unknown
+// or expired one, is NOT_FOUND; a second stream on one session is ABORTED.
+// A session already committed answers OK with its FileInfo and ignores the
+// rest of the stream. A stream the client half-closes without `finish`
+// persists what it delivered (Writer::Persist) and answers OK with `file`
+// unset; one that is cancelled, dropped or idle drops its Writer, which
+// persists in the background (store.h). A long stream also persists every
+// 64 MiB, so a server that dies loses at most that much of it. A failed commit check removes the
+// session (store.h); any other failure keeps it as last persisted.
 //
 // Exactly one step is in flight until the RPC ends: a read of the next
 // message or one storage call; a message is released only when its data

@@ -227,7 +227,7 @@ class AuthTest(testlib.RpcAssertions, unittest.TestCase):
         ls = self.stub.List(pb.ListRequest(prefix="adm/"), metadata=md(t))
         self.assertEqual([f.path for f in ls.files], ["adm/a"])
         self.stub.Delete(pb.DeleteRequest(path="adm/a"), metadata=md(t))
-        # The resumable RPCs get past auth (to what the server supports).
+        # The resumable RPCs get past auth (to the store's answer).
         for call in (lambda: self.stub.QueryUpload(pb.QueryUploadRequest(upload_id="u"),
                                                    metadata=md(t)),):
             with self.assertRaises(grpc.RpcError) as cm:
@@ -250,10 +250,59 @@ class AuthTest(testlib.RpcAssertions, unittest.TestCase):
                         code = e.code()
                     if allowed:
                         # Past auth: what the call itself gives (NOT_FOUND,
-                        # UNIMPLEMENTED for what the server lacks, OK).
+                        # INVALID_ARGUMENT for the id "u", OK).
                         self.assertNotIn(code, (UNAUTHENTICATED, PERMISSION_DENIED))
                     else:
                         self.assertEqual(code, PERMISSION_DENIED)
+
+    def test_a_session_belongs_to_the_token_that_started_it(self):
+        a, b = self.tokens.token["writer"], self.tokens.token["admin"]
+        data = testlib.random_bytes(3 * 1024 * 1024 + 1, seed=51)
+        half = len(data) // 2
+        uid = self.stub.StartUpload(pb.StartUploadRequest(spec=pb.UploadSpec(
+            path="own/s.bin", size=len(data), crc32c=testlib.crc32c(data))),
+            metadata=md(a), timeout=30).upload_id
+
+        def stream(offset, end, finish):
+            first = pb.UploadRequest(upload_id=uid, offset=offset, data=data[offset:end],
+                                     finish=finish)
+            return iter([first])
+
+        resp = self.stub.Upload(stream(0, half, False), metadata=md(a), timeout=30)
+        self.assertFalse(resp.HasField("file"))
+        # Another token, even an admin one, cannot see, feed or cancel it.
+        self.assertCode(grpc.StatusCode.NOT_FOUND, self.stub.QueryUpload,
+                        pb.QueryUploadRequest(upload_id=uid), metadata=md(b), timeout=30)
+        self.assertCode(grpc.StatusCode.NOT_FOUND, testlib.attach, lambda: self.stub.Upload(
+            stream(half, len(data), True), metadata=md(b), timeout=30))
+        self.assertCode(grpc.StatusCode.NOT_FOUND, self.stub.CancelUpload,
+                        pb.CancelUploadRequest(upload_id=uid), metadata=md(b), timeout=30)
+        # No token at all is refused before the store is asked.
+        self.assertCode(UNAUTHENTICATED, self.stub.QueryUpload,
+                        pb.QueryUploadRequest(upload_id=uid), timeout=30)
+        # Its own token resumes it.
+        q = self.stub.QueryUpload(pb.QueryUploadRequest(upload_id=uid), metadata=md(a), timeout=30)
+        self.assertEqual((q.persisted_size, q.complete), (half, False))
+        resp = testlib.attach(lambda: self.stub.Upload(stream(half, len(data), True),
+                                                       metadata=md(a), timeout=30))
+        self.assertEqual(resp.file.size, len(data))
+        got = b"".join(m.data for m in self.stub.Download(pb.DownloadRequest(path="own/s.bin"),
+                                                          metadata=md(b), timeout=30))
+        self.assertEqual(got, data)
+
+    def test_a_prefix_token_starts_sessions_inside_its_prefix_only(self):
+        t = self.tokens.token["team"]
+        self.assertCode(PERMISSION_DENIED, self.stub.StartUpload,
+                        pb.StartUploadRequest(spec=pb.UploadSpec(path="team-b/s")),
+                        metadata=md(t), timeout=30)
+        uid = self.stub.StartUpload(pb.StartUploadRequest(spec=pb.UploadSpec(
+            path="team-a/session/s")), metadata=md(t), timeout=30).upload_id
+        q = self.stub.QueryUpload(pb.QueryUploadRequest(upload_id=uid), metadata=md(t), timeout=30)
+        self.assertEqual(q.persisted_size, 0)
+        resp = self.stub.Upload(iter([pb.UploadRequest(upload_id=uid, data=b"ab", finish=True)]),
+                                metadata=md(t), timeout=30)
+        self.assertEqual(resp.file.path, "team-a/session/s")
+        self.stub.Delete(pb.DeleteRequest(path="team-a/session/s"), metadata=md(t), timeout=30)
 
     # --- prefixes
 

@@ -368,17 +368,241 @@ class InteropTest(testlib.RpcAssertions, unittest.TestCase):
             self.assertCode(grpc.StatusCode.INVALID_ARGUMENT, self.upload, path, b"x")
         self.assertEqual(testlib.temp_files(self.server.root), [])
 
-    def test_resumable_rpcs_unimplemented(self):
-        self.assertCode(grpc.StatusCode.UNIMPLEMENTED, self.stub.StartUpload,
-                        pb.StartUploadRequest(spec=pb.UploadSpec(path="interop/resume")))
-        self.assertCode(grpc.StatusCode.UNIMPLEMENTED, self.stub.QueryUpload,
-                        pb.QueryUploadRequest(upload_id="x"))
-        self.assertCode(grpc.StatusCode.UNIMPLEMENTED, self.stub.CancelUpload,
-                        pb.CancelUploadRequest(upload_id="x"))
+    # --- resumable sessions (DESIGN.md §3, after GCS's resumable writes)
 
-        def gen():
-            yield pb.UploadRequest(upload_id="x", finish=True)
-        self.assertCode(grpc.StatusCode.UNIMPLEMENTED, self.stub.Upload, gen())
+    def start(self, path, data=None, **spec):
+        if data is not None:
+            spec.setdefault("size", len(data))
+        r, call = self.stub.StartUpload.with_call(
+            pb.StartUploadRequest(spec=pb.UploadSpec(path=path, **spec)))
+        self.assertRegex(r.upload_id, r"^[0-9a-f]{32}$")
+        return r.upload_id
+
+    def query(self, upload_id):
+        return self.stub.QueryUpload(pb.QueryUploadRequest(upload_id=upload_id))
+
+    def session_stream(self, upload_id, data, offset, end=None, finish=False, chunk=MiB,
+                       wait_busy=True):
+        """Upload by id: data[offset:end] from `offset`, in `chunk` pieces,
+        half-closed after the last one (finish on it if asked). Unless
+        `wait_busy` is False, tried again while the stream before still
+        holds the session (testlib.attach)."""
+        end = len(data) if end is None else end
+        msgs = []
+        for off in range(offset, end, chunk):
+            piece = data[off:min(off + chunk, end)]
+            msgs.append(pb.UploadRequest(offset=off, data=piece, crc32c=testlib.crc32c(piece)))
+        if not msgs:
+            msgs.append(pb.UploadRequest(offset=offset))
+        msgs[0].upload_id = upload_id
+        msgs[-1].finish = finish
+        call = lambda: self.stub.Upload(iter(msgs), timeout=60)
+        return testlib.attach(call) if wait_busy else call()
+
+    def uploads_of(self, upload_id):
+        d = os.path.join(self.server.root, ".ringstore", "uploads")
+        return sorted(f for f in os.listdir(d) if f.startswith(upload_id)) if os.path.isdir(d) else []
+
+    def assertSessionGone(self, upload_id):
+        """QueryUpload answers NOT_FOUND (a failed commit removes the
+        session just after it answers) and no data of it is left."""
+        def gone():
+            try:
+                self.query(upload_id)
+                return False
+            except grpc.RpcError as e:
+                self.assertEqual(e.code(), grpc.StatusCode.NOT_FOUND, e.details())
+                return True
+        self.assertTrue(testlib.wait_until(gone), upload_id)
+        self.assertTrue(testlib.wait_until(lambda: not self.uploads_of(upload_id)),
+                        self.uploads_of(upload_id))
+
+    def content(self, path):
+        return b"".join(m.data for m in self.download(path))
+
+    def test_session_round_trip_byte_exact(self):
+        data = testlib.random_bytes(3 * MiB + 777, seed=31)
+        uid = self.start("sess/rt.bin", data)
+        q = self.query(uid)
+        self.assertEqual((q.persisted_size, q.complete), (0, False))
+        resp, call = self.stub.Upload.with_call(self._all(uid, data), timeout=60)
+        self.assertEqual(resp.backend, self.backend)
+        self.assertEqual(resp.file.path, "sess/rt.bin")
+        self.assertEqual(resp.file.size, len(data))
+        self.assertEqual(resp.file.crc32c, testlib.crc32c(data))
+        self.assertIn(("ringstore-backend", self.server.engine), tuple(call.trailing_metadata()))
+        self.assertEqual(self.content("sess/rt.bin"), data)
+        self.assertEqual(self.stub.Stat(pb.StatRequest(path="sess/rt.bin")), resp.file)
+        q = self.query(uid)
+        self.assertEqual((q.persisted_size, q.complete), (len(data), True))
+
+    def _all(self, uid, data):
+        """All of `data` on session `uid` in one stream, finished."""
+        first = True
+        for off in range(0, len(data), MiB):
+            piece = data[off:off + MiB]
+            req = pb.UploadRequest(offset=off, data=piece, crc32c=testlib.crc32c(piece),
+                                   finish=off + MiB >= len(data))
+            if first:
+                req.upload_id = uid
+                first = False
+            yield req
+
+    def test_session_half_close_persists_and_persisted_size_grows(self):
+        data = testlib.random_bytes(4 * MiB + 3, seed=32)
+        uid = self.start("sess/grow.bin", data)
+        seen = [self.query(uid).persisted_size]
+        for end in (MiB + 5, MiB + 5, 3 * MiB, len(data)):
+            resp = self.session_stream(uid, data, seen[-1], end)
+            # Answered OK with `file` unset, once everything delivered is durable.
+            self.assertFalse(resp.HasField("file"))
+            q = self.query(uid)
+            self.assertEqual(q.persisted_size, end)
+            self.assertFalse(q.complete)
+            seen.append(q.persisted_size)
+        self.assertEqual(seen, sorted(seen))
+        self.assertCode(grpc.StatusCode.NOT_FOUND, self.stub.Stat, pb.StatRequest(path="sess/grow.bin"))
+        resp = self.session_stream(uid, data, len(data), finish=True)
+        self.assertEqual(resp.file.size, len(data))
+        self.assertEqual(self.content("sess/grow.bin"), data)
+
+    def test_session_offset_above_persisted_is_aborted_below_is_skipped(self):
+        data = testlib.random_bytes(2 * MiB + 11, seed=33)
+        uid = self.start("sess/off.bin", data)
+        self.session_stream(uid, data, 0, MiB)
+        e = self.assertCode(grpc.StatusCode.ABORTED, self.session_stream, uid, data, MiB + 1)
+        self.assertIn("offset %d is past the persisted size %d" % (MiB + 1, MiB), e.details())
+        self.assertEqual(self.query(uid).persisted_size, MiB)
+        # From below: the first 1000 bytes of this stream are skipped.
+        resp = self.session_stream(uid, data, MiB - 1000, finish=True, chunk=MiB // 2)
+        self.assertEqual(resp.file.size, len(data))
+        self.assertEqual(resp.file.crc32c, testlib.crc32c(data))
+        self.assertEqual(self.content("sess/off.bin"), data)
+
+    def test_session_second_concurrent_stream_is_aborted(self):
+        data = testlib.random_bytes(2 * MiB, seed=34)
+        uid = self.start("sess/two.bin", data)
+        first_sent = threading.Event()
+        release = threading.Event()
+
+        def held():
+            piece = data[:MiB]
+            yield pb.UploadRequest(upload_id=uid, offset=0, data=piece,
+                                   crc32c=testlib.crc32c(piece))
+            first_sent.set()
+            release.wait(30)
+            piece = data[MiB:]
+            yield pb.UploadRequest(offset=MiB, data=piece, crc32c=testlib.crc32c(piece),
+                                   finish=True)
+
+        future = self.stub.Upload.future(held(), timeout=60)
+        try:
+            self.assertTrue(first_sent.wait(10))
+            time.sleep(1)  # the server attaches the first stream
+            e = self.assertCode(grpc.StatusCode.ABORTED, self.session_stream, uid, data, 0, MiB,
+                                wait_busy=False)
+            self.assertIn("another stream", e.details())
+            self.assertCode(grpc.StatusCode.ABORTED, self.session_stream, uid, data, 0,
+                            finish=True, wait_busy=False)
+            # Nor can it be cancelled under the stream.
+            self.assertCode(grpc.StatusCode.ABORTED, self.stub.CancelUpload,
+                            pb.CancelUploadRequest(upload_id=uid))
+        finally:
+            release.set()
+        resp = future.result(timeout=30)
+        self.assertEqual(resp.file.size, len(data))
+        self.assertEqual(self.content("sess/two.bin"), data)
+
+    def test_session_resuming_a_finished_upload_answers_its_file(self):
+        data = testlib.random_bytes(MiB + 9, seed=35)
+        uid = self.start("sess/done.bin", data)
+        done = self.session_stream(uid, data, 0, finish=True)
+        # Whatever the stream carries (here: other bytes at 0), it is ignored.
+        again = self.session_stream(uid, b"junk" * 10, 0, finish=True)
+        self.assertEqual(again.file, done.file)
+        self.assertEqual(again.backend, self.backend)
+        again = self.session_stream(uid, data, len(data))
+        self.assertEqual(again.file, done.file)
+        q = self.query(uid)
+        self.assertEqual((q.persisted_size, q.complete), (len(data), True))
+        self.assertEqual(self.content("sess/done.bin"), data)
+
+    def test_session_cancel_removes_it_and_its_data(self):
+        data = testlib.random_bytes(2 * MiB, seed=36)
+        uid = self.start("sess/cancel.bin", data)
+        self.session_stream(uid, data, 0, MiB)
+        self.assertTrue(self.uploads_of(uid))
+        r = testlib.attach(lambda: self.stub.CancelUpload(pb.CancelUploadRequest(upload_id=uid)))
+        self.assertEqual(r, pb.CancelUploadResponse())
+        self.assertCode(grpc.StatusCode.NOT_FOUND, self.query, uid)
+        self.assertCode(grpc.StatusCode.NOT_FOUND, self.session_stream, uid, data, MiB)
+        self.assertCode(grpc.StatusCode.NOT_FOUND, self.stub.CancelUpload,
+                        pb.CancelUploadRequest(upload_id=uid))
+        self.assertEqual(self.uploads_of(uid), [])
+        self.assertNothingCommitted("sess/cancel.bin")
+
+    def test_session_unknown_id(self):
+        unknown = "0123456789abcdef0123456789abcdef"
+        self.assertCode(grpc.StatusCode.NOT_FOUND, self.query, unknown)
+        self.assertCode(grpc.StatusCode.NOT_FOUND, self.stub.CancelUpload,
+                        pb.CancelUploadRequest(upload_id=unknown))
+        self.assertCode(grpc.StatusCode.NOT_FOUND, self.session_stream, unknown, b"abc", 0,
+                        finish=True)
+        self.assertCode(grpc.StatusCode.INVALID_ARGUMENT, self.query, "not-an-id")
+        # Ids are random: many starts, no repeats.
+        ids = {self.start("sess/ids", b"") for _ in range(20)}
+        self.assertEqual(len(ids), 20)
+        for uid in ids:
+            self.stub.CancelUpload(pb.CancelUploadRequest(upload_id=uid))
+
+    def test_session_whole_file_crc_across_two_streams(self):
+        data = testlib.random_bytes(3 * MiB + 1, seed=37)
+        crc = testlib.crc32c(data)
+        uid = self.start("sess/crc.bin", data, crc32c=crc)
+        self.session_stream(uid, data, 0, 2 * MiB)
+        resp = self.session_stream(uid, data, 2 * MiB, finish=True)
+        self.assertEqual(resp.file.crc32c, crc)
+        self.assertEqual(self.content("sess/crc.bin"), data)
+
+        bad = self.start("sess/crc-bad.bin", data, crc32c=crc ^ 1)
+        self.session_stream(bad, data, 0, 2 * MiB)
+        self.assertCode(grpc.StatusCode.DATA_LOSS, self.session_stream, bad, data, 2 * MiB,
+                        finish=True)
+        self.assertSessionGone(bad)
+        self.assertNothingCommitted("sess/crc-bad.bin")
+
+        # A per-message checksum that does not match: DATA_LOSS, the session
+        # keeps what it had.
+        msg = self.start("sess/crc-msg.bin", data)
+        self.session_stream(msg, data, 0, MiB)
+        wrong = pb.UploadRequest(upload_id=msg, offset=MiB, data=data[MiB:2 * MiB],
+                                 crc32c=testlib.crc32c(data[MiB:2 * MiB]) ^ 1)
+        self.assertCode(grpc.StatusCode.DATA_LOSS, testlib.attach,
+                        lambda: self.stub.Upload(iter([wrong])))
+        self.assertTrue(testlib.wait_until(lambda: self.query(msg).persisted_size == MiB))
+        self.session_stream(msg, data, MiB, finish=True)
+        self.assertEqual(self.content("sess/crc-msg.bin"), data)
+
+    def test_session_precondition_at_start_and_at_commit(self):
+        r1, _ = self.upload("sess/pre.bin", b"one")
+        gen = r1.file.generation
+        self.assertCode(grpc.StatusCode.ALREADY_EXISTS, self.start, "sess/pre.bin",
+                        b"x", if_generation_match=0)
+        self.assertCode(grpc.StatusCode.FAILED_PRECONDITION, self.start, "sess/pre.bin",
+                        b"x", if_generation_match=gen + 1)
+        self.assertCode(grpc.StatusCode.INVALID_ARGUMENT, self.start, "../bad", b"x")
+        # Good at the start, stale at the commit.
+        uid = self.start("sess/pre-late.bin", b"late", if_generation_match=0)
+        self.session_stream(uid, b"late", 0, 2)
+        self.upload("sess/pre-late.bin", b"first")
+        self.assertCode(grpc.StatusCode.ALREADY_EXISTS, self.session_stream, uid, b"late", 2,
+                        finish=True)
+        self.assertSessionGone(uid)
+        self.assertEqual(self.content("sess/pre-late.bin"), b"first")
+        uid = self.start("sess/pre.bin", b"two", if_generation_match=gen)
+        resp = self.session_stream(uid, b"two", 0, finish=True)
+        self.assertGreater(resp.file.generation, gen)
+        self.assertEqual(self.content("sess/pre.bin"), b"two")
 
 
 if __name__ == "__main__":

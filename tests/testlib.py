@@ -323,6 +323,23 @@ def wait_until(predicate, timeout=10.0, interval=0.05):
     return predicate()
 
 
+def attach(fn, timeout=10.0):
+    """fn() (a call that attaches a stream to a resumable upload session),
+    tried again while it fails ABORTED because the stream before it still
+    holds the session: the server lets a session go once that stream's
+    bytes are persisted, in the background, just after it answered."""
+    import grpc
+    deadline = time.time() + timeout
+    while True:
+        try:
+            return fn()
+        except grpc.RpcError as e:
+            busy = e.code() == grpc.StatusCode.ABORTED and "another stream" in (e.details() or "")
+            if not busy or time.time() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 class _JUnitResult(unittest.TextTestResult):
     """Collects one (test, outcome, text, seconds) per test method.
 
