@@ -26,7 +26,11 @@ namespace ringstore::storage {
 // is removed instead. Then the data and the record are closed, which
 // releases the session's lock, and the quota reservation ends (the data
 // left on disk is the session's, outside the count while no stream is
-// attached). In the background.
+// attached). In the background, except that with nothing left to persist
+// (a stream that Persist ended, the usual half-close) the lock goes at
+// once, on this thread: so once the server has answered such a stream, a
+// client that resumes or cancels straight away finds the session free.
+// No write is in flight, so the data's own close can follow later.
 void WriterState::DetachSession() {
   auto self = shared_from_this();
   store->BeginBackground();
@@ -39,6 +43,7 @@ void WriterState::DetachSession() {
     p.crc32c = good_crc;
     return PersistSession(p, std::move(close));
   }
+  CloseLock();
   close(absl::OkStatus());
 }
 
@@ -64,7 +69,7 @@ void WriterState::CloseSession() {
 // find the session unlocked. close(2) of the empty record does not wait
 // for the disk.
 void WriterState::CloseLock() {
-  close(std::exchange(session->lock_fd, -1));
+  if (session->lock_fd >= 0) close(std::exchange(session->lock_fd, -1));
 }
 
 // Unlinks the record (we still hold its lock, so nobody attaches
