@@ -142,8 +142,10 @@ class ResumedDownloadTest(unittest.TestCase):
             self.assertEqual(r.returncode, 0, r.stderr.decode())
             self.assertEqual(proxy.cuts, 2)
             self.assertEqual(testlib.read_file(out), self.data)
-            # Resumed, not restarted: little more than the file crossed.
-            self.assertLess(proxy.to_client, len(self.data) + 4 * MiB, proxy.to_client)
+            # Resumed, not restarted: little more than the file crossed (each
+            # cut wastes what was in flight in gRPC's and the kernel's
+            # buffers, a few MiB; a restart would cost 10 MiB more).
+            self.assertLess(proxy.to_client, len(self.data) + 8 * MiB, proxy.to_client)
         finally:
             proxy.close()
 
