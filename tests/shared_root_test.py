@@ -2,9 +2,10 @@
 server processes on the same --root, raced through the stock Python gRPC
 client from many threads. Preconditions and commits are serialised by OFD
 locks that the two processes share, generations increase per path across
-them, neither serves metadata the other has made stale, and a server
-killed with SIGKILL leaves temp data that its restart removes without
-touching the other's uploads in flight."""
+them, neither serves metadata the other has made stale, a resumable
+session started on one continues on the other (one stream at a time across
+both), and a server killed with SIGKILL leaves temp data that its restart
+removes without touching the other's uploads in flight."""
 
 import os
 import threading
@@ -207,6 +208,55 @@ class SharedRootTest(testlib.RpcAssertions, unittest.TestCase):
         b.close()
         time.sleep(0.5)
         self.assertEqual(download(a.stub, "cache/f"), (fourth, b"new"))
+
+    def test_a_session_resumes_on_the_other_server_one_stream_at_a_time(self):
+        a, b = self.two()
+        data = testlib.random_bytes(3 << 20, seed=31)
+        half = len(data) // 2
+        spec = pb.UploadSpec(path="sessions/one.bin", size=len(data),
+                             crc32c=testlib.crc32c(data))
+        upload_id = a.stub.StartUpload(pb.StartUploadRequest(spec=spec), timeout=30).upload_id
+
+        # A stream on a that stays open (its next message never comes)...
+        gate, sent = threading.Event(), threading.Event()
+
+        def held():
+            yield pb.UploadRequest(upload_id=upload_id, offset=0, data=data[:half])
+            sent.set()
+            gate.wait(30)
+
+        first = a.stub.Upload.future(held(), timeout=60)
+        self.assertTrue(sent.wait(20))
+        time.sleep(1.5)  # for a to take in the first message and attach
+        # ...so a second one through b is ABORTED, and so is a cancel.
+        with self.assertRaises(grpc.RpcError) as cm:
+            b.stub.Upload(iter([pb.UploadRequest(upload_id=upload_id, offset=0, data=data[:10])]),
+                          timeout=10)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.ABORTED)
+        with self.assertRaises(grpc.RpcError) as cm:
+            b.stub.CancelUpload(pb.CancelUploadRequest(upload_id=upload_id), timeout=10)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.ABORTED)
+        # a's stream ends without finish: what it delivered is persisted.
+        gate.set()
+        self.assertFalse(first.result().HasField("file"))
+        persisted = b.stub.QueryUpload(pb.QueryUploadRequest(upload_id=upload_id),
+                                       timeout=10).persisted_size
+        self.assertEqual(persisted, half)
+
+        # b finishes it from there; a then knows it is complete.
+        def rest():
+            yield pb.UploadRequest(upload_id=upload_id, offset=persisted, data=data[persisted:])
+            yield pb.UploadRequest(offset=len(data), finish=True)
+
+        info = testlib.attach(lambda: b.stub.Upload(rest(), timeout=60)).file
+        self.assertEqual(info.size, len(data))
+        q = a.stub.QueryUpload(pb.QueryUploadRequest(upload_id=upload_id), timeout=10)
+        self.assertTrue(q.complete)
+        again = a.stub.Upload(iter([pb.UploadRequest(upload_id=upload_id)]), timeout=30)
+        self.assertEqual(again.file.generation, info.generation)
+        got_info, got = download(a.stub, "sessions/one.bin")
+        self.assertEqual(got, data)
+        self.assertEqual(got_info.generation, info.generation)
 
     def test_kill_9_of_one_server_spares_the_others_uploads(self):
         a, b = self.two()
