@@ -1,7 +1,6 @@
 #include "storage/store.h"
 
 #include <fcntl.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -34,22 +33,6 @@ namespace {
 using DoneCallback = Engine::DoneCallback;
 
 const std::string kTmpDir = absl::StrCat(kPrivateDir, "/tmp");
-
-std::string RandomName() {
-  unsigned char bytes[16];
-  size_t got = 0;
-  while (got < sizeof(bytes)) {
-    const ssize_t n = getrandom(bytes + got, sizeof(bytes) - got, 0);
-    if (n > 0) got += static_cast<size_t>(n);
-  }
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char b : bytes) {
-    out.push_back(kHex[b >> 4]);
-    out.push_back(kHex[b & 15]);
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -346,7 +329,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
   if (!shared.ok()) return fail(shared.status());
   // Temp data of servers a crash stopped is garbage: remove it. Ours goes
   // in a directory of our own.
-  absl::StatusOr<std::unique_ptr<ServerDir>> server_dir = ServerDir::Open(root_fd, &RandomName);
+  absl::StatusOr<std::unique_ptr<ServerDir>> server_dir = ServerDir::Open(root_fd, &RandomId);
   if (!server_dir.ok()) return fail(server_dir.status());
   // Metadata lives in a user extended attribute: the file system must keep
   // them (ext4, xfs, btrfs and tmpfs since Linux 6.6 do).
@@ -643,7 +626,7 @@ void Store::OpenWriter(WriteSpec spec, Cancellation* cancel,
       return std::move(done)(std::move(s), backend);
     }
   }
-  std::string tmp = absl::StrCat(server_dir_->path(), "/", RandomName());
+  std::string tmp = absl::StrCat(server_dir_->path(), "/", RandomId());
   // Past the page cache unless it is declared smaller than one buffer
   // (store_writer.cc says why).
   const bool direct = spec.size == 0 || spec.size >= static_cast<int64_t>(pool_->buffer_size());

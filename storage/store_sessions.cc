@@ -125,7 +125,7 @@ void Store::StartUpload(WriteSpec spec, std::string owner, Callback<std::string>
         SessionRecord record;
         record.owner = std::move(owner);
         record.spec = std::move(spec);
-        std::make_shared<StartOp>(engine_.get(), NewUploadId(), std::move(record),
+        std::make_shared<StartOp>(engine_.get(), RandomId(), std::move(record),
                                   std::move(done))
             ->Start();
       });

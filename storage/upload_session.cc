@@ -205,7 +205,7 @@ void RemoveSession(int dir, absl::string_view id) {
 
 }  // namespace
 
-std::string NewUploadId() {
+std::string RandomId() {
   unsigned char bytes[kIdHexDigits / 2];
   size_t got = 0;
   while (got < sizeof(bytes)) {

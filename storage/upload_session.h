@@ -61,8 +61,9 @@ inline constexpr size_t kMaxOwnerBytes = 256;
 // before its attribute does).
 inline constexpr absl::Duration kJunkGrace = absl::Minutes(1);
 
-// 128 bits from getrandom(2), as 32 lowercase hex digits.
-std::string NewUploadId();
+// 128 bits from getrandom(2), as 32 lowercase hex digits: upload ids, and
+// the names of servers' temp directories and temp files (store.cc).
+std::string RandomId();
 // InvalidArgument unless `id` is 32 lowercase hex digits.
 absl::Status ValidateUploadId(absl::string_view id);
 // Paths of a session's files, relative to the root.

@@ -125,7 +125,7 @@ TEST(UploadSession, PersistedState) {
 TEST(UploadSession, Ids) {
   std::set<std::string> seen;
   for (int i = 0; i < 1000; ++i) {
-    const std::string id = NewUploadId();
+    const std::string id = RandomId();
     EXPECT_TRUE(ValidateUploadId(id).ok()) << id;
     EXPECT_TRUE(seen.insert(id).second) << id;
   }
