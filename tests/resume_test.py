@@ -294,6 +294,8 @@ class ResumedUploadTest(unittest.TestCase):
         self.assertEqual(out["backend"], server.engine)
         self.assertStored(server, "cut.bin", self.data)
         # Resumed from what the server had, not restarted.
+        print("put of %d MiB cut twice: %.1f MiB crossed to the server (%.2fx the file)"
+              % (len(self.data) >> 20, proxy.to_server / MiB, proxy.to_server / len(self.data)))
         self.assertLess(proxy.to_server, 1.5 * len(self.data), proxy.to_server)
         self.assertEqual(self.trackers(), [])
 
