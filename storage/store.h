@@ -437,7 +437,8 @@ class Store {
   //     commits; the session is then complete, and QueryUpload and
   //     ResumeUpload answer its FileInfo until it expires. A commit that
   //     fails its checks (InvalidArgument size, DataLoss, AlreadyExists,
-  //     FailedPrecondition) removes the session and its data; one that
+  //     FailedPrecondition) removes the session and its data before its
+  //     `done` runs (on an engine thread, then, never inline); one that
   //     fails otherwise (an I/O error) keeps it. The committed file does
   //     not keep `user.ringstore.persisted` (removed just after the rename;
   //     a crash in between leaves it there, harmless);

@@ -23,7 +23,8 @@ namespace ringstore::storage {
 // Discard for a session's stream (store.h, ResumeUpload): the session
 // stays. With every write good, what the successful appends delivered is
 // made durable (PersistSession); a session whose commit failed its checks
-// is removed instead. Then the data and the record are closed, which
+// is removed instead, and `removed` (Fail's report of that failure) runs
+// once its files are gone (on an engine thread). Then the data and the record are closed, which
 // releases the session's lock, and the quota reservation ends (the data
 // left on disk is the session's, outside the count while no stream is
 // attached). In the background, except that with nothing left to persist
@@ -31,11 +32,16 @@ namespace ringstore::storage {
 // once, on this thread: so once the server has answered such a stream, a
 // client that resumes or cancels straight away finds the session free.
 // No write is in flight, so the data's own close can follow later.
-void WriterState::DetachSession() {
+void WriterState::DetachSession(absl::AnyInvocable<void() &&> removed) {
   auto self = shared_from_this();
   store->BeginBackground();
   auto close = [self](absl::Status) { self->CloseSession(); };
-  if (session->drop) return RemoveSessionFiles(std::move(close));
+  if (session->drop) {
+    return RemoveSessionFiles([self, removed = std::move(removed)](absl::Status) mutable {
+      if (removed) std::move(removed)();
+      self->CloseSession();
+    });
+  }
   if (!session->renamed && !session->persist_failed && WriteStatus().ok() &&
       good_size > session->persisted.size) {
     PersistedState p;

@@ -156,7 +156,7 @@ struct WriterState : std::enable_shared_from_this<WriterState> {
 
   // --- Sessions (store_session_writer.cc) ----------------------------------
 
-  void DetachSession();
+  void DetachSession(absl::AnyInvocable<void() &&> removed = nullptr);
   void CloseSession();
   void CloseLock();
   void RemoveSessionFiles(absl::AnyInvocable<void(absl::Status) &&> then);
@@ -174,6 +174,14 @@ void WriterState::Fail(absl::Status status, Done done) {
       MutexLock lock(&self->mu);
       self->finished = true;
       self->busy = false;
+    }
+    if (self->session && self->session->drop) {
+      // A session that cannot commit is gone, record and data, before its
+      // failure is reported: the caller's next QueryUpload finds nothing.
+      return self->DetachSession([self, status = std::move(status),
+                                  done = std::move(done)]() mutable {
+        std::move(done)(std::move(status), self->backend);
+      });
     }
     self->Discard();
     std::move(done)(std::move(status), self->backend);
