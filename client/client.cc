@@ -27,26 +27,15 @@ grpc::Status DataLoss(const std::string& what) {
   return grpc::Status(grpc::StatusCode::DATA_LOSS, what);
 }
 
-// Reads up to `n` bytes, retrying short reads until EOF.
-ssize_t ReadFull(int fd, char* buf, size_t n) {
+// Reads up to `n` bytes, retrying short reads until EOF: at `offset`
+// (pread), or from the current position when `offset` is negative (read:
+// stdin may be a pipe).
+ssize_t ReadFull(int fd, char* buf, size_t n, int64_t offset = -1) {
   size_t done = 0;
   while (done < n) {
-    const ssize_t r = read(fd, buf + done, n - done);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      return -1;
-    }
-    if (r == 0) break;
-    done += static_cast<size_t>(r);
-  }
-  return static_cast<ssize_t>(done);
-}
-
-// Reads up to `n` bytes at `offset`, retrying short reads until EOF.
-ssize_t PreadFull(int fd, char* buf, size_t n, int64_t offset) {
-  size_t done = 0;
-  while (done < n) {
-    const ssize_t r = pread(fd, buf + done, n - done, offset + static_cast<int64_t>(done));
+    const ssize_t r =
+        offset < 0 ? read(fd, buf + done, n - done)
+                   : pread(fd, buf + done, n - done, offset + static_cast<int64_t>(done));
     if (r < 0) {
       if (errno == EINTR) continue;
       return -1;
@@ -395,7 +384,7 @@ grpc::Status Client::StreamSession(int fd, const std::string& upload_id, int64_t
     const size_t want =
         static_cast<size_t>(std::min<int64_t>(options.chunk_bytes, options.size - offset));
     buf->resize(want);
-    const ssize_t n = want == 0 ? 0 : PreadFull(fd, &(*buf)[0], want, offset);
+    const ssize_t n = want == 0 ? 0 : ReadFull(fd, &(*buf)[0], want, offset);
     if (n < 0 || static_cast<size_t>(n) < want) {
       local_error = n < 0 ? ReadError(errno) : Shrunk(offset + n, options.size);
       context.TryCancel();
@@ -431,7 +420,7 @@ grpc::Status Client::PutResumable(int fd, const std::string& remote, const PutOp
     for (int64_t offset = 0; offset < options.size;) {
       const size_t want =
           static_cast<size_t>(std::min<int64_t>(buf.size(), options.size - offset));
-      const ssize_t n = PreadFull(fd, &buf[0], want, offset);
+      const ssize_t n = ReadFull(fd, &buf[0], want, offset);
       if (n < 0) return ReadError(errno);
       if (static_cast<size_t>(n) < want) return Shrunk(offset + n, options.size);
       crc = Crc32cCombine(crc, Crc32c(absl::string_view(buf.data(), want)), want);
