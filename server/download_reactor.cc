@@ -156,7 +156,8 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
 
   // Reads the whole file into `buffer` with one engine operation (all of
   // it with a loan, else the first kCopyHeld * kCopyChunk bytes); a file
-  // that does not fit goes on to Open (the same call).
+  // that does not fit comes back opened and streams (OnOpened, the same
+  // call).
   void ReadSmall(PooledBuffer buffer, BufferPool::Loan loan) {
     if (!buffer.valid()) return Withdrawn();
     if (Ending()) return EndCall();  // `buffer` goes back
@@ -177,12 +178,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
     if (r.ok() && !r->complete) {
       buffer = PooledBuffer();
       loan = BufferPool::Loan();
-      {
-        MutexLock lock(&mu_);
-        backend_ = backend;
-      }
-      if (Ending()) return EndCall();
-      return Open();
+      return OnOpened(std::move(r->reader), backend);
     }
     // The whole download in one message, sent with the trailers.
     grpc::ByteBuffer message;

@@ -520,6 +520,10 @@ void Store::ReadSmall(std::string path, absl::Span<char> dst, Cancellation* canc
     return;
   }
   if (std::optional<ObjectInfo> known = metadata_->Lookup(path)) {
+    // Known not to fit: open it once instead of reading a buffer in vain.
+    if (known->size > static_cast<int64_t>(dst.size())) {
+      return ReadSmallOpen(std::move(path), std::move(done));
+    }
     // The data alone, checked against what we know of the file.
     ReadFileOptions options;
     options.metadata = false;
@@ -553,22 +557,37 @@ void Store::ReadSmallWithMetadata(std::string path, absl::Span<char> dst, Cancel
   // What this read learns may be remembered only if no other server could
   // have replaced the file since it began (metadata_cache.h).
   const uint64_t epoch = metadata_->epoch();
-  engine_->ReadFile(path, dst, options, [this, path, epoch, done = std::move(done)](
+  engine_->ReadFile(path, dst, options, [this, path, dst, epoch, done = std::move(done)](
                                             absl::StatusOr<FileRead> r, Backend b) mutable {
     if (!r.ok()) return std::move(done)(SmallReadError(path, r.status()), b);
-    SmallRead out;
     // Complete only if the metadata read from the same open file vouches
     // that these are all of its bytes.
     const std::optional<Metadata> m = ParseMetadata(r->metadata);
-    if (m && m->size == static_cast<int64_t>(r->length)) {
-      out.complete = true;
-      out.info.path = std::move(path);
-      out.info.size = m->size;
-      out.info.generation = m->generation;
-      out.info.crc32c = m->crc32c;
-      out.info.modified = m->modified;
+    if (!m) return ReadSmallOpen(std::move(path), std::move(done));
+    SmallRead out;
+    out.info.path = path;
+    out.info.size = m->size;
+    out.info.generation = m->generation;
+    out.info.crc32c = m->crc32c;
+    out.info.modified = m->modified;
+    const bool complete = m->size == static_cast<int64_t>(r->length);
+    // A file that filled `dst` and is larger is remembered too, so that its
+    // next download opens it at once (one open instead of two).
+    if (complete || (r->length == dst.size() && m->size > static_cast<int64_t>(r->length))) {
       metadata_->Put(out.info, epoch);
     }
+    if (!complete) return ReadSmallOpen(std::move(path), std::move(done));
+    out.complete = true;
+    std::move(done)(std::move(out), b);
+  });
+}
+
+void Store::ReadSmallOpen(std::string path, Callback<SmallRead> done) {
+  OpenReader(std::move(path), [done = std::move(done)](absl::StatusOr<std::unique_ptr<Reader>> r,
+                                                       Backend b) mutable {
+    if (!r.ok()) return std::move(done)(r.status(), b);
+    SmallRead out;
+    out.reader = *std::move(r);
     std::move(done)(std::move(out), b);
   });
 }

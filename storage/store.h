@@ -340,11 +340,16 @@ class Store {
   // Reads the file at `path` into `dst` (inside a pool buffer, kept alive
   // until `done`) in one engine operation. `complete` says that `dst` holds
   // the whole file, described by `info`; otherwise (larger than `dst`, or no
-  // metadata to vouch for the size) the caller uses OpenReader. Errors as
-  // OpenReader; Cancelled if `cancel` (as for Reader::Read) cut it short.
+  // metadata to vouch for the size) `reader` is the file opened, as
+  // OpenReader opens it, and `dst` holds nothing of use. A file the
+  // metadata cache knows to be larger than `dst` is not read at all: it is
+  // opened and its metadata read once (one engine open, one Stat); one it
+  // does not know is read first, then opened. Errors as OpenReader;
+  // Cancelled if `cancel` (as for Reader::Read) cut it short.
   struct SmallRead {
     bool complete = false;
     ObjectInfo info;
+    std::unique_ptr<Reader> reader;
   };
   void ReadSmall(std::string path, absl::Span<char> dst, Cancellation* cancel,
                  Callback<SmallRead> done);
@@ -484,6 +489,8 @@ class Store {
   // ReadSmall reading the metadata attribute with the data.
   void ReadSmallWithMetadata(std::string path, absl::Span<char> dst, Cancellation* cancel,
                              Callback<SmallRead> done);
+  // ReadSmall's answer for a file that does not fit: the file opened.
+  void ReadSmallOpen(std::string path, Callback<SmallRead> done);
 
   Store(StoreOptions options, int root_fd, std::unique_ptr<BufferPool> pool,
         std::unique_ptr<Engine> engine, std::vector<std::string> available,

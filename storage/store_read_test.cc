@@ -26,7 +26,7 @@ TEST_P(StoreTest, ReadSmallReturnsWholeFilesThatFit) {
       store_->ReadSmall(path, absl::Span<char>(buf.data(), cap), nullptr, std::move(cb));
     });
     std::string data = r.ok() && r->complete ? std::string(buf.data(), r->info.size) : "";
-    return std::make_pair(r, data);
+    return std::make_pair(std::move(r), data);
   };
   const std::string data = RandomBytes(1000, 3);
   auto info = Put("small/one", data);
@@ -70,7 +70,7 @@ TEST_P(StoreTest, ReadSmallTrustsRememberedMetadataOnlyForTheSameBytes) {
       store_->ReadSmall(path, absl::Span<char>(buf.data(), kBuffer), nullptr, std::move(cb));
     });
     std::string data = r.ok() && r->complete ? std::string(buf.data(), r->info.size) : "";
-    return std::make_pair(r, data);
+    return std::make_pair(std::move(r), data);
   };
   OpenStore(0, &faults_);
   auto first = Put("k/f", "first version");
@@ -109,6 +109,64 @@ TEST_P(StoreTest, ReadSmallTrustsRememberedMetadataOnlyForTheSameBytes) {
   EXPECT_FALSE(store_->metadata().Lookup("k/g").has_value());
   EXPECT_EQ(read("k/g").second, data);
   EXPECT_TRUE(store_->metadata().Lookup("k/g").has_value());
+}
+
+// A file larger than the buffer comes back opened, for streaming: once the
+// store knows its size (it committed it, or read it once), with one engine
+// open and one metadata read, instead of a read of the first buffer in vain
+// and a second open. The second open and the second attribute read are made
+// to fail, so any extra one fails the read.
+TEST_P(StoreTest, ReadSmallOpensALargeFileOnce) {
+  OpenStore(0, &faults_);
+  const std::string data = RandomBytes(3 * kBuffer - 100, 9);
+  auto info = Put("big/three", data);
+  ASSERT_TRUE(info.ok()) << info.status();
+  auto read_all = [&]() -> absl::StatusOr<std::string> {
+    PooledBuffer buf = store_->pool().TryAcquire();
+    auto r = Await<Store::SmallRead>([&](auto cb) {
+      store_->ReadSmall("big/three", absl::Span<char>(buf.data(), kBuffer), nullptr,
+                        std::move(cb));
+    });
+    if (!r.ok()) return r.status();
+    if (r->complete || r->reader == nullptr) return absl::InternalError("no reader");
+    if (r->reader->info().generation != info->generation) {
+      return absl::InternalError("another generation");
+    }
+    std::string got;
+    for (int64_t off = 0; off < static_cast<int64_t>(data.size()); off += kBuffer) {
+      auto n = Await<size_t>([&](auto cb) {
+        r->reader->Read(off, absl::Span<char>(buf.data(), kBuffer), nullptr, std::move(cb));
+      });
+      if (!n.ok()) return n.status();
+      got.append(buf.data(), *n);
+    }
+    return got;
+  };
+  auto fail_second = [&] {
+    faults_.Clear();
+    faults_.Fail(Step::kOpen, EIO, /*every=*/2, /*count=*/1);
+    faults_.Fail(Step::kGetXattr, EIO, /*every=*/2, /*count=*/1);
+  };
+  fail_second();
+  auto got = read_all();
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, data);
+  EXPECT_EQ(faults_.injected(Step::kOpen), 0);
+  EXPECT_EQ(faults_.injected(Step::kGetXattr), 0);
+  // After a restart the store does not know the file: the first read opens
+  // it twice (a read of the first buffer with the metadata, then the open
+  // for streaming), and remembers it, so the next one opens it once.
+  faults_.Clear();
+  OpenStore(0, &faults_);
+  got = read_all();
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, data);
+  fail_second();
+  got = read_all();
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, data);
+  EXPECT_EQ(faults_.injected(Step::kOpen), 0);
+  faults_.Clear();
 }
 
 TEST(MetadataCache, KeepsTheMostRecentlyUsed) {

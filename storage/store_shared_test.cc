@@ -64,7 +64,7 @@ class SharedRootTest : public StoreTest {
       s.ReadSmall(path, absl::Span<char>(buf.data(), kBuffer), nullptr, std::move(cb));
     });
     std::string data = r.ok() && r->complete ? std::string(buf.data(), r->info.size) : "";
-    return {r, data};
+    return {std::move(r), data};
   }
 
   // Commits `wa` and `wb` at the same time from two threads.
