@@ -23,6 +23,8 @@ import subprocess
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# The server's and the client's command prefixes (main() adds --nice).
+PIN = [["taskset", "-c", "0"], ["taskset", "-c", "1"]]
 
 NGINX_CONF = """daemon off;
 master_process on;
@@ -74,7 +76,7 @@ def children(pid):
 
 def start_ringstore(args, root, extra, binary=None):
     proc = subprocess.Popen(
-        ["taskset", "-c", "0", binary or os.path.join(args.bin, "server/ringstore-server"),
+        PIN[0] + [binary or os.path.join(args.bin, "server/ringstore-server"),
          "--listen=127.0.0.1:0", "--root=" + root, "--engine=" + args.engine] + extra,
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     line = proc.stdout.readline().decode()
@@ -116,7 +118,7 @@ def cell_ringstore(args, root, paths, binary=None):
     try:
         cpu0 = cpu_seconds([proc.pid])
         out = subprocess.run(
-            ["taskset", "-c", "1", os.path.join(args.bin, "bench/load_gen"),
+            PIN[1] + [os.path.join(args.bin, "bench/load_gen"),
              "--server=" + address, "--mode=batch", "--batch_size=%d" % args.batch_size,
              "--concurrency=%d" % args.concurrency, "--duration=%ds" % args.seconds,
              "--paths_file=" + paths], check=True, capture_output=True).stdout
@@ -139,7 +141,7 @@ def cell_nginx(args, root, paths):
     conf = os.path.join(run, "nginx.conf")
     with open(conf, "w") as f:
         f.write(NGINX_CONF.format(run=run, port=port, root=root))
-    proc = subprocess.Popen(["taskset", "-c", "0", "nginx", "-p", run + "/", "-c", conf,
+    proc = subprocess.Popen(PIN[0] + ["nginx", "-p", run + "/", "-c", conf,
                              "-e", os.path.join(run, "error.log")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -153,7 +155,7 @@ def cell_nginx(args, root, paths):
         cpu0 = cpu_seconds(pids)
         env = dict(os.environ, COMPARE_PATHS=paths)
         out = subprocess.run(
-            ["taskset", "-c", "1", "wrk", "-t2", "-c%d" % args.connections,
+            PIN[1] + ["wrk", "-t2", "-c%d" % args.connections,
              "-d%ds" % args.seconds, "-s", os.path.join(HERE, "compare_wrk.lua"),
              "http://127.0.0.1:%d/" % port], check=True, capture_output=True, env=env).stdout
         cpu = cpu_seconds(pids) - cpu0
@@ -180,9 +182,14 @@ def main():
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--server_flag", action="append", help="extra ringstore-server flag")
+    p.add_argument("--nice", type=int, default=0,
+                   help="run every server and client under nice -n N (the same for all peers)")
     p.add_argument("--peers", default="ringstore,nginx",
                    help="ringstore, nginx, or LABEL=PATH: ringstore-server at PATH (A/B)")
     args = p.parse_args()
+    if args.nice:
+        for prefix in PIN:
+            prefix[:0] = ["nice", "-n", str(args.nice)]
     root = os.path.join(args.dir, "root")
     paths = os.path.join(args.dir, "paths")
     populate(args, root, paths)

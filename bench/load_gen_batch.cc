@@ -5,15 +5,16 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "client/client.h"
 #include "storage/engine/sync.h"
-#include "third_party/system/crc32c.h"
 
 namespace ringstore::bench {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// One BatchDownload; deletes itself in OnDone.
+// One BatchDownload, its messages checked by client::BatchFileCheck;
+// deletes itself in OnDone.
 class BatchCall final : public grpc::ClientReadReactor<v1::BatchDownloadResponse> {
  public:
   BatchCall(v1::FileStore::Stub* stub, const Config& config,
@@ -58,12 +59,8 @@ class BatchCall final : public grpc::ClientReadReactor<v1::BatchDownloadResponse
 
  private:
   struct File {
-    bool begun = false;
+    client::BatchFileCheck check;
     bool ended = false;
-    int64_t next = 0;
-    int64_t size = 0;
-    uint32_t expected_crc = 0;
-    uint32_t crc = 0;
   };
 
   void Check(const v1::BatchDownloadResponse& m) {
@@ -80,28 +77,14 @@ class BatchCall final : public grpc::ClientReadReactor<v1::BatchDownloadResponse
       }
       return;
     }
-    if (!f.begun) {
-      if (!m.has_info()) return Fail("a file's first message without info");
-      f.begun = true;
-      f.size = m.info().size();
-      f.expected_crc = m.info().crc32c();
-      if (backend_ == v1::BACKEND_UNSPECIFIED) backend_ = m.backend();
+    if (!f.check.begun() && backend_ == v1::BACKEND_UNSPECIFIED) backend_ = m.backend();
+    if (grpc::Status s = f.check.Add(m); !s.ok()) {
+      return Fail(absl::StrCat("file ", m.index(), ": ", s.error_message()));
     }
-    const uint32_t crc = Crc32c(m.data());
-    if (m.offset() != f.next) {
-      return Fail(absl::StrCat("file ", m.index(), ": offset ", m.offset(), ", expected ", f.next));
-    }
-    if (crc != m.crc32c()) return Fail(absl::StrCat("file ", m.index(), ": crc32c mismatch"));
-    f.crc = Crc32cCombine(f.crc, crc, m.data().size());
-    f.next += static_cast<int64_t>(m.data().size());
     if (m.last()) {
       f.ended = true;
-      if (f.next != f.size) return Fail(absl::StrCat("file ", m.index(), ": short"));
-      if (f.expected_crc != 0 && f.expected_crc != f.crc) {
-        return Fail(absl::StrCat("file ", m.index(), ": whole-file crc32c mismatch"));
-      }
       ++answered_;
-      bytes_ += f.size;
+      bytes_ += f.check.size();
     }
   }
 

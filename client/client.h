@@ -104,6 +104,26 @@ class BatchSink {
   virtual void End(int index, const grpc::Status& status) = 0;
 };
 
+// The checks the messages of one file of a BatchDownload get (BatchGet,
+// bench/load_gen): the first carries info, offsets follow each other from
+// 0, each message's CRC32C matches its data, and the last (`last`) ends at
+// info.size with the whole file's CRC32C (when the server knows it).
+class BatchFileCheck {
+ public:
+  // Checks `m`, a message of this file without error_code. OK, or
+  // DATA_LOSS saying what is wrong.
+  grpc::Status Add(const v1::BatchDownloadResponse& m);
+  bool begun() const { return begun_; }
+  int64_t size() const { return size_; }
+
+ private:
+  bool begun_ = false;
+  int64_t next_ = 0;
+  int64_t size_ = 0;
+  uint32_t expected_crc_ = 0;
+  uint32_t crc_ = 0;
+};
+
 // "thread_pool" for BACKEND_THREAD_POOL etc.; "" for unspecified.
 std::string BackendName(v1::Backend backend);
 
