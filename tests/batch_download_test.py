@@ -6,9 +6,13 @@ ringstore-backend trailer, and a cancelled batch that leaves the server
 healthy (every pool buffer back). The server runs with 64 KiB buffers so
 that "one buffer" and "more than one buffer" are small files."""
 
+import json
+import os
 import random
+import re
 import threading
 import unittest
+import urllib.request
 
 import grpc
 
@@ -212,6 +216,44 @@ class SmallPoolTest(BatchBase):
         self.check_all_files(seed=3)
         r = self.stub.Download(pb.DownloadRequest(path=sorted(self.files)[0]), timeout=60)
         self.assertEqual(b"".join(m.data for m in r), self.files[sorted(self.files)[0]])
+
+
+class ObservedTest(unittest.TestCase):
+    """The call observer labels BatchDownload and counts its bytes; the
+    access log names its first path."""
+
+    def test_metrics_and_access_log(self):
+        log = os.path.join(testlib.tmpdir("alog"), "access.log")
+        server = testlib.Server(args=["--metrics_listen=127.0.0.1:0", "--access_log=" + log])
+        try:
+            stub = pbg.FileStoreStub(grpc.insecure_channel(server.address))
+            data = testlib.random_bytes(5000, seed=5)
+            upload(stub, "m/a", data)
+            upload(stub, "m/b", data)
+            msgs = list(stub.BatchDownload(pb.BatchDownloadRequest(paths=["m/a", "m/b"]),
+                                           timeout=30))
+            self.assertEqual(sorted(m.index for m in msgs), [0, 1])
+            pattern = re.compile(r"ringstore-server: metrics on (\S+)")
+            self.assertTrue(testlib.wait_until(lambda: pattern.search(server.stderr_text())))
+            url = pattern.search(server.stderr_text()).group(1)
+            with urllib.request.urlopen(url, timeout=10) as r:
+                text = r.read().decode()
+        finally:
+            self.assertEqual(server.stop(), 0, server.stderr_text())
+        e = server.engine
+        self.assertIn('ringstore_requests_total{method="BatchDownload",code="OK",backend="%s"} 1'
+                      % e, text)
+        out = [line for line in text.splitlines()
+               if line.startswith('ringstore_bytes_total{direction="out",backend="%s"}' % e)]
+        self.assertEqual(len(out), 1, text)
+        self.assertGreaterEqual(float(out[0].split()[-1]), 2 * len(data))
+        with open(log) as f:
+            records = [json.loads(line) for line in f]
+        batch = [r for r in records if r["method"] == "BatchDownload"]
+        self.assertEqual(len(batch), 1, records)
+        self.assertEqual((batch[0]["path"], batch[0]["code"], batch[0]["backend"]),
+                         ("m/a", "OK", e))
+        self.assertGreaterEqual(batch[0]["bytes_out"], 2 * len(data))
 
 
 if __name__ == "__main__":
