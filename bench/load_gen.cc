@@ -20,6 +20,10 @@
 //             the crc32c of its data, the last finish=true. A request ends
 //             when the UploadResponse arrives (the file is durable by then);
 //             its FileInfo must report --upload_size bytes.
+//   batch     BatchDownload calls of --batch_size paths picked like
+//             download's (load_gen_batch.h checks every message); a
+//             request is a call, "files" and "files_per_second" count the
+//             files of the successful ones.
 //   populate  Setup for download runs: uploads exactly --count files like
 //             upload (--duration does not apply) and writes the paths that
 //             succeeded to --paths_file, sorted.
@@ -72,12 +76,14 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "ringstore/v1/ringstore.grpc.pb.h"
+#include "bench/load_gen_batch.h"
 #include "bench/load_gen_report.h"
 #include "storage/engine/sync.h"
 #include "third_party/system/crc32c.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "Server address, HOST:PORT.");
-ABSL_FLAG(std::string, mode, "download", "download, upload or populate.");
+ABSL_FLAG(std::string, mode, "download", "download, batch, upload or populate.");
+ABSL_FLAG(int32_t, batch_size, 100, "batch: paths per BatchDownload call (1..1000).");
 ABSL_FLAG(int32_t, concurrency, 16, "Streams in flight at any time.");
 ABSL_FLAG(int32_t, channels, 0,
           "gRPC channels (one TCP connection each) the streams share; 0 = one per 8 streams.");
@@ -249,6 +255,7 @@ class Stream {
   // Reused by every call of this stream.
   v1::DownloadRequest download_request_;
   v1::DownloadResponse download_response_;
+  v1::BatchDownloadRequest batch_request_;
   v1::UploadRequest first_upload_;
   v1::UploadResponse upload_response_;
 
@@ -387,7 +394,16 @@ void Stream::Next() {
     run_->StreamDone();
     return;
   }
-  if (run_->config().mode == Mode::kDownload) {
+  if (run_->config().mode == Mode::kBatch) {
+    std::uniform_int_distribution<size_t> pick(0, paths_->size() - 1);
+    batch_request_.clear_paths();
+    for (int i = 0; i < run_->config().batch_size; ++i) batch_request_.add_paths((*paths_)[pick(rng_)]);
+    StartBatchDownload(stub_, run_->config(), &batch_request_, [this](const BatchResult& r) {
+      if (r.status.ok()) stats_.files += r.files;
+      Record(r.status, r.latency, r.bytes, r.backend, 0);
+      Next();
+    });
+  } else if (run_->config().mode == Mode::kDownload) {
     std::uniform_int_distribution<size_t> pick(0, paths_->size() - 1);
     download_request_.set_path((*paths_)[pick(rng_)]);
     new DownloadCall(this);
@@ -435,9 +451,14 @@ int Main() {
     config.mode = Mode::kUpload;
   } else if (config.mode_name == "populate") {
     config.mode = Mode::kPopulate;
+  } else if (config.mode_name == "batch") {
+    config.mode = Mode::kBatch;
   } else if (config.mode_name != "download") {
-    return Usage("--mode must be download, upload or populate");
+    return Usage("--mode must be download, batch, upload or populate");
   }
+  config.batch_size = absl::GetFlag(FLAGS_batch_size);
+  if (config.batch_size < 1 || config.batch_size > 1000) return Usage("--batch_size: 1..1000");
+  const bool reads = config.mode == Mode::kDownload || config.mode == Mode::kBatch;
   if (config.concurrency < 1) return Usage("--concurrency must be at least 1");
   if (config.count < 0) return Usage("--count must not be negative");
   config.channels = absl::GetFlag(FLAGS_channels);
@@ -450,7 +471,7 @@ int Main() {
   } else if (config.count == 0 && config.duration <= absl::ZeroDuration()) {
     return Usage("set --count or a positive --duration");
   }
-  if (config.mode != Mode::kDownload) {
+  if (!reads) {
     if (upload_size < 0) return Usage("--upload_size must not be negative");
     if (chunk_bytes < 1 || chunk_bytes > (64 << 20)) {
       return Usage("--chunk_bytes must be in [1, 64 MiB]");
@@ -459,7 +480,7 @@ int Main() {
   }
 
   std::vector<std::string> paths;
-  if (config.mode == Mode::kDownload) {
+  if (reads) {
     const std::string path = absl::GetFlag(FLAGS_path);
     if (!path.empty() && !paths_file.empty()) return Usage("give --path or --paths_file, not both");
     if (!path.empty()) {
@@ -473,7 +494,7 @@ int Main() {
     }
   }
   UploadPlan plan;
-  if (config.mode != Mode::kDownload) plan = MakeUploadPlan(upload_size, chunk_bytes, config.seed);
+  if (!reads) plan = MakeUploadPlan(upload_size, chunk_bytes, config.seed);
 
   std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
   if (const std::string ca_file = absl::GetFlag(FLAGS_tls_ca); !ca_file.empty()) {
@@ -529,7 +550,7 @@ int Main() {
   for (int i = 0; i < config.concurrency; ++i) {
     streams.push_back(std::make_unique<Stream>(
         i, &run, stubs[static_cast<size_t>(i % config.channels)].get(), &paths,
-        config.mode == Mode::kDownload ? nullptr : &plan));
+        reads ? nullptr : &plan));
   }
   run.Start();
   for (auto& s : streams) s->Next();
@@ -540,6 +561,7 @@ int Main() {
     const StreamStats& s = stream->stats();
     all.requests += s.requests;
     all.bytes += s.bytes;
+    all.files += s.files;
     for (int b = 0; b < kBackendSlots; ++b) all.backends[b] += s.backends[b];
     all.latencies_ns.insert(all.latencies_ns.end(), s.latencies_ns.begin(), s.latencies_ns.end());
     all.uploaded.insert(all.uploaded.end(), s.uploaded.begin(), s.uploaded.end());
@@ -571,7 +593,7 @@ int Main() {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Drives a FileStore server with concurrent streams and prints one JSON object.\n"
-      "Usage: load_gen --server=HOST:PORT --mode=download|upload|populate "
+      "Usage: load_gen --server=HOST:PORT --mode=download|batch|upload|populate "
       "[--concurrency=N] [--duration=10s] [--count=N] ...");
   absl::ParseCommandLine(argc, argv);
   // Debian's Abseil is built without NDEBUG, so every Mutex (gRPC

@@ -90,6 +90,11 @@ std::string ReportJson(const Config& config, const std::string& server_engine, d
       static_cast<double>(all.requests) / safe_seconds, PercentileMs(latencies, 50, 100),
       PercentileMs(latencies, 99, 100), PercentileMs(latencies, 999, 1000),
       PercentileMs(latencies, 1, 1));
+  if (config.mode == Mode::kBatch) {
+    absl::StrAppendFormat(&json, ",\"batch_size\":%d,\"files\":%d,\"files_per_second\":%.1f",
+                          config.batch_size, all.files,
+                          static_cast<double>(all.files) / safe_seconds);
+  }
   absl::StrAppend(&json, ",\"backend\":", JsonString(backend), ",\"backends\":{", backend_counts,
                   "},\"server_engine\":", JsonString(server_engine), "}");
   return json;

@@ -22,13 +22,14 @@ namespace v1 = ::ringstore::v1;
 constexpr int kMaxDistinctErrors = 5;
 constexpr int kBackendSlots = 4;  // v1::Backend values 0..3
 
-enum class Mode { kDownload, kUpload, kPopulate };
+enum class Mode { kDownload, kUpload, kPopulate, kBatch };
 
 // What the requests of one stream saw.
 struct StreamStats {
   std::vector<int64_t> latencies_ns;  // successful requests only
   int64_t requests = 0;               // completed, ok or not
   int64_t bytes = 0;                  // payload of successful requests
+  int64_t files = 0;                  // batch: files of successful calls
   std::array<int64_t, kBackendSlots> backends{};  // by v1::Backend
   std::vector<int64_t> uploaded;      // populate: request numbers that succeeded
 };
@@ -73,6 +74,8 @@ struct Config {
   uint64_t seed = 0;
   // Sent as "authorization: Bearer <token>" on every call when not empty.
   std::string token;
+  // batch: paths per BatchDownload call.
+  int batch_size = 0;
 };
 
 // Exact nearest-rank percentile num/den of sorted `v`, in milliseconds.

@@ -26,7 +26,9 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "client/cli_output.h"
 #include "client/client.h"
+#include "client/get_many.h"
 #include "client/upload_tracker.h"
 
 namespace ringstore::client {
@@ -43,6 +45,10 @@ const char kUsage[] =
     "  get REMOTE LOCAL|- [--offset=N] [--length=N] [--retries=N]\n"
     "      a broken download resumes where it stopped, on the same generation of\n"
     "      the file, up to N times (default 5)\n"
+    "  get REMOTE... DIR/    get --prefix=P DIR/\n"
+    "      many files (or every file under P, from ls) into DIR/<remote path>,\n"
+    "      creating subdirectories, each written atomically and checked by CRC32C,\n"
+    "      up to 1000 per BatchDownload call; exit 1 if any file failed\n"
     "  ls [PREFIX] [--long]\n"
     "  stat REMOTE\n"
     "  rm REMOTE\n"
@@ -83,67 +89,6 @@ std::string ReadPemFile(const std::string& path, std::string* pem) {
   if (pem->find("-----BEGIN ") == std::string::npos) return "not a PEM file";
   return "";
 }
-
-int Fail(const grpc::Status& status) {
-  static const char* const kNames[] = {
-      "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
-      "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
-      "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
-      "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
-  const int code = status.error_code();
-  const char* name = code >= 0 && code <= 16 ? kNames[code] : "UNKNOWN";
-  std::cerr << "ringstore: " << name << ": " << status.error_message() << "\n";
-  return kExitFailure;
-}
-
-int LocalFail(const std::string& message) {
-  std::cerr << "ringstore: " << message << "\n";
-  return kExitFailure;
-}
-
-// A one-line progress bar on stderr, drawn only when stderr is a terminal.
-class ProgressBar {
- public:
-  ProgressBar() : enabled_(isatty(STDERR_FILENO) == 1), start_(absl::Now()) {}
-  ~ProgressBar() { Clear(); }
-  // Erases the bar, so the next line starts clean.
-  void Clear() {
-    if (drawn_) std::fputs("\r\033[K", stderr);
-    drawn_ = false;
-  }
-  Progress callback() {
-    if (!enabled_) return nullptr;
-    return [this](int64_t done, int64_t total) { Draw(done, total); };
-  }
-
- private:
-  void Draw(int64_t done, int64_t total) {
-    const absl::Time now = absl::Now();
-    if (now - last_ < absl::Milliseconds(100) && done != total) return;
-    last_ = now;
-    drawn_ = true;
-    const double secs = absl::ToDoubleSeconds(now - start_);
-    const double rate = secs > 0 ? done / secs : 0;
-    std::string line;
-    if (total > 0) {
-      const int width = 30;
-      const int filled = static_cast<int>(width * done / total);
-      const double eta = rate > 0 ? (total - done) / rate : 0;
-      line = absl::StrFormat("\r[%s%s] %3d%% %7.1f MiB/s ETA %.0fs", std::string(filled, '#'),
-                             std::string(width - filled, ' '),
-                             static_cast<int>(100 * done / total), rate / (1 << 20), eta);
-    } else {
-      line = absl::StrFormat("\r%.1f MiB %7.1f MiB/s", done / double(1 << 20), rate / (1 << 20));
-    }
-    std::fputs(line.c_str(), stderr);
-    std::fflush(stderr);
-  }
-
-  const bool enabled_;
-  const absl::Time start_;
-  absl::Time last_ = absl::InfinitePast();
-  bool drawn_ = false;
-};
 
 void PrintInfoHuman(const v1::FileInfo& f, const std::string& backend) {
   std::cout << "path: " << f.path() << "\nsize: " << f.size()
@@ -532,6 +477,7 @@ int RunCommand(const CliArgs& a) {
   }
   Client client(options);
   if (a.command == "put") return CmdPut(client, a, options.server);
+  if (IsGetMany(a)) return CmdGetMany(client, a);
   if (a.command == "get") return CmdGet(client, a);
   if (a.command == "ls") return CmdLs(client, a);
   if (a.command == "stat") return CmdStat(client, a);

@@ -1,5 +1,6 @@
 // The CLI's command line: ParseArgs (cli.h), which checks every flag and
 // argument before anything touches the network.
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -18,7 +19,7 @@ struct CommandShape {
 };
 
 constexpr CommandShape kCommands[] = {
-    {"put", 2, 2}, {"get", 2, 2}, {"ls", 0, 1},
+    {"put", 2, 2}, {"get", 1, SIZE_MAX}, {"ls", 0, 1},
     {"stat", 1, 1}, {"rm", 1, 1}, {"info", 0, 0}, {"token", 1, 1},
 };
 
@@ -172,9 +173,35 @@ bool ParseArgs(const std::vector<std::string>& argv, CliArgs* out, std::string* 
     *error = absl::StrCat("unknown token command \"", out->args[0], "\" (only: token new)");
     return false;
   }
-  if ((!out->scopes.empty() || !out->prefix.empty()) && out->command != "token") {
-    *error = "--scopes and --prefix apply to token new only";
+  if (!out->scopes.empty() && out->command != "token") {
+    *error = "--scopes applies to token new only";
     return false;
+  }
+  if (!out->prefix.empty() && !get && out->command != "token") {
+    *error = "--prefix applies to token new and get only";
+    return false;
+  }
+  if (get) {
+    // get REMOTE LOCAL, get REMOTE... DIR/, get --prefix=P DIR/
+    const bool many = !out->prefix.empty() || out->args.size() > 2 ||
+                      (out->args.size() == 2 && out->args[1].size() > 1 &&
+                       out->args[1].back() == '/');
+    if (!out->prefix.empty() && out->args.size() != 1) {
+      *error = "get --prefix=P takes one argument: the local directory";
+      return false;
+    }
+    if (out->prefix.empty() && out->args.size() < 2) {
+      *error = "wrong number of arguments for get";
+      return false;
+    }
+    if (many && (out->offset != 0 || out->length != 0)) {
+      *error = "--offset and --length apply to a get of one file";
+      return false;
+    }
+    if (many && out->args.back() == "-") {
+      *error = "a get of several files needs a local directory, not -";
+      return false;
+    }
   }
   return true;
 }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "client/client.h"
+#include "client/get_many.h"
 #include "client/upload_tracker.h"
 #include "gtest/gtest.h"
 
@@ -216,6 +217,12 @@ TEST(ParseArgs, UsageErrors) {
       {"token", "new", "--prefix=a\tb"},
       {"put", "a", "b", "--scopes=write"},
       {"ls", "--prefix=a/"},
+      {"get", "--prefix=p/"},
+      {"get", "--prefix=p/", "a", "d/"},
+      {"get", "a", "b", "d/", "--offset=1"},
+      {"get", "a", "d/", "--length=1"},
+      {"get", "a", "b", "-"},
+      {"get", "--prefix=p/", "-"},
   };
   for (const auto& argv : bad) {
     CliArgs a;
@@ -223,6 +230,37 @@ TEST(ParseArgs, UsageErrors) {
     EXPECT_FALSE(Parse(argv, &a, &error)) << "accepted argv of " << argv.size();
     EXPECT_FALSE(error.empty());
   }
+}
+
+TEST(ParseArgs, GetOfManyFiles) {
+  struct Case {
+    std::vector<std::string> argv;
+    bool many;
+  };
+  for (const Case& c : std::vector<Case>{
+           {{"get", "r", "local"}, false},
+           {{"get", "r", "-"}, false},
+           {{"get", "r", "d/"}, true},
+           {{"get", "a", "b/c", "d"}, true},
+           {{"get", "--prefix=p/", "d/"}, true},
+           {{"get", "--prefix", "p", "d"}, true},
+       }) {
+    CliArgs a;
+    std::string error;
+    ASSERT_TRUE(Parse(c.argv, &a, &error)) << error;
+    EXPECT_EQ(IsGetMany(a), c.many) << c.argv[1];
+  }
+}
+
+TEST(SafeRelativePath, RefusesWhatCouldLeaveTheDirectory) {
+  for (const char* ok : {"a", "a/b", "a.b/..c/d..", ".hidden/x"}) {
+    EXPECT_TRUE(SafeRelativePath(ok)) << ok;
+  }
+  for (const char* bad : {"", "/etc/passwd", "..", "../x", "a/../../x", "a/..", "./a", "a/./b",
+                          "a//b", "a/", "/"}) {
+    EXPECT_FALSE(SafeRelativePath(bad)) << bad;
+  }
+  EXPECT_FALSE(SafeRelativePath(std::string("a\0b", 3)));
 }
 
 TEST(ParseArgs, TokenNew) {

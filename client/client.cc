@@ -270,6 +270,76 @@ grpc::Status Client::Get(const std::string& remote, const GetOptions& options, i
   return grpc::Status::OK;
 }
 
+grpc::Status BatchFileCheck::Add(const v1::BatchDownloadResponse& m) {
+  if (!begun_) {
+    if (!m.has_info()) return DataLoss("the first message of a file has no info");
+    begun_ = true;
+    size_ = m.info().size();
+    expected_crc_ = m.info().crc32c();
+  }
+  const uint32_t message_crc = Crc32c(m.data());
+  if (m.offset() != next_) {
+    return DataLoss(absl::StrCat("chunk at ", m.offset(), ", expected ", next_));
+  }
+  if (message_crc != m.crc32c()) {
+    return DataLoss(absl::StrCat("crc32c mismatch in chunk at ", m.offset()));
+  }
+  crc_ = Crc32cCombine(crc_, message_crc, m.data().size());
+  next_ += static_cast<int64_t>(m.data().size());
+  if (m.last() && next_ != size_) {
+    return DataLoss(absl::StrCat("received ", next_, " bytes, expected ", size_));
+  }
+  if (m.last() && expected_crc_ != 0 && expected_crc_ != crc_) {
+    return DataLoss("crc32c of the downloaded file differs from the server's");
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status Client::BatchGet(const std::vector<std::string>& paths, BatchSink* sink,
+                              std::string* backend) {
+  grpc::ClientContext context;
+  Prepare(&context, /*unary=*/false);
+  v1::BatchDownloadRequest request;
+  for (const std::string& p : paths) request.add_paths(p);
+  std::unique_ptr<grpc::ClientReader<v1::BatchDownloadResponse>> reader =
+      stub_->BatchDownload(&context, request);
+  std::vector<BatchFileCheck> checks(paths.size());
+  std::vector<bool> done(paths.size(), false);
+  grpc::Status call_error;
+  v1::BatchDownloadResponse m;
+  while (reader->Read(&m)) {
+    if (m.index() < 0 || static_cast<size_t>(m.index()) >= paths.size()) {
+      call_error = DataLoss(absl::StrCat("a message for file ", m.index(), " of ", paths.size()));
+      context.TryCancel();
+      break;
+    }
+    const int index = m.index();
+    const size_t i = static_cast<size_t>(index);
+    if (done[i]) continue;  // after a local error: the rest of it is dropped
+    grpc::Status s;
+    if (m.error_code() != 0) {
+      s = grpc::Status(static_cast<grpc::StatusCode>(m.error_code()), m.error_message());
+    } else {
+      const bool first = !checks[i].begun();
+      s = checks[i].Add(m);
+      if (s.ok() && first) sink->Begin(index, m.info(), BackendName(m.backend()));
+      if (s.ok() && !m.data().empty()) s = sink->Data(index, m.offset(), m.data());
+      if (s.ok() && !m.last()) continue;
+    }
+    done[i] = true;
+    sink->End(index, s);
+  }
+  grpc::Status status = reader->Finish();
+  *backend = TrailerBackend(context);
+  if (!call_error.ok()) return call_error;
+  if (status.ok()) {
+    for (size_t i = 0; i < paths.size(); ++i) {
+      if (!done[i]) return DataLoss(absl::StrCat("the server did not answer for ", paths[i]));
+    }
+  }
+  return status;
+}
+
 grpc::Status Client::Stat(const std::string& remote, v1::FileInfo* info,
                           std::string* backend) {
   grpc::ClientContext context;

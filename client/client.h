@@ -19,7 +19,9 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "ringstore/v1/ringstore.grpc.pb.h"
 
@@ -79,6 +81,49 @@ struct GetOptions {
   int retries = 0;
 };
 
+// The most paths one BatchGet (one BatchDownload call) may name.
+inline constexpr int kMaxBatchPaths = 1000;
+
+// Where BatchGet delivers the files of one BatchDownload. Called on the
+// caller's thread, one call at a time; one file's calls come in order
+// (Begin, Data in offset order, End), the files' calls interleaved.
+class BatchSink {
+ public:
+  virtual ~BatchSink() = default;
+  // File `index`'s first message arrived: its info and the engine.
+  virtual void Begin(int index, const v1::FileInfo& info, const std::string& backend) = 0;
+  // The file's bytes at `offset`, each message's CRC32C checked. A
+  // non-OK return ends the file with that status (its other messages are
+  // ignored; End is called with it).
+  virtual grpc::Status Data(int index, int64_t offset, absl::string_view data) = 0;
+  // The file is done: OK once all its bytes came and the whole file's
+  // CRC32C matched info.crc32c (when the server knows it); else the
+  // server's error for it (NOT_FOUND ...), DATA_LOSS for a bad message, or
+  // Data's error. Begin may not have been called (a failed file). Files the
+  // call did not reach before it failed get no End: the call's status says.
+  virtual void End(int index, const grpc::Status& status) = 0;
+};
+
+// The checks the messages of one file of a BatchDownload get (BatchGet,
+// bench/load_gen): the first carries info, offsets follow each other from
+// 0, each message's CRC32C matches its data, and the last (`last`) ends at
+// info.size with the whole file's CRC32C (when the server knows it).
+class BatchFileCheck {
+ public:
+  // Checks `m`, a message of this file without error_code. OK, or
+  // DATA_LOSS saying what is wrong.
+  grpc::Status Add(const v1::BatchDownloadResponse& m);
+  bool begun() const { return begun_; }
+  int64_t size() const { return size_; }
+
+ private:
+  bool begun_ = false;
+  int64_t next_ = 0;
+  int64_t size_ = 0;
+  uint32_t expected_crc_ = 0;
+  uint32_t crc_ = 0;
+};
+
 // "thread_pool" for BACKEND_THREAD_POOL etc.; "" for unspecified.
 std::string BackendName(v1::Backend backend);
 
@@ -93,6 +138,13 @@ class Client {
   // have been written to `fd`; callers writing a file use a temp file.
   grpc::Status Get(const std::string& remote, const GetOptions& options, int fd,
                    v1::FileInfo* info, std::string* backend);
+  // One BatchDownload of `paths` (1 to kMaxBatchPaths), its files
+  // delivered to `sink` as they arrive. The call's status: OK when every
+  // file was answered (each with its own status, in End), else why the call
+  // failed (INVALID_ARGUMENT, PERMISSION_DENIED, UNAVAILABLE ...). `backend`
+  // gets the ringstore-backend trailer.
+  grpc::Status BatchGet(const std::vector<std::string>& paths, BatchSink* sink,
+                        std::string* backend);
   grpc::Status Stat(const std::string& remote, v1::FileInfo* info, std::string* backend);
   // Calls `each` for every file under `prefix`, in path order.
   grpc::Status List(const std::string& prefix,

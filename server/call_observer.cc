@@ -89,6 +89,19 @@ void InspectDownload(void* message, uint64_t* bytes, std::string* path) {
   }
 }
 
+// BatchDownload too; the access log's path is the first one named.
+void InspectBatchDownload(void* message, uint64_t* bytes, std::string* path) {
+  auto* buffer = static_cast<grpc::ByteBuffer*>(message);
+  *bytes += buffer->Length();
+  if (path == nullptr) return;
+  grpc::ByteBuffer copy(*buffer);
+  v1::BatchDownloadRequest request;
+  if (grpc::SerializationTraits<v1::BatchDownloadRequest>::Deserialize(&copy, &request).ok() &&
+      request.paths_size() > 0) {
+    *path = request.paths(0);
+  }
+}
+
 struct KnownInspector {
   const char* name;
   Inspector inspect;
@@ -96,6 +109,7 @@ struct KnownInspector {
 constexpr KnownInspector kInspectors[] = {
     {"Upload", &InspectUpload},
     {"Download", &InspectDownload},
+    {"BatchDownload", &InspectBatchDownload},
     {"Stat", &InspectPath<v1::StatRequest>},
     {"List", &InspectList},
     {"Delete", &InspectPath<v1::DeleteRequest>},

@@ -1,9 +1,10 @@
-// The Download RPC's messages as gRPC sends and receives them, so that file
-// data goes out of a pool buffer without being copied.
+// The Download and BatchDownload RPCs' messages as gRPC sends and receives
+// them, so that file data goes out of a pool buffer without being copied.
 //
-// A DownloadResponse on the wire is its fields in any order (protobuf
+// A DownloadResponse (or BatchDownloadResponse) on the wire is its fields in any order (protobuf
 // parsers accept that). EncodeDownloadResponse serialises every field but
-// `data` with protobuf, then appends field 4 (data) by hand: its tag, its
+// `data` with protobuf, then appends field 4 (data; field 5 in a
+// BatchDownloadResponse) by hand: its tag, its
 // length and the data's slice. That slice either points into a pool buffer
 // (LendToGrpc: the buffer and its Loan go back to the pool when gRPC lets
 // go of the slice, once the bytes are on the socket) or is a copy gRPC
@@ -34,8 +35,15 @@ grpc::Slice CopyToGrpc(const char* data, size_t length);
 // `header` with data = `data` (may be empty). `header.data()` must be empty.
 grpc::ByteBuffer EncodeDownloadResponse(const v1::DownloadResponse& header, grpc::Slice data);
 
+// The same for a BatchDownloadResponse: `header.data()` must be empty.
+grpc::ByteBuffer EncodeBatchDownloadResponse(const v1::BatchDownloadResponse& header,
+                                             grpc::Slice data);
+
 // The DownloadRequest in `raw`; InvalidArgument if it does not parse.
 absl::StatusOr<v1::DownloadRequest> DecodeDownloadRequest(const grpc::ByteBuffer& raw);
+// The BatchDownloadRequest in `raw`; InvalidArgument if it does not parse.
+absl::StatusOr<v1::BatchDownloadRequest> DecodeBatchDownloadRequest(
+    const grpc::ByteBuffer& raw);
 
 }  // namespace ringstore::server
 

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "server/authorize.h"
+#include "server/batch_download_reactor.h"
 #include "server/convert.h"
 #include "server/download_reactor.h"
 #include "server/upload_reactor.h"
@@ -75,6 +76,11 @@ grpc::ServerReadReactor<v1::UploadRequest>* FileStoreService::Upload(
 grpc::ServerWriteReactor<grpc::ByteBuffer>* FileStoreService::Download(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
   return NewDownloadReactor(context, store_, &options_, request);
+}
+
+grpc::ServerWriteReactor<grpc::ByteBuffer>* FileStoreService::BatchDownload(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
+  return NewBatchDownloadReactor(context, store_, &options_, request);
 }
 
 grpc::ServerUnaryReactor* FileStoreService::Stat(grpc::CallbackServerContext* context,

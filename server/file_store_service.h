@@ -1,7 +1,7 @@
 // The FileStore service (DESIGN.md §3) on gRPC's callback API.
 //
 // Streaming RPCs get their own reactors (upload_reactor.h,
-// download_reactor.h); unary RPCs use the default reactor and finish it from
+// download_reactor.h, batch_download_reactor.h); unary RPCs use the default reactor and finish it from
 // the storage completion. No handler touches the disk itself.
 #ifndef RINGSTORE_SERVER_FILE_STORE_SERVICE_H_
 #define RINGSTORE_SERVER_FILE_STORE_SERVICE_H_
@@ -17,10 +17,11 @@
 
 namespace ringstore::server {
 
-// Download is a raw method: its responses are built by hand so that file
-// data is not copied (download_message.h).
+// Download and BatchDownload are raw methods: their responses are built by
+// hand so that file data is not copied (download_message.h).
 class FileStoreService final
-    : public v1::FileStore::WithRawCallbackMethod_Download<v1::FileStore::CallbackService> {
+    : public v1::FileStore::WithRawCallbackMethod_Download<
+          v1::FileStore::WithRawCallbackMethod_BatchDownload<v1::FileStore::CallbackService>> {
  public:
   // `store` must outlive the service.
   FileStoreService(storage::Store* store, ServiceOptions options);
@@ -28,6 +29,8 @@ class FileStoreService final
   grpc::ServerReadReactor<v1::UploadRequest>* Upload(
       grpc::CallbackServerContext* context, v1::UploadResponse* response) override;
   grpc::ServerWriteReactor<grpc::ByteBuffer>* Download(
+      grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* BatchDownload(
       grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) override;
   grpc::ServerUnaryReactor* Stat(grpc::CallbackServerContext* context,
                                  const v1::StatRequest* request,

@@ -129,6 +129,8 @@ class AuthTest(testlib.RpcAssertions, unittest.TestCase):
             ("Stat", lambda: s.Stat(pb.StatRequest(path=path), **kw)),
             ("List", lambda: s.List(pb.ListRequest(prefix=path), **kw)),
             ("Download", lambda: list(s.Download(pb.DownloadRequest(path=path), **kw))),
+            ("BatchDownload", lambda: list(s.BatchDownload(
+                pb.BatchDownloadRequest(paths=[path, path]), **kw))),
             ("Upload", lambda: s.Upload(upload_requests(path, b"x"), **kw)),
             ("Delete", lambda: s.Delete(pb.DeleteRequest(path=path), **kw)),
             ("StartUpload", lambda: s.StartUpload(
@@ -235,7 +237,8 @@ class AuthTest(testlib.RpcAssertions, unittest.TestCase):
             self.assertNotIn(cm.exception.code(), (UNAUTHENTICATED, PERMISSION_DENIED))
 
     def test_every_rpc_needs_its_scope(self):
-        needs = {"Stat": "read", "List": "read", "Download": "read", "Upload": "write",
+        needs = {"Stat": "read", "List": "read", "Download": "read", "BatchDownload": "read",
+                 "Upload": "write",
                  "StartUpload": "write", "QueryUpload": "write", "CancelUpload": "write",
                  "Delete": "delete", "GetServerInfo": None}  # None: any valid token
         for role in ("reader", "writer", "deleter", "admin"):
@@ -350,6 +353,22 @@ class AuthTest(testlib.RpcAssertions, unittest.TestCase):
         got = b"".join(m.data for m in self.stub.Download(
             pb.DownloadRequest(path="team-b/secret"), metadata=md(self.tokens.token["admin"])))
         self.assertEqual(got, b"b's")
+        # BatchDownload: one path outside the prefix refuses the whole call
+        # (nothing of team-a/ is sent), refused, not filtered.
+        self.put_as_admin("team-a/in", b"a's")
+        e = self.assertCode(PERMISSION_DENIED, self.stub.BatchDownload,
+                            pb.BatchDownloadRequest(paths=["team-a/in", "team-b/secret"]),
+                            metadata=md(t))
+        self.assertIn('start with "team-a/"', e.details())
+        got = list(self.stub.BatchDownload(pb.BatchDownloadRequest(paths=["team-a/in"]),
+                                           metadata=md(t), timeout=30))
+        self.assertEqual([(m.index, m.data, m.last, m.error_code) for m in got],
+                         [(0, b"a's", True, 0)])
+        # A token without `read` cannot batch-download inside anything.
+        self.assertCode(PERMISSION_DENIED, self.stub.BatchDownload,
+                        pb.BatchDownloadRequest(paths=["team-a/in"]),
+                        metadata=md(self.tokens.token["writer"]))
+        self.assertCli(self.cli("admin", "rm", "team-a/in"))
 
     # --- GetServerInfo, health, reflection
 
