@@ -298,8 +298,12 @@ class NginxServer:
                     "-e", os.path.join(self.rundir, "error.log")], "server"), log)
         wait_for_port(self.port, self.proc)
         self.address = "127.0.0.1:%d" % self.port
-        if not self.rss_pids():
-            raise Fail("nginx has no worker processes")
+        # The master listens before it forks its worker: wait for the worker.
+        deadline = time.monotonic() + 20
+        while not self.rss_pids():
+            if time.monotonic() > deadline:
+                raise Fail("nginx has no worker processes")
+            time.sleep(0.05)
 
     def url(self, path):
         return "http://%s/%s" % (self.address, path)
