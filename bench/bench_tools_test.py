@@ -223,6 +223,27 @@ class CompareTest(unittest.TestCase):
                                    "--peers=nginx," + "ringstore-" + engines[-1]])
         self.assertEqual(args.peers, "nginx,ringstore-" + engines[-1])
 
+    def test_servers_and_clients_are_pinned_apart_and_cases_registered(self):
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import compare
+        import compare_cases
+        import compare_peers
+        base = ["--ringstore=" + RINGSTORE, "--baseline=b", "--load_gen=l"]
+        compare.parse_args(base)
+        self.assertEqual(compare_peers.pinned(["x", "-y"], "server"),
+                         ["taskset", "-c", "0", "x", "-y"])
+        self.assertEqual(compare_peers.pinned(["x"], "client"), ["taskset", "-c", "1", "x"])
+        self.assertIn("worker_processes 1;", compare_peers.NGINX_CONF)
+        out, _, _ = compare_peers.client_run(["sh", "-c", "taskset -pc $$"], timeout=30)
+        self.assertTrue(out.strip().endswith(": 1"), out)
+        compare.parse_args(base + ["--pin=none"])
+        self.assertEqual(compare_peers.pinned(["x"], "client"), ["x"])
+        with self.assertRaises(SystemExit):
+            compare.parse_args(base + ["--pin=1,1"])
+        self.assertEqual(list(compare_cases.CASES),
+                         ["download_big", "upload_big", "small_4k", "small_64k"])
+        compare.parse_args(base)
+
 
 class BaselineTest(LoadGenContract, unittest.TestCase):
     @classmethod

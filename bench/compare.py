@@ -42,6 +42,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import compare_peers  # noqa: E402
 import compare_report  # noqa: E402
 from compare_cases import CASES, SMALL_SIZES, run_cell  # noqa: E402
 from compare_peers import (GiB, MiB, Children, Fail, GrpcServer, all_peers,  # noqa: E402
@@ -189,6 +190,8 @@ def meta(run, peers, cases, load_before):
         "big_bytes": run.big_bytes, "small_count": run.small_count,
         "duration_s": run.duration_s, "iperf_s": run.iperf_s, "fio_rand_s": run.fio_rand_s,
         "peers": list(peers), "cases": list(cases),
+        "pin": dict(compare_peers.PIN) if any(compare_peers.PIN.values()) else None,
+        "preload": run.args.preload,
         "command": run.args.command or " ".join(sys.argv),
         "git": sh(["git", "-C", repo, "log", "-1", "--format=%h %s"]),
         "git_dirty": bool(sh(["git", "-C", repo, "status", "--porcelain", "--untracked-files=no"])),
@@ -220,6 +223,11 @@ def parse_args(argv):
     p.add_argument("--profile_with", choices=("record", "stat"), default="record",
                    help="--profile: perf record (call graphs) or perf stat (context "
                    "switches, migrations, page faults)")
+    p.add_argument("--pin", default="0,1",
+                   help="SERVER_CPU,CLIENT_CPU for taskset -c (default 0,1); 'none' "
+                   "runs everything unpinned")
+    p.add_argument("--preload", default="",
+                   help="a library LD_PRELOADed into ringstore-server (e.g. tcmalloc)")
     p.add_argument("--pidfile", default="")
     p.add_argument("--command", default="", help="the command line to record")
     p.add_argument("--ringstore", required=True)
@@ -239,6 +247,17 @@ def parse_args(argv):
             p.error("unknown case %r (known: %s)" % (name, ", ".join(CASES)))
     if args.rounds < 1:
         p.error("--rounds must be at least 1")
+    if args.pin == "none":
+        compare_peers.PIN.update(server="", client="")
+    else:
+        cpus = args.pin.split(",")
+        if len(cpus) != 2 or not all(c.isdigit() for c in cpus) or cpus[0] == cpus[1]:
+            p.error("--pin must be two different CPU numbers, SERVER,CLIENT, or none")
+        compare_peers.PIN.update(server=cpus[0], client=cpus[1])
+    if args.preload:
+        if not os.path.isfile(args.preload):
+            p.error("--preload: no such file %s" % args.preload)
+        compare_peers.RINGSTORE_ENV["LD_PRELOAD"] = args.preload
     return args
 
 

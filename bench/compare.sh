@@ -4,7 +4,13 @@
 #
 # Peers: ringstore-server with each engine (io_uring, posix_aio, thread_pool),
 # bench/baseline_server (the plain synchronous gRPC server), and nginx
-# (defaults plus `sendfile on`, worker_processes auto, no access log).
+# (defaults plus `sendfile on`, worker_processes 1, no access log).
+# The fair method (issue 14): every server runs on CPU 0 (`taskset -c 0`;
+# nginx's master and its one worker), every client (load_gen, curl, wrk,
+# fio, iperf3's sender) on CPU 1 (`taskset -c 1`; iperf3's receiver on CPU
+# 0), so each side's CPU time is its own and a heavy client does not slow
+# the server down; the report puts server CPU per GiB and per request
+# beside throughput.
 # Cases, each cell on a freshly started server listening on 127.0.0.1:0
 # (nginx: a free port picked by Python):
 #   (a) download_big  single-stream download of a 1 GiB file: load_gen
@@ -37,6 +43,7 @@
 # Usage: bench/compare.sh [--rounds=N] [--dir=DIR] [--quick] [--out=FILE]
 #          [--duration=SECONDS] [--peers=a,b] [--cases=a,b] [--no_refs]
 #          [--profile=CASE/PEER [--profile_with=record|stat]]
+#          [--pin=SERVER_CPU,CLIENT_CPU|none] [--tcmalloc | --preload=LIB]
 #   --rounds=N    rounds (default 3)
 #   --quick       smoke test: a 64 MiB file, 1,000 small files, 3 s runs;
 #                 writes DIR/RESULTS-quick.md unless --out is given
@@ -47,6 +54,12 @@
 #                 each engine the server has, e.g. ringstore-io_uring, then
 #                 baseline, nginx; cases: download_big, upload_big, small_4k,
 #                 small_64k)
+#   --pin=0,1     the CPUs of the servers and of the clients (default 0,1);
+#                 none: unpinned (the method before issue 14)
+#   --tcmalloc    LD_PRELOAD gperftools' full tcmalloc (libtcmalloc.so.4,
+#                 apt-get install -y libgoogle-perftools4) into ringstore-
+#                 server (which already links tcmalloc_minimal: see
+#                 third_party/system/system.BUILD); --preload=LIB any other
 #   --profile=CASE/PEER
 #                 run that one cell under `perf record -e cpu-clock -g
 #                 --call-graph dwarf -p SERVER_PID` and keep the perf data in
@@ -70,6 +83,7 @@ quick=0
 out=""
 extra=()
 profile=""
+tcmalloc=0
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 die() { echo "compare.sh: $*" >&2; exit 2; }
@@ -83,7 +97,8 @@ for arg in "$@"; do
     --duration=*|--peers=*|--cases=*) extra+=("$arg") ;;
     --no_refs) extra+=("$arg") ;;
     --profile=*) profile="${arg#*=}"; extra+=("$arg") ;;
-    --profile_with=*) extra+=("$arg") ;;
+    --profile_with=*|--pin=*|--preload=*) extra+=("$arg") ;;
+    --tcmalloc) tcmalloc=1 ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown argument '$arg' (see --help)" ;;
   esac
@@ -108,6 +123,17 @@ need_cmd wrk wrk
 need_cmd fio fio
 need_cmd iperf3 iperf3
 [[ -z "$profile" ]] || need_cmd perf linux-perf
+pin="0,1"
+for arg in "${extra[@]}"; do [[ "$arg" != --pin=* ]] || pin="${arg#*=}"; done
+if [[ "$pin" != none ]]; then
+  need_cmd taskset util-linux
+  (( $(nproc) >= 2 )) || missing+=("two CPUs for --pin (this machine has $(nproc); use --pin=none)")
+fi
+if (( tcmalloc )); then
+  lib=/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4
+  if [[ -f "$lib" ]]; then extra+=(--preload="$lib")
+  else missing+=("$lib for --tcmalloc (apt-get install -y libgoogle-perftools4)"); fi
+fi
 export PATH="$PATH:/usr/sbin:/sbin"
 
 bin="$repo/bazel-out/k8-opt/bin"

@@ -1,7 +1,13 @@
-"""bench/compare.py's cases: the four client runs each peer is measured
-with (download and upload of the big file, 64 streams over the 4 KiB and
-the 64 KiB files), and run_cell, which measures one case on one fresh
-server. Only the standard library.
+"""bench/compare.py's cases: the client runs each peer is measured with
+(download and upload of the big file, 64 streams over the 4 KiB and the
+64 KiB files), and run_cell, which measures one case on one fresh server.
+
+CASES is a registry, in run order: a new case is one function
+`case_x(run, server, rnd)` returning the cell's figures (mib_s or rps,
+bytes or requests, errors, client_cpu_s ...) registered with @case("x");
+it then runs with --cases=x (compare_report.py renders the cases it knows
+and lists the others' medians). Clients run through client_run, which pins
+them to the client CPU. Only the standard library.
 """
 
 import json
@@ -14,8 +20,17 @@ import time
 from compare_peers import (CLK_TCK, KiB, MiB, Fail, client_run, cpu_jiffies, make_server,
                            proc_cpu_s, proc_field_kib)
 
-CASES = ("download_big", "upload_big", "small_4k", "small_64k")
+# name -> function(run, server, rnd) -> dict of the cell's figures.
+CASES = {}
 SMALL_SIZES = {"small_4k": 4 * KiB, "small_64k": 64 * KiB}
+
+
+def case(name):
+    """Registers a case function under `name` (run order = definition order)."""
+    def register(fn):
+        CASES[name] = fn
+        return fn
+    return register
 
 
 def parse_load_gen(out):
@@ -38,6 +53,7 @@ def curl(run, args, timeout):
     return out.split(), cpu
 
 
+@case("download_big")
 def case_download_big(run, server, rnd):
     size = run.big_bytes
     if server.peer == "nginx":
@@ -75,6 +91,7 @@ def fsync_path(path):
     return time.monotonic() - t0
 
 
+@case("upload_big")
 def case_upload_big(run, server, rnd):
     size = run.big_bytes
     if server.peer == "nginx":
@@ -141,12 +158,12 @@ def case_small(run, server, rnd, case):
             "error_detail": detail, "backend": j.get("backend"), "client_cpu_s": cpu}
 
 
-def run_case(run, case, server, rnd):
-    if case == "download_big":
-        return case_download_big(run, server, rnd)
-    if case == "upload_big":
-        return case_upload_big(run, server, rnd)
-    return case_small(run, server, rnd, case)
+for _name in SMALL_SIZES:
+    case(_name)(lambda run, server, rnd, _name=_name: case_small(run, server, rnd, _name))
+
+
+def run_case(run, name, server, rnd):
+    return CASES[name](run, server, rnd)
 
 
 def run_cell(run, rnd, case, peer, profile=None):

@@ -25,6 +25,20 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # The peers besides ringstore's engines, after them in every list.
 OTHER_PEERS = ("baseline", "nginx")
 
+# The fair method (issue 14): every server on one CPU, every client on
+# another, so that a heavy client cannot make a server look slow and each
+# side's CPU time is its own. compare.py sets these from --pin ("" = not
+# pinned); spawn_server and client_run prefix `taskset -c CPU`, which
+# execs, so the process id stays the server's or the client's own.
+PIN = {"server": "0", "client": "1"}
+# Extra environment for ringstore-server (compare.py --preload: LD_PRELOAD).
+RINGSTORE_ENV = {}
+
+
+def pinned(cmd, side):
+    cpu = PIN.get(side, "")
+    return ["taskset", "-c", cpu] + list(cmd) if cpu else list(cmd)
+
 
 class Fail(Exception):
     """A cell or reference that could not be measured; the run goes on."""
@@ -148,10 +162,12 @@ def wait_for_port(port, proc, timeout=20):
 
 
 def client_run(cmd, timeout, env=None):
-    """Runs a client to completion; returns (stdout, stderr, cpu seconds)."""
+    """Runs a client to completion on the client CPU; returns (stdout,
+    stderr, cpu seconds)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
-        r = subprocess.run(cmd, capture_output=True, timeout=timeout, env=env)
+        r = subprocess.run(pinned(cmd, "client"), capture_output=True, timeout=timeout,
+                           env=env)
     except subprocess.TimeoutExpired:
         raise Fail("%s timed out after %d s" % (os.path.basename(cmd[0]), timeout))
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -184,7 +200,10 @@ class GrpcServer:
     def start(self):
         log = os.path.join(self.run.logdir, "%s.log" % self.peer)
         start = os.path.getsize(log) if os.path.exists(log) else 0
-        self.proc = self.run.children.spawn(self.cmd, log)
+        env = None
+        if self.peer != "baseline" and RINGSTORE_ENV:
+            env = dict(os.environ, **RINGSTORE_ENV)
+        self.proc = self.run.children.spawn(pinned(self.cmd, "server"), log, env=env)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             with open(log, "rb") as f:
@@ -215,10 +234,11 @@ class GrpcServer:
 NGINX_CONF = """\
 # Written by bench/compare.py. nginx defaults except: sendfile on, no access
 # log (the gRPC peers log nothing per request either), uploads of any size
-# on /upload/ kept in a file, and every path under this run's directory.
+# on /upload/ kept in a file, every path under this run's directory, and
+# one worker (the fair method: the server gets one CPU, as ringstore does).
 daemon off;
 master_process on;
-worker_processes auto;
+worker_processes 1;
 pid {run}/nginx.pid;
 error_log {run}/error.log warn;
 events {{ }}
@@ -255,7 +275,8 @@ http {{
 
 
 class NginxServer:
-    """nginx (master + worker_processes auto) serving root on a free port."""
+    """nginx (master + one worker, both on the server CPU) serving root on a
+    free port."""
 
     def __init__(self, run, peer, root):
         self.run, self.peer, self.root = run, peer, root
@@ -273,12 +294,16 @@ class NginxServer:
             f.write(NGINX_CONF.format(run=self.rundir, port=self.port, root=self.root))
         log = os.path.join(self.run.logdir, "nginx.log")
         self.proc = self.run.children.spawn(
-            [self.run.bins["nginx"], "-p", self.rundir + "/", "-c", conf,
-             "-e", os.path.join(self.rundir, "error.log")], log)
+            pinned([self.run.bins["nginx"], "-p", self.rundir + "/", "-c", conf,
+                    "-e", os.path.join(self.rundir, "error.log")], "server"), log)
         wait_for_port(self.port, self.proc)
         self.address = "127.0.0.1:%d" % self.port
-        if not self.rss_pids():
-            raise Fail("nginx has no worker processes")
+        # The master listens before it forks its worker: wait for the worker.
+        deadline = time.monotonic() + 20
+        while not self.rss_pids():
+            if time.monotonic() > deadline:
+                raise Fail("nginx has no worker processes")
+            time.sleep(0.05)
 
     def url(self, path):
         return "http://%s/%s" % (self.address, path)

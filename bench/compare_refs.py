@@ -7,7 +7,7 @@ import json
 import os
 import time
 
-from compare_peers import KiB, MiB, Fail, client_run, free_port
+from compare_peers import KiB, MiB, Fail, client_run, free_port, pinned
 
 
 def fio(run, name, args, timeout=600):
@@ -41,8 +41,10 @@ def references(run, rnd):
         # the server's own "listening" line instead.
         port = free_port()
         log = os.path.join(run.logdir, "iperf3-r%d.log" % rnd)
-        srv = run.children.spawn([run.bins["iperf3"], "-s", "-1", "--forceflush",
-                                  "-B", "127.0.0.1", "-p", str(port)], log)
+        # Pinned like the peers: the receiving server on the server CPU,
+        # the sending client (client_run) on the client CPU.
+        srv = run.children.spawn(pinned([run.bins["iperf3"], "-s", "-1", "--forceflush",
+                                         "-B", "127.0.0.1", "-p", str(port)], "server"), log)
         try:
             deadline = time.monotonic() + 20
             while True:

@@ -21,6 +21,9 @@ BEGIN = ("<!-- BEGIN bench/compare.sh output: regenerated on every run; "
          "edit outside these markers -->")
 END = "<!-- END bench/compare.sh output -->"
 REF_PEER = "ringstore-io_uring"
+# The cases with a section of their own; any other case compare.py ran
+# gets a generic table (requests per second if its cells have rps, else MiB/s).
+KNOWN_CASES = ("download_big", "upload_big", "small_4k", "small_64k")
 MiB = 1 << 20
 
 # The peers besides ringstore's engines ("ringstore-ENGINE", one per engine
@@ -164,13 +167,16 @@ def big_table(cells, peers, case, upload):
     head = "| peer | "
     if upload:
         head += "guarantee when answered | "
-    head += "MiB/s | × io_uring | per round | server CPU s/GiB | "
+    # Throughput and the server's own CPU per GiB are the headline figures.
+    head += ("MiB/s | server CPU s/GiB | × io_uring | server CPU × io_uring | per round "
+             "| per round (server CPU s/GiB) | ")
     if not upload:  # load_gen's CPU for an upload is mostly making its random data
         head += "client CPU s/GiB | "
     head += "server peak RSS MiB |"
     lines.append(head)
     lines.append("|" + "---|" * (head.count("|") - 1))
     ref = cells.med(case, REF_PEER, "mib_s")
+    ref_cpu = cells.med(case, REF_PEER, None, per_gib("server_cpu_s"))
     rows = list(peers)
     if upload and "nginx" in peers:
         rows.append("nginx+fsync")
@@ -182,9 +188,11 @@ def big_table(cells, peers, case, upload):
         row = "| %s | " % name
         if upload:
             row += "%s | " % upload_guarantee(peer)
-        row += "%s | %s | %s | %s | " % (
-            fmt(v), ratio(v, ref), cells.rounds(case, src, key),
-            fmt(cells.med(case, src, None, per_gib("server_cpu_s")), 2))
+        cpu = cells.med(case, src, None, per_gib("server_cpu_s"))
+        row += "%s | %s | %s | %s | %s | %s | " % (
+            fmt(v), fmt(cpu, 2), ratio(v, ref), ratio(cpu, ref_cpu),
+            cells.rounds(case, src, key),
+            cells.rounds(case, src, None, 2, per_gib("server_cpu_s")))
         if not upload:
             row += "%s | " % fmt(cells.med(case, src, None, per_gib("client_cpu_s")), 2)
         row += "%s |" % fmt(cells.med(case, src, None, rss_mib))
@@ -193,18 +201,23 @@ def big_table(cells, peers, case, upload):
 
 
 def small_table(cells, peers, case):
-    head = ("| peer | req/s | × io_uring | p50 ms | p99 ms | p99 × io_uring | per round (req/s) "
-            "| server CPU µs/req | client CPU µs/req | server peak RSS MiB |")
+    # Requests per second and the server's own CPU per request first.
+    head = ("| peer | req/s | server CPU µs/req | × io_uring | server CPU × io_uring | p50 ms "
+            "| p99 ms | p99 × io_uring | per round (req/s) | per round (server CPU µs/req) "
+            "| client CPU µs/req | server peak RSS MiB |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     ref = cells.med(case, REF_PEER, "rps")
     ref_p99 = cells.med(case, REF_PEER, "p99_ms")
+    cpu_us = per_req_us("server_cpu_s")
+    ref_cpu = cells.med(case, REF_PEER, None, cpu_us)
     for peer in peers:
         v = cells.med(case, peer, "rps")
         p99 = cells.med(case, peer, "p99_ms")
-        lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-            peer_note(peer), fmt(v), ratio(v, ref), fmt(cells.med(case, peer, "p50_ms"), 2),
-            fmt(p99, 2), ratio(p99, ref_p99), cells.rounds(case, peer, "rps"),
-            fmt(cells.med(case, peer, None, per_req_us("server_cpu_s")), 1),
+        cpu = cells.med(case, peer, None, cpu_us)
+        lines.append("| %s |" % peer_note(peer) + " %s |" * 11 % (
+            fmt(v), fmt(cpu, 1), ratio(v, ref), ratio(cpu, ref_cpu),
+            fmt(cells.med(case, peer, "p50_ms"), 2), fmt(p99, 2), ratio(p99, ref_p99),
+            cells.rounds(case, peer, "rps"), cells.rounds(case, peer, None, 1, cpu_us),
             fmt(cells.med(case, peer, None, per_req_us("client_cpu_s")), 1),
             fmt(cells.med(case, peer, None, rss_mib))))
     return lines
@@ -263,10 +276,22 @@ def markdown(records):
     L.append("- Machine: Linux %s, %d cores (%s), %.0f GiB RAM; data in %s on %s (%s)."
              % (m["kernel"], m["nproc"], m["cpu"], m["mem_gib"], m["dir"], m["fs_source"],
                 m["fs_type"]))
+    pin = m.get("pin")
+    if pin:
+        placement = ("Pinned (the fair method): every server on CPU %s (`taskset -c %s`; nginx "
+                     "with `worker_processes 1`, master and worker), every client (load_gen, "
+                     "curl, wrk, fio, iperf3's sender) on CPU %s (`taskset -c %s`; iperf3's "
+                     "receiver on CPU %s), so each side's CPU time is its own."
+                     % (pin["server"], pin["server"], pin["client"], pin["client"],
+                        pin["server"]))
+    else:
+        placement = "Not pinned: clients and servers share the machine's %d cores." % m["nproc"]
     L.append("- Load average (1/5/15 min) before the run: %s; at the start of each round: %s; "
-             "after: %s. The machine is shared; clients and servers share its %d cores."
+             "after: %s. %s"
              % (m["load_before"], "; ".join("r%d %s" % (r["round"], r["load"]) for r in rounds),
-                end["load"] if end else "—", m["nproc"]))
+                end["load"] if end else "—", placement))
+    if m.get("preload"):
+        L.append("- ringstore-server ran with `LD_PRELOAD=%s`." % m["preload"])
     steal = []
     for r in rounds:
         v = median([c.get("steal_pct") for c in records
@@ -282,7 +307,7 @@ def markdown(records):
     L.append("- %d round%s; every round runs every case for every peer, the peer order rotated "
              "by one each round (round 1: %s), each cell on a freshly started server; medians "
              "over rounds; `× io_uring` = peer ÷ ringstore-io_uring (above 1: the peer is "
-             "faster, for p99 above 1: the peer is slower)."
+             "faster; for p99 and server CPU above 1: the peer is slower or costs more)."
              % (m["rounds"], "" if m["rounds"] == 1 else "s",
                 ", ".join(rounds[0]["order"]) if rounds else "—"))
     L.append("- All files are read from the page cache (one shared set of hard-linked inodes, "
@@ -326,6 +351,17 @@ def markdown(records):
                  "is per request, as each client measures it." % m["duration_s"])
         L.append("")
         L += small_table(cells, peers, case)
+        L.append("")
+    for case in m["cases"]:
+        if case in KNOWN_CASES:
+            continue
+        rows = [r for r in records if r.get("type") == "cell" and r["case"] == case]
+        L.append("### Case %s" % case)
+        L.append("")
+        if any("rps" in r for r in rows):
+            L += small_table(cells, peers, case)
+        else:
+            L += big_table(cells, peers, case, upload=False)
         L.append("")
     refs = ref_table(records, m)
     if refs:

@@ -28,7 +28,8 @@ def meta(**kw):
          "big_bytes": 1 << 30, "small_count": 10000, "duration_s": 10, "iperf_s": 5,
          "fio_rand_s": 5, "peers": ["ringstore-io_uring", "baseline", "nginx"],
          "cases": ["download_big", "upload_big", "small_4k"], "command": "bench/compare.sh",
-         "git": "abc123 subject", "git_dirty": False}
+         "git": "abc123 subject", "git_dirty": False,
+         "pin": {"server": "0", "client": "1"}, "preload": ""}
     m.update(kw)
     return m
 
@@ -41,10 +42,10 @@ def big(rnd, case, peer, mib_s, ok=True, **kw):
     return r
 
 
-def small(rnd, peer, rps, p99):
+def small(rnd, peer, rps, p99, cpu_us=100):
     return {"type": "cell", "round": rnd, "case": "small_4k", "peer": peer, "ok": True,
             "rps": rps, "requests": int(rps * 10), "p50_ms": 1.0, "p99_ms": p99,
-            "errors": 0, "server_cpu_s": rps * 10 * 100e-6, "client_cpu_s": 0.1,
+            "errors": 0, "server_cpu_s": rps * 10 * cpu_us * 1e-6, "client_cpu_s": 0.1,
             "server_rss_kib": 20 * 1024}
 
 
@@ -59,14 +60,14 @@ def records():
              big(1, "download_big", "baseline", 50),
              big(2, "download_big", "baseline", 0, ok=False, error="server exited 1"),
              big(3, "download_big", "baseline", 150),
-             big(1, "download_big", "nginx", 400),
+             big(1, "download_big", "nginx", 400, server_cpu_s=0.25),
              big(2, "download_big", "nginx", 999, errors=2, error_detail="HTTP 404"),
-             big(3, "download_big", "nginx", 600)]
+             big(3, "download_big", "nginx", 600, server_cpu_s=0.75)]
     for rnd in (1, 2, 3):
         recs.append(big(rnd, "upload_big", "ringstore-io_uring", 100))
         recs.append(big(rnd, "upload_big", "nginx", 200, fsync_s=1.0, mib_s_fsync=80))
         recs.append(small(rnd, "ringstore-io_uring", 1000 * rnd, 10.0))
-        recs.append(small(rnd, "nginx", 4000 * rnd, 5.0))
+        recs.append(small(rnd, "nginx", 4000 * rnd, 5.0, cpu_us=25))
         recs.append({"type": "ref", "round": rnd, "name": "iperf3", "ok": True,
                      "mib_s": 1000 + rnd})
     recs.append({"type": "end", "load": "2.0 2.0 2.0"})
@@ -92,26 +93,58 @@ class ReportTest(unittest.TestCase):
 
     def test_medians_and_ratios(self):
         a = section(self.text, "### (a)")
-        self.assertEqual(row(a, "ringstore-server --engine=io_uring")[1:4],
-                         ["200", "1.00×", "100 / 300 / 200"])
+        # Throughput, then the server's CPU per GiB, then their ratios.
+        self.assertIn("| peer | MiB/s | server CPU s/GiB | × io_uring | server CPU × io_uring |",
+                      a)
+        self.assertEqual(row(a, "ringstore-server --engine=io_uring")[1:7],
+                         ["200", "1.00", "1.00×", "1.00×", "100 / 300 / 200",
+                          "1.00 / 1.00 / 1.00"])
         # A failed round and a round with errors are left out of the median.
-        self.assertEqual(row(a, "bench/baseline_server")[1:4], ["100", "0.50×", "50 / fail / 150"])
-        self.assertEqual(row(a, "nginx")[1:4], ["500", "2.50×", "400 / fail / 600"])
+        self.assertEqual(row(a, "bench/baseline_server")[1:6],
+                         ["100", "1.00", "0.50×", "1.00×", "50 / fail / 150"])
+        self.assertEqual(row(a, "nginx")[1:7], ["500", "0.50", "2.50×", "0.50×",
+                                                "400 / fail / 600", "0.25 / fail / 0.75"])
 
     def test_upload_has_the_fsync_row_and_guarantees(self):
         b = section(self.text, "### (b)")
         r = row(b, "nginx, then fsync")
         self.assertIn("fsyncs", r[1])
-        self.assertEqual(r[2:4], ["80", "0.80×"])
+        self.assertEqual(r[2:5], ["80", "1.00", "0.80×"])
         self.assertIn("no fsync", row(b, "nginx, sendfile")[1])
         self.assertNotIn("client CPU", b.splitlines()[4])
 
     def test_small_files(self):
         c = section(self.text, "### (c)")
+        self.assertIn("| peer | req/s | server CPU µs/req | × io_uring | server CPU × io_uring |",
+                      c)
         r = row(c, "nginx")
-        self.assertEqual(r[1:7], ["8,000", "4.00×", "1.00", "5.00", "0.50×",
-                                  "4,000 / 8,000 / 12,000"])
-        self.assertEqual(row(c, "ringstore-server --engine=io_uring")[7], "100.0")
+        self.assertEqual(r[1:11], ["8,000", "25.0", "4.00×", "0.25×", "1.00", "5.00", "0.50×",
+                                   "4,000 / 8,000 / 12,000", "25.0 / 25.0 / 25.0", "1.2"])
+        self.assertEqual(row(c, "ringstore-server --engine=io_uring")[1:5],
+                         ["2,000", "100.0", "1.00×", "1.00×"])
+
+    def test_the_header_says_how_the_processes_were_pinned(self):
+        self.assertIn("every server on CPU 0 (`taskset -c 0`; nginx with `worker_processes 1`",
+                      self.text)
+        self.assertIn("every client (load_gen, curl, wrk, fio, iperf3's sender) on CPU 1",
+                      self.text)
+        self.assertNotIn("LD_PRELOAD", self.text)
+        recs = records()
+        recs[0] = meta(pin=None, preload="/usr/lib/libtcmalloc.so.4")
+        text = compare_report.markdown(recs)
+        self.assertIn("Not pinned: clients and servers share the machine's 2 cores.", text)
+        self.assertIn("ringstore-server ran with `LD_PRELOAD=/usr/lib/libtcmalloc.so.4`.", text)
+
+    def test_a_new_case_gets_a_generic_table(self):
+        recs = records()
+        recs[0] = meta(cases=["download_big", "batch_4k"])
+        for rnd in (1, 2, 3):
+            r = small(rnd, "ringstore-io_uring", 500 * rnd, 2.0)
+            r["case"] = "batch_4k"
+            recs.append(r)
+        text = compare_report.markdown(recs)
+        self.assertEqual(row(section(text, "### Case batch_4k"),
+                             "ringstore-server --engine=io_uring")[1:3], ["1,000", "100.0"])
 
     def test_references_and_failures(self):
         self.assertIn("| 1,002 MiB/s | 1,001 / 1,002 / 1,003 |", self.text)

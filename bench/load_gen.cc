@@ -13,7 +13,9 @@
 //             (per-stream PRNGs seeded from --seed) from --paths_file (one
 //             path a line) or --path. Each message's offset and crc32c are
 //             checked, and the bytes must add up to the FileInfo's size;
-//             a mismatch is a DATA_LOSS error.
+//             a mismatch is a DATA_LOSS error. The responses are read raw
+//             and the crc32c computed on the received slices
+//             (client/download_decoder.h): no copy into a message.
 //   upload    --upload_size bytes of random data (made once) to
 //             --upload_prefix/<request number>, in --chunk_bytes messages:
 //             the first carries spec (path, size) and the first chunk, each
@@ -78,6 +80,7 @@
 #include "ringstore/v1/ringstore.grpc.pb.h"
 #include "bench/load_gen_batch.h"
 #include "bench/load_gen_report.h"
+#include "client/download_decoder.h"
 #include "storage/engine/sync.h"
 #include "third_party/system/crc32c.h"
 
@@ -200,9 +203,11 @@ class Run {
 // and the statistics only its own (strictly sequential) calls touch.
 class Stream {
  public:
-  Stream(int id, Run* run, v1::FileStore::Stub* stub, const std::vector<std::string>* paths,
+  Stream(int id, Run* run, v1::FileStore::Stub* stub, grpc::ChannelInterface* channel,
+         const grpc::internal::RpcMethod* download, const std::vector<std::string>* paths,
          const UploadPlan* plan)
-      : run_(run), stub_(stub), paths_(paths), plan_(plan),
+      : run_(run), stub_(stub), channel_(channel), download_method_(download), paths_(paths),
+        plan_(plan),
         rng_(run->config().seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(id)) {
     if (plan != nullptr) {
       v1::UploadSpec* spec = first_upload_.mutable_spec();
@@ -249,12 +254,15 @@ class Stream {
 
   Run* const run_;
   v1::FileStore::Stub* const stub_;
+  grpc::ChannelInterface* const channel_;  // stub_'s, for the raw Download
+  const grpc::internal::RpcMethod* const download_method_;
   const std::vector<std::string>* const paths_;
   const UploadPlan* const plan_;
   std::mt19937_64 rng_;
   // Reused by every call of this stream.
   v1::DownloadRequest download_request_;
-  v1::DownloadResponse download_response_;
+  grpc::ByteBuffer download_raw_;
+  client::DownloadChunk download_chunk_;
   v1::BatchDownloadRequest batch_request_;
   v1::UploadRequest first_upload_;
   v1::UploadResponse upload_response_;
@@ -262,39 +270,43 @@ class Stream {
   StreamStats stats_;
 };
 
-// One download: reads messages into the stream's response, checking offset
-// and crc32c of each as it arrives; deletes itself in OnDone.
-class DownloadCall final : public grpc::ClientReadReactor<v1::DownloadResponse> {
+// One download: reads raw messages into the stream's buffer, checking offset
+// and crc32c of each on the received slices as it arrives; deletes itself
+// in OnDone.
+class DownloadCall final : public grpc::ClientReadReactor<grpc::ByteBuffer> {
  public:
   explicit DownloadCall(Stream* stream) : stream_(stream), start_(Clock::now()) {
     stream->Prepare(&context_);
-    stream->stub_->async()->Download(&context_, &stream->download_request_, this);
+    grpc::internal::ClientCallbackReaderFactory<grpc::ByteBuffer>::Create(
+        stream->channel_, *stream->download_method_, &context_, &stream->download_request_,
+        this);
     // gRPC runs the reactions after the Start calls that caused them;
     // RS_HAPPENS_BEFORE/AFTER let ThreadSanitizer see that (storage/sync.h).
     RS_HAPPENS_BEFORE(this);
-    StartRead(&stream->download_response_);
+    StartRead(&stream->download_raw_);
     StartCall();
   }
 
   void OnReadDone(bool ok) override {
     RS_HAPPENS_AFTER(this);
     if (!ok) return;  // end of stream or failure: OnDone follows
-    const v1::DownloadResponse& r = stream_->download_response_;
+    client::DownloadChunk& r = stream_->download_chunk_;
+    const absl::Status decoded = client::DecodeDownloadResponse(&stream_->download_raw_, &r);
+    if (!decoded.ok()) {
+      Fail(std::string(decoded.message()));
+      return;
+    }
     if (messages_++ == 0) {
-      size_ = r.info().size();
-      backend_ = r.backend();
+      size_ = r.info.size();
+      backend_ = r.backend;
     }
-    if (r.offset() != received_) {
-      Fail(absl::StrCat("message at offset ", r.offset(), ", expected ", received_));
+    if (r.offset != received_) {
+      Fail(absl::StrCat("message at offset ", r.offset, ", expected ", received_));
       return;
     }
-    if (Crc32c(r.data()) != r.crc32c()) {
-      Fail(absl::StrCat("crc32c mismatch in the message at offset ", r.offset()));
-      return;
-    }
-    received_ += static_cast<int64_t>(r.data().size());
+    received_ += r.data_size;
     RS_HAPPENS_BEFORE(this);
-    StartRead(&stream_->download_response_);
+    StartRead(&stream_->download_raw_);
   }
 
   void OnDone(const grpc::Status& status) override {
@@ -511,6 +523,8 @@ int Main() {
   // Distinct channel arguments and a local subchannel pool: each channel
   // gets a connection of its own instead of sharing one.
   std::vector<std::unique_ptr<v1::FileStore::Stub>> stubs;
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  std::vector<grpc::internal::RpcMethod> download_methods;
   const absl::Time connect_deadline = absl::Now() + absl::GetFlag(FLAGS_connect_timeout);
   for (int i = 0; i < config.channels; ++i) {
     grpc::ChannelArguments args;
@@ -524,6 +538,8 @@ int Main() {
       return 1;
     }
     stubs.push_back(v1::FileStore::NewStub(channel));
+    download_methods.push_back(client::RawDownloadMethod(channel));
+    channels.push_back(std::move(channel));
   }
 
   std::string server_engine;
@@ -548,8 +564,9 @@ int Main() {
   Run run(config, config.concurrency);
   std::vector<std::unique_ptr<Stream>> streams;
   for (int i = 0; i < config.concurrency; ++i) {
+    const auto c = static_cast<size_t>(i % config.channels);
     streams.push_back(std::make_unique<Stream>(
-        i, &run, stubs[static_cast<size_t>(i % config.channels)].get(), &paths,
+        i, &run, stubs[c].get(), channels[c].get(), &download_methods[c], &paths,
         reads ? nullptr : &plan));
   }
   run.Start();

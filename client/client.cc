@@ -11,6 +11,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "client/download_decoder.h"
 #include "third_party/system/crc32c.h"
 
 namespace ringstore::client {
@@ -58,26 +59,13 @@ grpc::Status Shrunk(int64_t offset, int64_t size) {
                                    " bytes: it changed during the upload"));
 }
 
-// Writes all of `buf`, in pieces of at most kWritePiece bytes: on this
+// A download is written at most kWritePiece bytes a writev: on this
 // project's VM (Linux 6.18, ext4) writing a 1 GiB download into the page
 // cache in 1 MiB write()s cost 1.8-2.2 s of system time, in 128 or 256 KiB
 // pieces 0.74-0.97 s (bench/cli_vs_curl.sh's output file; probably the
 // larger folios a bigger write allocates, each first touch of which the
 // hypervisor charges; not profiled further). Smaller pieces cost syscalls.
 constexpr size_t kWritePiece = 256 << 10;
-
-bool WriteFull(int fd, const char* buf, size_t n) {
-  while (n > 0) {
-    const ssize_t w = write(fd, buf, std::min(n, kWritePiece));
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    buf += w;
-    n -= static_cast<size_t>(w);
-  }
-  return true;
-}
 
 }  // namespace
 
@@ -110,7 +98,8 @@ Client::Client(const ClientOptions& options) : options_(options) {
   // machine.)
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
-  stub_ = v1::FileStore::NewStub(grpc::CreateCustomChannel(options.server, creds, args));
+  channel_ = grpc::CreateCustomChannel(options.server, creds, args);
+  stub_ = v1::FileStore::NewStub(channel_);
 }
 
 void Client::Prepare(grpc::ClientContext* context, bool unary) const {
@@ -208,29 +197,29 @@ grpc::Status Client::Get(const std::string& remote, const GetOptions& options, i
     } else {
       request.set_limit(options.length);
     }
-    std::unique_ptr<grpc::ClientReader<v1::DownloadResponse>> reader =
-        stub_->Download(&context, request);
-    v1::DownloadResponse response;
+    // Raw responses: the data is checked and written from the slices gRPC
+    // received it in (download_decoder.h), never copied into a message.
+    std::unique_ptr<grpc::ClientReader<grpc::ByteBuffer>> reader =
+        ReadDownload(channel_, &context, request);
+    grpc::ByteBuffer raw;
+    DownloadChunk chunk;
     bool stream_first = true;
     grpc::Status local_error;
-    while (reader->Read(&response)) {
-      if (stream_first && first) {
-        *info = response.info();
-        *backend = BackendName(response.backend());
+    while (reader->Read(&raw)) {
+      const absl::Status decoded = DecodeDownloadResponse(&raw, &chunk);
+      if (decoded.ok() && stream_first && first) {
+        *info = chunk.info;
+        *backend = BackendName(chunk.backend);
         const int64_t rest = info->size() - options.offset;
         total = options.length > 0 && options.length < rest ? options.length : rest;
         first = false;
       }
       stream_first = false;
-      // The data is checked and written where the message holds it; its CRC
-      // is computed once and folded into the file's.
-      const uint32_t message_crc = Crc32c(response.data());
-      if (response.offset() != expected) {
-        local_error =
-            DataLoss(absl::StrCat("chunk at ", response.offset(), ", expected ", expected));
-      } else if (message_crc != response.crc32c()) {
-        local_error = DataLoss(absl::StrCat("crc32c mismatch in chunk at ", response.offset()));
-      } else if (!WriteFull(fd, response.data().data(), response.data().size())) {
+      if (!decoded.ok()) {
+        local_error = DataLoss(std::string(decoded.message()));
+      } else if (chunk.offset != expected) {
+        local_error = DataLoss(absl::StrCat("chunk at ", chunk.offset, ", expected ", expected));
+      } else if (!WriteChunk(fd, chunk, kWritePiece)) {
         local_error = grpc::Status(grpc::StatusCode::INTERNAL,
                                    absl::StrCat("writing output: ", std::strerror(errno)));
       }
@@ -238,8 +227,8 @@ grpc::Status Client::Get(const std::string& remote, const GetOptions& options, i
         context.TryCancel();
         break;
       }
-      crc = Crc32cCombine(crc, message_crc, response.data().size());
-      expected += static_cast<int64_t>(response.data().size());
+      crc = Crc32cCombine(crc, chunk.data_crc32c, static_cast<uint64_t>(chunk.data_size));
+      expected += chunk.data_size;
       if (options.progress) options.progress(expected - options.offset, total);
     }
     grpc::Status status = reader->Finish();

@@ -189,6 +189,7 @@ class Client {
                              std::string* trailer_backend);
 
   const ClientOptions options_;
+  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::FileStore::Stub> stub_;
 };
 
