@@ -316,10 +316,15 @@ TEST_P(EngineContractTest, DirectWritesAndTruncate) {
 
 TEST_P(EngineContractTest, InfoNamesTheBackend) {
   const EngineInfo info = engine_->info();
-  EXPECT_EQ(BackendName(info.backend), GetParam());
+  EXPECT_EQ(BackendName(info.backend), engine_name());
+  // SQPOLL is reported where it was asked for and runs, and only there.
+  const bool sqpoll =
+      std::find(info.features.begin(), info.features.end(), "sqpoll") != info.features.end();
+  EXPECT_EQ(sqpoll, GetParam() == kSqpollVariant);
+  EXPECT_EQ(engine_->stats().io_uring_sqpoll, sqpoll);
 }
 
-INSTANTIATE_TEST_SUITE_P(AllEngines, EngineContractTest, testing::ValuesIn(EngineNames()),
+INSTANTIATE_TEST_SUITE_P(AllEngines, EngineContractTest, testing::ValuesIn(EngineVariants()),
                          EngineParamName);
 
 // engine_list.h is the one list: the selector, BackendName and the names

@@ -2,7 +2,8 @@
 // (io_uring_ring.h has the machinery: thread, submission, completion,
 // cancellation, fault injection).
 //
-// One Ring per core. An operation goes to the next ring round robin, except
+// One Ring per core (with SQPOLL, one SQ thread for them all). An
+// operation goes to the next ring round robin, except
 // that one started from a ring's own thread (a completion starting the next
 // step) stays on that ring: no cross-thread wake-up. Everything an operation
 // does (all the SQEs of a chain, every retry) stays on its ring. File
@@ -84,6 +85,7 @@ class IoUringEngine final : public Engine {
       stats.io_uring_sqes += lane.ring->sqes();
       stats.io_uring_fixed_buffer_ops += lane.ring->fixed_buffer_ops();
     }
+    stats.io_uring_sqpoll = lanes_.front().ring->sqpoll();
     return stats;
   }
 
@@ -164,7 +166,11 @@ absl::StatusOr<std::unique_ptr<Engine>> NewIoUringEngine(const EngineOptions& op
       std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, kMaxRings);
   std::vector<IoUringEngine::Lane> lanes;
   for (int i = 0; i < count; ++i) {
-    auto ring = std::make_unique<Ring>(options);
+    // With SQPOLL, one SQ thread (the first ring's) polls every ring: on a
+    // machine of few cores a spinning thread per ring would take them all.
+    const int attach =
+        i > 0 && lanes.front().ring->sqpoll() ? lanes.front().ring->ring_fd() : -1;
+    auto ring = std::make_unique<Ring>(options, attach);
     RS_RETURN_IF_ERROR(ring->Start());
     auto files = std::make_unique<RingFiles>(ring.get(), options.faults);
     lanes.push_back({std::move(ring), std::move(files)});
