@@ -2,7 +2,7 @@
 // (io_uring_ring.h has the machinery: thread, submission, completion,
 // cancellation, fault injection).
 //
-// One Ring per core (with SQPOLL, one SQ thread for them all). An
+// One Ring per core (with SQPOLL, one ring and its SQ thread). An
 // operation goes to the next ring round robin, except
 // that one started from a ring's own thread (a completion starting the next
 // step) stays on that ring: no cross-thread wake-up. Everything an operation
@@ -162,16 +162,16 @@ absl::StatusOr<std::unique_ptr<Engine>> NewIoUringEngine(const EngineOptions& op
   }
   // One ring per core: a ring's thread does the memory copies of cached
   // reads and writes inline, so one ring alone would use one core.
-  const int count =
-      std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, kMaxRings);
+  // With SQPOLL the kernel's SQ thread does that work: one ring, one
+  // spinning thread. (Several rings on one SQ thread, IORING_SETUP_ATTACH_WQ,
+  // would break chains: the thread then takes at most 8 SQEs of a ring per
+  // pass, and a chain cut there runs as two, the read before its open.)
+  int count = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, kMaxRings);
   std::vector<IoUringEngine::Lane> lanes;
   for (int i = 0; i < count; ++i) {
-    // With SQPOLL, one SQ thread (the first ring's) polls every ring: on a
-    // machine of few cores a spinning thread per ring would take them all.
-    const int attach =
-        i > 0 && lanes.front().ring->sqpoll() ? lanes.front().ring->ring_fd() : -1;
-    auto ring = std::make_unique<Ring>(options, attach);
+    auto ring = std::make_unique<Ring>(options);
     RS_RETURN_IF_ERROR(ring->Start());
+    if (ring->sqpoll()) count = 1;
     auto files = std::make_unique<RingFiles>(ring.get(), options.faults);
     lanes.push_back({std::move(ring), std::move(files)});
   }

@@ -44,12 +44,11 @@ constexpr NeededOp kNeededOps[] = {
 
 }  // namespace
 
-Ring::Ring(const EngineOptions& options, int attach_sq)
+Ring::Ring(const EngineOptions& options)
     : attr_(options.metadata_attr),
       pool_(options.pool),
       threads_(options.threads),
       sqpoll_idle_ms_(options.io_uring_sqpoll_idle_ms),
-      attach_sq_(attach_sq),
       faults_(options.faults),
       root_(fcntl(options.root_fd, F_DUPFD_CLOEXEC, 0)),
       loop_("rs-uring") {}
@@ -92,13 +91,7 @@ absl::StatusOr<unsigned> Ring::InitRing() {
   auto init = [&](unsigned flags) {
     std::memset(&params, 0, sizeof(params));
     params.flags = flags;
-    if (flags & IORING_SETUP_SQPOLL) {
-      params.sq_thread_idle = static_cast<unsigned>(sqpoll_idle_ms_);
-      if (attach_sq_ >= 0) {
-        params.flags |= IORING_SETUP_ATTACH_WQ;
-        params.wq_fd = static_cast<unsigned>(attach_sq_);
-      }
-    }
+    if (flags & IORING_SETUP_SQPOLL) params.sq_thread_idle = static_cast<unsigned>(sqpoll_idle_ms_);
     return io_uring_queue_init_params(kRingEntries, &ring_, &params);
   };
   int rc = -EINVAL;

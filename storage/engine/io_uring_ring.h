@@ -13,8 +13,8 @@
 // submitted, never dropped; every CQE is marked seen once.
 //
 // SQPOLL (EngineOptions::io_uring_sqpoll_idle_ms): the ring asks for
-// IORING_SETUP_SQPOLL first (DEFER_TASKRUN cannot go with it), attached to
-// another ring's SQ thread if given one; refused, it runs without. The
+// IORING_SETUP_SQPOLL first (DEFER_TASKRUN cannot go with it); refused, it
+// runs without. The
 // kernel thread then takes SQEs from the queue: submitting only makes them
 // visible (liburing enters the kernel to wake the thread when it sleeps,
 // IORING_SQ_NEED_WAKEUP), and the ring thread still blocks in
@@ -83,10 +83,8 @@ class Ring final : private EventLoop::Driver {
     bool cancellable = false;
   };
 
-  // Any thread. Does not start anything; Start() does. With SQPOLL asked
-  // for, `attach_sq` (>= 0) is the descriptor of a started ring whose SQ
-  // thread this one shares (IORING_SETUP_ATTACH_WQ).
-  explicit Ring(const EngineOptions& options, int attach_sq = -1);
+  // Any thread. Does not start anything; Start() does.
+  explicit Ring(const EngineOptions& options);
   // Any thread but the ring's. Waits for every SQE in flight, then stops the
   // thread.
   ~Ring() override;
@@ -113,9 +111,8 @@ class Ring final : private EventLoop::Driver {
   int direct_slots() const { return direct_slots_; }
   int direct_slots_in_use() const { return slots_in_use_.load(std::memory_order_relaxed); }
   int root() const { return root_.get(); }
-  // The ring runs with IORING_SETUP_SQPOLL; its descriptor (for attach_sq).
+  // The ring runs with IORING_SETUP_SQPOLL.
   bool sqpoll() const { return sqpoll_; }
-  int ring_fd() const { return ring_.ring_fd; }
   // Any thread: io_uring_enter calls that submitted SQEs, SQEs submitted,
   // and read_fixed/write_fixed SQEs (engine.h, EngineStats).
   uint64_t submits() const { return submits_.load(std::memory_order_relaxed); }
@@ -182,7 +179,6 @@ class Ring final : private EventLoop::Driver {
   BufferPool* const pool_;
   const int threads_;
   const int sqpoll_idle_ms_;
-  const int attach_sq_;
   FaultInjector* const faults_;
   // The ring's duplicate of the root descriptor.
   const ScopedFd root_;
