@@ -18,16 +18,15 @@ disk's figures from /proc/diskstats: reads/s, the average queue depth
   sudo bench/cold.sh --rounds=3            # builds, then runs this
   python3 bench/cold.py --bins=DIR --dir=/var/tmp/ringstore-cold ...
 
-The data set is created once under --dir/root (plain files: nginx serves
-them as they are; ringstore finds no metadata attribute and reads them as
-files it did not upload). Only the standard library, and bench/compare_peers
+The data set is uploaded once under --dir/root through ringstore (load_gen
+populate), so its files carry ringstore's metadata attribute; nginx serves
+the same files. Only the standard library, and bench/compare_peers
 (read-only reuse of its process helpers and nginx configuration).
 """
 
 import argparse
 import json
 import os
-import random
 import re
 import statistics
 import subprocess
@@ -38,7 +37,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import compare_peers as cp  # noqa: E402
 
-SETS = {"64k": (10000, 64 << 10), "1m": (2000, 1 << 20)}
+SETS = {"64k": (10000, 64 << 10), "1m": (2000, 1 << 20), "4k": (10000, 4 << 10)}
 
 
 def disk_of(path):
@@ -62,26 +61,40 @@ def diskstats(disk):
     raise cp.Fail("no %s in /proc/diskstats" % disk)
 
 
-def make_set(root, name, count, size):
-    d = os.path.join(root, name)
-    paths = os.path.join(root, "..", "paths-%s.txt" % name)
+def make_set(run, args, root, name, count, size):
+    """Uploads `count` files of `size` bytes as NAME/... through a ringstore
+    server (so they carry its metadata attribute, as real ones do), once;
+    returns the file listing their paths."""
+    paths = os.path.join(args.dir, "paths-%s.txt" % name)
     if os.path.exists(paths):
-        return os.path.abspath(paths)
-    os.makedirs(d, exist_ok=True)
-    rng = random.Random(14)
-    block = bytes(rng.getrandbits(8) for _ in range(4096))
-    names = []
-    for i in range(count):
-        rel = "%s/%05d" % (name, i)
-        with open(os.path.join(root, rel), "wb") as f:
-            # Distinct content per file, cheaply: the index in every block.
-            stamp = b"%08d" % i
-            f.write((stamp + block[8:]) * (size // 4096))
-        names.append(rel)
-    subprocess.run(["sync"], check=True)
-    with open(paths, "w") as f:
-        f.write("\n".join(names) + "\n")
-    return os.path.abspath(paths)
+        return paths
+    server = RingstorePeer(run, "populate", root, run.bins["ringstore"], [], args.server_cpu)
+    server.start()
+    try:
+        cp.client_run([run.bins["load_gen"], "--server=" + server.address, "--mode=populate",
+                       "--count=%d" % count, "--upload_size=%d" % size, "--upload_prefix=" + name,
+                       "--concurrency=16", "--paths_file=" + paths + ".tmp"], 3600)
+    finally:
+        server.stop()
+    os.rename(paths + ".tmp", paths)
+    return paths
+
+
+def threads_cpu_s(pid, prefix):
+    """user+sys seconds of the threads of `pid` whose name starts with
+    `prefix` (iou-sqp: the SQ thread)."""
+    total = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                if not f.read().startswith(prefix):
+                    continue
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                v = f.read().rsplit(")", 1)[1].split()
+            total += (int(v[11]) + int(v[12])) / cp.CLK_TCK
+        except OSError:
+            pass
+    return total
 
 
 def drop_caches():
@@ -140,7 +153,7 @@ def pinned(cpu, cmd):
 
 class RingstorePeer(cp.GrpcServer):
     def __init__(self, run, label, root, binary, flags, server_cpu):
-        super().__init__(run, label, root, engine=None)
+        super().__init__(run, label, root, engine="auto")
         self.engine = None
         self.cmd = pinned(server_cpu, [binary, "--listen=127.0.0.1:0", "--root=" + root] + flags)
 
@@ -189,13 +202,14 @@ def make_peers(run, args, root):
     return peers
 
 
-def client(args, peer, paths):
+def client(args, peer, paths, seconds=None):
+    seconds = seconds or args.seconds
     if isinstance(peer, NginxPeer):
         env = dict(os.environ, COMPARE_PATHS=paths)
         lua = os.path.join(os.path.dirname(os.path.abspath(__file__)), "compare_wrk.lua")
         cmd = pinned(args.client_cpu, ["wrk", "-t1", "-c%d" % args.concurrency,
-                                       "-d%ds" % args.seconds, "-s", lua, peer.url("")])
-        out, _, _ = cp.client_run(cmd, args.seconds + 60, env=env)
+                                       "-d%ds" % seconds, "-s", lua, peer.url("")])
+        out, _, _ = cp.client_run(cmd, seconds + 60, env=env)
         m = re.search(r"WRKJSON (\{.*\})", out)
         j = json.loads(m.group(1))
         bad = sum(j["errors"].values())
@@ -206,8 +220,8 @@ def client(args, peer, paths):
     cmd = pinned(args.client_cpu, [run_bins(args)["load_gen"], "--server=" + peer.address,
                                    "--mode=download", "--paths_file=" + paths,
                                    "--concurrency=%d" % args.concurrency,
-                                   "--duration=%ds" % args.seconds])
-    out, _, _ = cp.client_run(cmd, args.seconds + 60)
+                                   "--duration=%ds" % seconds])
+    out, _, _ = cp.client_run(cmd, seconds + 60)
     j = json.loads(out.strip().splitlines()[-1])
     if j["errors"]["count"]:
         raise cp.Fail("load_gen errors: %r" % j["errors"])
@@ -220,9 +234,13 @@ def run_bins(args):
 
 def cell(args, peer, paths, disk):
     pids = peer.cpu_pids()
-    drop_caches()
+    if args.warm:
+        client(args, peer, paths, seconds=2)  # every file read once or more
+    else:
+        drop_caches()
     time.sleep(0.5)
     cpu0 = sum(cp.proc_cpu_s(p) for p in pids)
+    sq0 = threads_cpu_s(pids[0], "iou-sqp")
     d0, t0 = diskstats(disk), time.monotonic()
     sampler = Sampler(pids)
     sampler.start()
@@ -231,10 +249,12 @@ def cell(args, peer, paths, disk):
     sampler.join()
     d1, t1 = diskstats(disk), time.monotonic()
     cpu = sum(cp.proc_cpu_s(p) for p in pids) - cpu0
+    sq = threads_cpu_s(pids[0], "iou-sqp") - sq0
     ms = (t1 - t0) * 1000
     reads = d1[0] - d0[0]
     return {"rps": requests / secs, "mib_s": nbytes / secs / (1 << 20), "p99_ms": p99,
             "cpu_us_per_req": cpu * 1e6 / max(requests, 1),
+            "sq_thread_us_per_req": sq * 1e6 / max(requests, 1),
             "iowq_max": sampler.most, "iowq_mean": sampler.total / max(sampler.samples, 1),
             "disk_reads_s": reads / (ms / 1000), "disk_qd": (d1[2] - d0[2]) / ms,
             "disk_read_kib": (d1[1] - d0[1]) * 512 / 1024 / max(reads, 1)}
@@ -253,6 +273,8 @@ def main():
     ap.add_argument("--variant", action="append", default=[],
                     help="LABEL=SERVER_BINARY[,FLAG...]: one more ringstore peer")
     ap.add_argument("--server_flag", dest="server_flags", action="append", default=[])
+    ap.add_argument("--warm", action="store_true",
+                    help="no cache drop: each cell after a 2 s warm-up of the same load")
     ap.add_argument("--server_cpu", type=int, default=0)
     ap.add_argument("--client_cpu", type=int, default=1)
     ap.add_argument("--out", default=None, help="JSON lines, one per cell")
@@ -267,7 +289,7 @@ def main():
     try:
         for set_name in args.sets.split(","):
             count, size = SETS[set_name]
-            paths = make_set(root, set_name, count, size)
+            paths = make_set(run, args, root, set_name, count, size)
             peers = make_peers(run, args, root)
             for rnd in range(1, args.rounds + 1):
                 for peer in peers:
@@ -289,9 +311,9 @@ def main():
 
 
 def report(results):
-    print("\n%-5s %-26s %9s %8s %8s %9s %6s %8s %6s %s" % (
-        "set", "peer", "req/s", "MiB/s", "p99 ms", "cpu us/rq", "iowq", "disk r/s", "qd",
-        "per round req/s"))
+    print("\n%-5s %-26s %9s %8s %8s %9s %6s %6s %8s %6s %s" % (
+        "set", "peer", "req/s", "MiB/s", "p99 ms", "cpu us/rq", "sq us", "iowq", "disk r/s", "qd",
+        "per round req/s; cpu us/rq"))
     for (s, peer), rows in results.items():
         ok = [r for r in rows if "error" not in r]
         if not ok:
@@ -301,10 +323,11 @@ def report(results):
         def med(k):
             vals = [r[k] for r in ok if r.get(k) is not None]
             return statistics.median(vals) if vals else float("nan")
-        print("%-5s %-26s %9.0f %8.1f %8.1f %9.1f %6.0f %8.0f %6.1f %s" % (
+        print("%-5s %-26s %9.0f %8.1f %8.1f %9.1f %6.1f %6.0f %8.0f %6.1f %s; %s" % (
             s, peer, med("rps"), med("mib_s"), med("p99_ms"), med("cpu_us_per_req"),
-            med("iowq_max"), med("disk_reads_s"), med("disk_qd"),
-            " ".join("%.0f" % r["rps"] for r in ok)))
+            med("sq_thread_us_per_req"), med("iowq_max"), med("disk_reads_s"), med("disk_qd"),
+            " ".join("%.0f" % r["rps"] for r in ok),
+            " ".join("%.1f" % r["cpu_us_per_req"] for r in ok)))
 
 
 if __name__ == "__main__":
