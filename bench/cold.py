@@ -208,7 +208,8 @@ def client(args, peer, paths, seconds=None):
         env = dict(os.environ, COMPARE_PATHS=paths)
         lua = os.path.join(os.path.dirname(os.path.abspath(__file__)), "compare_wrk.lua")
         cmd = pinned(args.client_cpu, ["wrk", "-t1", "-c%d" % args.concurrency,
-                                       "-d%ds" % seconds, "-s", lua, peer.url("")])
+                                       "--timeout", "60s", "-d%ds" % seconds, "-s", lua,
+                                       peer.url("")])
         out, _, _ = cp.client_run(cmd, seconds + 60, env=env)
         m = re.search(r"WRKJSON (\{.*\})", out)
         j = json.loads(m.group(1))
