@@ -11,7 +11,8 @@ ships it but with one worker (sendfile), and nginx-aio (the same with
 
 Per cell: requests/s, MiB/s, p99, the server's CPU per request (user+sys
 of every thread: io-wq workers and the SQ thread are threads of the
-server), the most io-wq workers (iou-wrk threads) seen at once, and the
+server), the most io-wq workers (iou-wrk threads) seen at once and how
+many were busy on average (not waiting for work), and the
 disk's figures from /proc/diskstats: reads/s, the average queue depth
 (Δ weighted ms in queue / Δ ms) and the mean read size.
 
@@ -115,24 +116,39 @@ def thread_names(pid):
 
 
 class Sampler(threading.Thread):
-    """Counts the iou-wrk threads of the server pids every 100 ms."""
+    """Every 50 ms: how many io-wq workers (iou-wrk threads) the server pids
+    have, and how many of them are busy (their kernel stack, which root can
+    read, is anywhere but io_wq_worker's wait for work)."""
 
     def __init__(self, pids):
         super().__init__(daemon=True)
-        self.pids, self.most, self.samples, self.total = pids, 0, 0, 0
+        self.pids, self.most, self.samples, self.total, self.busy = pids, 0, 0, 0, 0
         self.stop = threading.Event()
 
     def run(self):
-        while not self.stop.wait(0.1):
-            n = 0
+        while not self.stop.wait(0.05):
+            n = busy = 0
             for pid in self.pids:
                 try:
-                    n += sum(1 for t in thread_names(pid) if t.startswith("iou-wrk"))
+                    tids = os.listdir("/proc/%d/task" % pid)
                 except OSError:
-                    pass
+                    continue
+                for tid in tids:
+                    base = "/proc/%d/task/%s/" % (pid, tid)
+                    try:
+                        with open(base + "comm") as f:
+                            if not f.read().startswith("iou-wrk"):
+                                continue
+                        with open(base + "stack") as f:
+                            top = f.readline()
+                    except OSError:
+                        continue
+                    n += 1
+                    busy += 0 if " io_wq_worker+" in top else 1
             self.most = max(self.most, n)
             self.samples += 1
             self.total += n
+            self.busy += busy
 
 
 class Run:
@@ -257,6 +273,7 @@ def cell(args, peer, paths, disk):
             "cpu_us_per_req": cpu * 1e6 / max(requests, 1),
             "sq_thread_us_per_req": sq * 1e6 / max(requests, 1),
             "iowq_max": sampler.most, "iowq_mean": sampler.total / max(sampler.samples, 1),
+            "iowq_busy_mean": sampler.busy / max(sampler.samples, 1),
             "disk_reads_s": reads / (ms / 1000), "disk_qd": (d1[2] - d0[2]) / ms,
             "disk_read_kib": (d1[1] - d0[1]) * 512 / 1024 / max(reads, 1)}
 
@@ -312,8 +329,9 @@ def main():
 
 
 def report(results):
-    print("\n%-5s %-26s %9s %8s %8s %9s %6s %6s %8s %6s %s" % (
-        "set", "peer", "req/s", "MiB/s", "p99 ms", "cpu us/rq", "sq us", "iowq", "disk r/s", "qd",
+    print("\n%-5s %-26s %9s %8s %8s %9s %6s %9s %8s %6s %s" % (
+        "set", "peer", "req/s", "MiB/s", "p99 ms", "cpu us/rq", "sq us", "iowq busy", "disk r/s",
+        "qd",
         "per round req/s; cpu us/rq"))
     for (s, peer), rows in results.items():
         ok = [r for r in rows if "error" not in r]
@@ -324,9 +342,10 @@ def report(results):
         def med(k):
             vals = [r[k] for r in ok if r.get(k) is not None]
             return statistics.median(vals) if vals else float("nan")
-        print("%-5s %-26s %9.0f %8.1f %8.1f %9.1f %6.1f %6.0f %8.0f %6.1f %s; %s" % (
+        print("%-5s %-26s %9.0f %8.1f %8.1f %9.1f %6.1f %4.1f/%-4.0f %8.0f %6.1f %s; %s" % (
             s, peer, med("rps"), med("mib_s"), med("p99_ms"), med("cpu_us_per_req"),
-            med("sq_thread_us_per_req"), med("iowq_max"), med("disk_reads_s"), med("disk_qd"),
+            med("sq_thread_us_per_req"), med("iowq_busy_mean"), med("iowq_max"),
+            med("disk_reads_s"), med("disk_qd"),
             " ".join("%.0f" % r["rps"] for r in ok),
             " ".join("%.1f" % r["cpu_us_per_req"] for r in ok)))
 
