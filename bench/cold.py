@@ -9,6 +9,12 @@ ships it but with one worker (sendfile), and nginx-aio (the same with
 `aio threads;`), both with wrk; more ringstore variants with
 --variant LABEL=SERVER_BINARY[,FLAG...]. Rounds interleave every peer.
 
+Read the disk columns first: with these sets an 8 s cell at thousands of
+requests/s touches every file, so the disk reads each file once (disk
+reads per cell = about the file count for every peer) and the rest of the
+cell is served warm; the peers then differ by their per-request cost. A
+set much larger than a cell can touch measures the disk itself.
+
 Per cell: requests/s, MiB/s, p99, the server's CPU per request (user+sys
 of every thread: io-wq workers and the SQ thread are threads of the
 server), the most io-wq workers (iou-wrk threads) seen at once and how
