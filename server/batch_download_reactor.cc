@@ -164,7 +164,7 @@ class BatchDownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuf
   // Advance(1): the call still counts while its completion runs.
 
   // Reads file `index` whole into `buffer` (all of it with a loan, else its
-  // first kBatchCopyChunk bytes); a file that does not fit goes on to Open.
+  // first kBatchCopyChunk bytes); a file that does not fit comes back opened.
   void ReadSmall(int index, PooledBuffer buffer, BufferPool::Loan loan) {
     if (!buffer.valid()) return Withdrawn();
     if (Ending()) return EndCall();  // `buffer` goes back
@@ -185,10 +185,10 @@ class BatchDownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuf
     File& f = file(index);
     f.backend = backend;
     if (!r->complete) {
+      // Larger than one message: ReadSmall has opened it (store.h).
       buffer = PooledBuffer();
       loan = BufferPool::Loan();
-      if (Ending()) return EndCall();
-      return Open(index);
+      return OnOpened(index, std::move(r->reader), backend);
     }
     f.info = std::move(r->info);
     const size_t n = static_cast<size_t>(f.info.size);
@@ -199,26 +199,22 @@ class BatchDownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuf
     Deliver(index, Message(index, 0, std::move(data), /*last=*/true), /*last=*/true);
   }
 
-  // Opens file `index`, larger than one message (the same call).
-  void Open(int index) {
-    store_->OpenReader(file(index).path,
-                       [this, index](absl::StatusOr<std::unique_ptr<storage::Reader>> r,
-                                     Backend backend) {
-                         if (!r.ok()) return Fail(index, r.status());
-                         File& f = file(index);
-                         f.reader = *std::move(r);
-                         f.info = f.reader->info();
-                         f.backend = backend;
-                         if (f.info.size == 0) {  // it shrank since: one message
-                           f.reader.reset();
-                           return Deliver(index, Message(index, 0, grpc::Slice(), true), true);
-                         }
-                         {
-                           MutexLock lock(&mu_);
-                           if (!outcome_) to_read_.push_back(index);
-                         }
-                         EndCall();
-                       });
+  // File `index`, larger than one message, has been opened (the same
+  // call as its ReadSmall): its chunks go on the read queue.
+  void OnOpened(int index, std::unique_ptr<storage::Reader> reader, Backend backend) {
+    File& f = file(index);
+    f.reader = std::move(reader);
+    f.info = f.reader->info();
+    f.backend = backend;
+    if (f.info.size == 0) {  // it shrank since: one message
+      f.reader.reset();
+      return Deliver(index, Message(index, 0, grpc::Slice(), true), true);
+    }
+    {
+      MutexLock lock(&mu_);
+      if (!outcome_) to_read_.push_back(index);
+    }
+    EndCall();
   }
 
   // A pool buffer for file `index`'s chunk at `offset` has come.
