@@ -44,7 +44,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import compare_peers  # noqa: E402
 import compare_report  # noqa: E402
-from compare_cases import CASES, SMALL_SIZES, run_cell  # noqa: E402
+from compare_cases import (BATCH_CONCURRENCY, BATCH_SIZE, CASES, SMALL_SIZES,  # noqa: E402
+                           run_cell)
 from compare_peers import (GiB, MiB, Children, Fail, GrpcServer, all_peers,  # noqa: E402
                            client_run)
 from compare_refs import references  # noqa: E402
@@ -190,6 +191,7 @@ def meta(run, peers, cases, load_before):
         "big_bytes": run.big_bytes, "small_count": run.small_count,
         "duration_s": run.duration_s, "iperf_s": run.iperf_s, "fio_rand_s": run.fio_rand_s,
         "peers": list(peers), "cases": list(cases),
+        "batch_size": BATCH_SIZE, "batch_concurrency": BATCH_CONCURRENCY,
         "pin": dict(compare_peers.PIN) if any(compare_peers.PIN.values()) else None,
         "preload": run.args.preload,
         "command": run.args.command or " ".join(sys.argv),

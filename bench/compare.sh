@@ -24,6 +24,10 @@
 #                     64 concurrent downloads of random files out of 10,000
 #                     for 10 s: load_gen --concurrency=64 / wrk -t2 -c64
 #                     --latency -s bench/compare_wrk.lua
+#   (c2) batch_4k     the small_4k files through BatchDownload: load_gen
+#                     --mode=batch --batch_size=100 --concurrency=4 (files/s,
+#                     server CPU per file); nginx: small_4k's wrk run (one
+#                     file per request); baseline: n/a (no BatchDownload)
 #   (d) references    iperf3 over loopback, fio --ioengine=io_uring: 1 GiB
 #                     sequential read in 1 MiB blocks, 4 KiB and 64 KiB random
 #                     reads at iodepth 32 (buffered and --direct=1), a 1 GiB
@@ -34,6 +38,8 @@
 # round; the report gives per-cell medians and each peer's ratio to
 # ringstore-io_uring. bench/compare.py does the work, bench/compare_report.py
 # writes the tables.
+# A/B of server variants (a build, a flag, an env such as LD_PRELOAD, over
+# the same kind of load): bench/compare_ab.py, not this script.
 #
 # Data: --dir (default /var/tmp/ringstore-compare; never a tmpfs). The data
 # set is uploaded once through ringstore (kept for the next run with the same
@@ -53,7 +59,7 @@
 #                 a partial matrix, for debugging (peers: ringstore-ENGINE for
 #                 each engine the server has, e.g. ringstore-io_uring, then
 #                 baseline, nginx; cases: download_big, upload_big, small_4k,
-#                 small_64k)
+#                 small_64k, batch_4k)
 #   --pin=0,1     the CPUs of the servers and of the clients (default 0,1);
 #                 none: unpinned (the method before issue 14)
 #   --tcmalloc    LD_PRELOAD gperftools' full tcmalloc (libtcmalloc.so.4,

@@ -23,7 +23,7 @@ END = "<!-- END bench/compare.sh output -->"
 REF_PEER = "ringstore-io_uring"
 # The cases with a section of their own; any other case compare.py ran
 # gets a generic table (requests per second if its cells have rps, else MiB/s).
-KNOWN_CASES = ("download_big", "upload_big", "small_4k", "small_64k")
+KNOWN_CASES = ("download_big", "upload_big", "small_4k", "small_64k", "batch_4k")
 MiB = 1 << 20
 
 # The peers besides ringstore's engines ("ringstore-ENGINE", one per engine
@@ -77,10 +77,15 @@ def load(path):
 
 def brief(rec):
     """One line for the progress log."""
+    if rec.get("skipped"):
+        return "n/a: %s" % rec["skipped"]
     if not rec.get("ok"):
         return "FAILED: %s" % rec.get("error", "?")
     parts = []
-    if "rps" in rec:
+    if "files_per_second" in rec:
+        parts.append("%.0f files/s p50 %.2f ms p99 %.2f ms" % (
+            rec["files_per_second"], rec["p50_ms"], rec["p99_ms"]))
+    elif "rps" in rec:
         parts.append("%.0f req/s p50 %.2f ms p99 %.2f ms" % (rec["rps"], rec["p50_ms"],
                                                             rec["p99_ms"]))
     elif "iops" in rec and rec.get("name", "").startswith("fio_rand"):
@@ -137,19 +142,24 @@ class Cells:
     def rounds(self, case, peer, key, digits=0, fn=None):
         out = []
         for r in self.by.get((case, peer), []):
-            if r.get("ok") and not r.get("errors"):
+            if r.get("skipped"):
+                out.append("n/a")
+            elif r.get("ok") and not r.get("errors"):
                 out.append(fmt(fn(r) if fn else r.get(key), digits))
             else:
                 out.append("fail")
         return " / ".join(out) if out else "—"
 
+    def skipped(self, case, peer):
+        """The reason a peer cannot run a case, if every cell of it was skipped."""
+        rows = self.by.get((case, peer), [])
+        if rows and all(r.get("skipped") for r in rows):
+            return rows[0]["skipped"]
+        return None
+
 
 def per_gib(key):
     return lambda r: r[key] / (r["bytes"] / float(1 << 30)) if r.get("bytes") else None
-
-
-def per_req_us(key):
-    return lambda r: r[key] / r["requests"] * 1e6 if r.get("requests") else None
 
 
 def rss_mib(r):
@@ -200,26 +210,43 @@ def big_table(cells, peers, case, upload):
     return lines
 
 
-def small_table(cells, peers, case):
-    # Requests per second and the server's own CPU per request first.
-    head = ("| peer | req/s | server CPU µs/req | × io_uring | server CPU × io_uring | p50 ms "
-            "| p99 ms | p99 × io_uring | per round (req/s) | per round (server CPU µs/req) "
-            "| client CPU µs/req | server peak RSS MiB |")
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    ref = cells.med(case, REF_PEER, "rps")
+def small_table(cells, peers, case, batch=False):
+    """Requests per second and the server's own CPU per request first; with
+    batch: files per second (nginx: requests, one file each) and CPU per
+    file, latency per call (a BatchDownload of many files, or one request)
+    and no p99 ratio (a call and a request are not the same unit)."""
+    unit, key, count = ("file", "files_per_second", "files") if batch else ("req", "rps",
+                                                                           "requests")
+    lat = " per call" if batch else ""
+    cols = ["%s/s" % ("files" if batch else "req"), "server CPU µs/%s" % unit, "× io_uring",
+            "server CPU × io_uring", "p50 ms" + lat, "p99 ms" + lat]
+    cols += [] if batch else ["p99 × io_uring"]
+    cols += ["per round (%s)" % cols[0], "per round (server CPU µs/%s)" % unit,
+             "client CPU µs/%s" % unit, "server peak RSS MiB"]
+    head = "| peer | " + " | ".join(cols) + " |"
+    lines = [head, "|" + "---|" * (len(cols) + 1)]
+
+    def per_us(k):
+        return lambda r: r[k] / r[count] * 1e6 if r.get(count) else None
+    ref = cells.med(case, REF_PEER, key)
     ref_p99 = cells.med(case, REF_PEER, "p99_ms")
-    cpu_us = per_req_us("server_cpu_s")
+    cpu_us = per_us("server_cpu_s")
     ref_cpu = cells.med(case, REF_PEER, None, cpu_us)
     for peer in peers:
-        v = cells.med(case, peer, "rps")
+        why = cells.skipped(case, peer)
+        if why:
+            lines.append("| %s (n/a: %s) |" % (peer_note(peer), why) + " n/a |" * len(cols))
+            continue
+        v = cells.med(case, peer, key)
         p99 = cells.med(case, peer, "p99_ms")
         cpu = cells.med(case, peer, None, cpu_us)
-        lines.append("| %s |" % peer_note(peer) + " %s |" * 11 % (
-            fmt(v), fmt(cpu, 1), ratio(v, ref), ratio(cpu, ref_cpu),
-            fmt(cells.med(case, peer, "p50_ms"), 2), fmt(p99, 2), ratio(p99, ref_p99),
-            cells.rounds(case, peer, "rps"), cells.rounds(case, peer, None, 1, cpu_us),
-            fmt(cells.med(case, peer, None, per_req_us("client_cpu_s")), 1),
-            fmt(cells.med(case, peer, None, rss_mib))))
+        vals = [fmt(v), fmt(cpu, 1), ratio(v, ref), ratio(cpu, ref_cpu),
+                fmt(cells.med(case, peer, "p50_ms"), 2), fmt(p99, 2)]
+        vals += [] if batch else [ratio(p99, ref_p99)]
+        vals += [cells.rounds(case, peer, key), cells.rounds(case, peer, None, 1, cpu_us),
+                 fmt(cells.med(case, peer, None, per_us("client_cpu_s")), 1),
+                 fmt(cells.med(case, peer, None, rss_mib))]
+        lines.append("| %s | " % peer_note(peer) + " | ".join(vals) + " |")
     return lines
 
 
@@ -253,6 +280,8 @@ def ref_table(records, m):
 def failures(records):
     out = []
     for r in records:
+        if r.get("skipped"):
+            continue
         if r.get("type") in ("cell", "ref") and (not r.get("ok") or r.get("errors")):
             what = "%s / %s" % (r["case"], r["peer"]) if r["type"] == "cell" else r["name"]
             why = r.get("error") or "%s errors: %s" % (r.get("errors"), r.get("error_detail"))
@@ -351,6 +380,19 @@ def markdown(records):
                  "is per request, as each client measures it." % m["duration_s"])
         L.append("")
         L += small_table(cells, peers, case)
+        L.append("")
+    if "batch_4k" in m["cases"]:
+        L.append("### (c2) BatchDownload of random 4 KiB files out of %s, %d s" % (
+            n, m["duration_s"]))
+        L.append("")
+        L.append("The small_4k files. ringstore: `load_gen --mode=batch --batch_size=%d "
+                 "--concurrency=%d --duration=%ds` (BatchDownload calls of %d random paths, %d "
+                 "in flight); nginx: small_4k's `wrk -t2 -c64` run, one file per request, so "
+                 "its files/s is its req/s. Server CPU and latency: per file and per call."
+                 % (m.get("batch_size", 100), m.get("batch_concurrency", 4), m["duration_s"],
+                    m.get("batch_size", 100), m.get("batch_concurrency", 4)))
+        L.append("")
+        L += small_table(cells, peers, "batch_4k", batch=True)
         L.append("")
     for case in m["cases"]:
         if case in KNOWN_CASES:
