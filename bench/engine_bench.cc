@@ -22,12 +22,20 @@
 //                 before each iteration (posix_fadvise DONTNEED; directory
 //                 entries and inodes stay cached, as on a busy server), so
 //                 every read goes to the disk; RandReadCold does 4,000 reads.
+// Each case runs on every engine and on io_uring_sqpoll: io_uring with
+// SQPOLL (--sqpoll_idle_ms=N, default 1000; --sq_cpu=N pins the kernel's SQ
+// thread to CPU N, else it shares the process's affinity: run under
+// `taskset -c 0` with and without --sq_cpu=1 to put it on the engine's core
+// or on another). cpu_us counts the SQ thread (it is a thread of this
+// process).
 // Each case reports wall time and, as the counter cpu_us, the CPU time the
 // whole process spent per item (file, block or read).
 // Files are created once under --dir and reused. The warm cases read from
 // the page cache (the machine has far more memory than data), so they
 // compare the engines' own overheads; the cold cases add the disk.
+#include <dirent.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,6 +44,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <random>
@@ -55,6 +64,9 @@ namespace ringstore::storage {
 namespace {
 
 std::string g_dir = "/var/tmp/ringstore-bench";
+int g_sqpoll_idle_ms = 1000;
+int g_sq_cpu = -1;
+constexpr char kSqpoll[] = "io_uring_sqpoll";
 constexpr int kSmallFiles = 10000;
 constexpr size_t kSmallSize = 4096;
 constexpr int64_t kBigSize = int64_t{1} << 30;
@@ -176,12 +188,35 @@ struct Fixture {
     EngineOptions options;
     options.root_fd = root_fd;
     options.pool = pool.get();
-    auto e = StartSingleEngine(name, options);
+    const bool sqpoll = name == kSqpoll;
+    if (sqpoll) options.io_uring_sqpoll_idle_ms = g_sqpoll_idle_ms;
+    auto e = StartSingleEngine(sqpoll ? "io_uring" : name, options);
     if (!e.ok()) {
       std::fprintf(stderr, "engine_bench: %s: %s\n", name.c_str(), e.status().ToString().c_str());
       return;
     }
     engine = *std::move(e);
+    if (sqpoll && !engine->stats().io_uring_sqpoll) {
+      std::fprintf(stderr, "engine_bench: the kernel refused SQPOLL\n");
+      engine.reset();
+    }
+    if (sqpoll && g_sq_cpu >= 0) PinSqThread();
+  }
+  // Pins the kernel's SQ thread ("iou-sqp-PID", a thread of this process).
+  void PinSqThread() const {
+    DIR* d = opendir("/proc/self/task");
+    if (d == nullptr) Die("/proc/self/task");
+    while (dirent* ent = readdir(d)) {
+      std::ifstream comm(absl::StrCat("/proc/self/task/", ent->d_name, "/comm"));
+      std::string name;
+      std::getline(comm, name);
+      if (name.rfind("iou-sqp", 0) != 0) continue;
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET(g_sq_cpu, &set);
+      if (sched_setaffinity(std::atoi(ent->d_name), sizeof(set), &set) != 0) Die("pin SQ thread");
+    }
+    closedir(d);
   }
   ~Fixture() {
     engine.reset();
@@ -308,6 +343,11 @@ void SmallFilesReadFile(benchmark::State& state, const char* engine_name, bool m
       e->ReadFile(absl::StrCat("small/", i), bufs[s].span(), options,
                   [&slots, s, done](absl::StatusOr<FileRead> r, Backend) {
                     slots.Give(s);
+                    if (!r.ok() || r->length != kSmallSize) {
+                      std::fprintf(stderr, "engine_bench: ReadFile: %s\n",
+                                   r.ok() ? absl::StrCat(r->length, " bytes").c_str()
+                                          : r.status().ToString().c_str());
+                    }
                     done(r.ok() && r->length == kSmallSize);
                   });
     });
@@ -428,6 +468,12 @@ void WriteFsync(benchmark::State& state, const char* engine_name, OpenMode mode)
 int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (std::strncmp(argv[i], "--dir=", 6) == 0) ringstore::storage::g_dir = argv[i] + 6;
+    if (std::strncmp(argv[i], "--sqpoll_idle_ms=", 17) == 0) {
+      ringstore::storage::g_sqpoll_idle_ms = std::atoi(argv[i] + 17);
+    }
+    if (std::strncmp(argv[i], "--sq_cpu=", 9) == 0) {
+      ringstore::storage::g_sq_cpu = std::atoi(argv[i] + 9);
+    }
   }
   benchmark::Initialize(&argc, argv);
   // As in ringstore-server: Debian's Abseil is built with the deadlock
@@ -455,8 +501,12 @@ int main(int argc, char** argv) {
   for (const auto& [name, fn] : cases) {
     // Every engine of engine_list.h, the last resort first. Its names are
     // string literals, so data() is NUL-terminated.
+    std::vector<const char*> engines;
     for (auto kind = AllEngines().rbegin(); kind != AllEngines().rend(); ++kind) {
-      const char* engine = kind->name.data();
+      engines.push_back(kind->name.data());
+    }
+    engines.push_back(kSqpoll);
+    for (const char* engine : engines) {
       benchmark::RegisterBenchmark(absl::StrCat(name, "/", engine).c_str(), fn, engine)
           ->Unit(benchmark::kMillisecond)
           ->UseRealTime();

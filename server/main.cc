@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <cstring>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -33,6 +34,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -68,6 +70,11 @@ ABSL_FLAG(int64_t, max_store_bytes, 0,
 ABSL_FLAG(int32_t, buffer_count, 64, "I/O buffers in the pool (bounds data memory).");
 ABSL_FLAG(int64_t, buffer_size, 1 << 20, "Bytes per I/O buffer, a multiple of 4096.");
 ABSL_FLAG(int32_t, engine_threads, 4, "Worker threads of engines that use them.");
+ABSL_FLAG(int32_t, io_uring_sqpoll, 0,
+          "--io_uring_sqpoll[=IDLE_MS]: io_uring with a kernel thread polling the submission "
+          "queue (IORING_SETUP_SQPOLL), which sleeps after IDLE_MS without work; alone, "
+          "IDLE_MS is 1000; 0 = off. It spins a core while busy. If the kernel refuses it the "
+          "server runs without and says why (stderr, GetServerInfo, metrics).");
 ABSL_FLAG(std::string, auth_tokens, "",
           "Tokens file: when set, every FileStore call needs \"authorization: Bearer "
           "<token>\" (server/auth.h has the format). Reloaded on SIGHUP and within "
@@ -125,6 +132,40 @@ std::optional<FileIdentity> IdentifyFile(const std::string& path) {
   return FileIdentity{st.st_dev, st.st_ino, st.st_size,
                       st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec,
                       st.st_ctim.tv_sec * 1000000000LL + st.st_ctim.tv_nsec};
+}
+
+// Says once whether --io_uring_sqpoll took effect.
+void ReportSqpoll(const ringstore::storage::EngineInfo& info) {
+  for (const std::string& f : info.features) {
+    if (f == "sqpoll") {
+      std::cerr << "ringstore-server: io_uring SQPOLL on, idle "
+                << absl::GetFlag(FLAGS_io_uring_sqpoll) << " ms\n";
+      return;
+    }
+    if (absl::StartsWith(f, "sqpoll=")) {
+      std::cerr << "ringstore-server: --io_uring_sqpoll: the kernel refused SQPOLL, running "
+                   "without: "
+                << f << "\n";
+      return;
+    }
+  }
+  std::cerr << "ringstore-server: --io_uring_sqpoll: engine "
+            << ringstore::storage::BackendName(info.backend) << " has no SQPOLL\n";
+}
+
+// `--io_uring_sqpoll` alone means 1000 ms: Abseil takes a value-less flag
+// only for a bool, so the bare form is spelled out before parsing.
+std::vector<char*> SpellOutBareFlags(int argc, char** argv) {
+  static char sqpoll[] = "--io_uring_sqpoll=1000";
+  std::vector<char*> args(argv, argv + argc);
+  for (size_t i = 1; i < args.size(); ++i) {
+    if (std::strcmp(args[i], "--") == 0) break;
+    if (std::strcmp(args[i], "--io_uring_sqpoll") == 0 ||
+        std::strcmp(args[i], "-io_uring_sqpoll") == 0) {
+      args[i] = sqpoll;
+    }
+  }
+  return args;
 }
 
 int Run() {
@@ -203,6 +244,7 @@ int Run() {
   store_options.buffer_count = static_cast<size_t>(absl::GetFlag(FLAGS_buffer_count));
   store_options.buffer_size = static_cast<size_t>(absl::GetFlag(FLAGS_buffer_size));
   store_options.engine_threads = absl::GetFlag(FLAGS_engine_threads);
+  store_options.io_uring_sqpoll_idle_ms = absl::GetFlag(FLAGS_io_uring_sqpoll);
   store_options.max_file_bytes = absl::GetFlag(FLAGS_max_file_bytes);
   store_options.max_store_bytes = absl::GetFlag(FLAGS_max_store_bytes);
   store_options.commit_delay = absl::GetFlag(FLAGS_testonly_commit_delay);
@@ -212,6 +254,8 @@ int Run() {
     std::cerr << "ringstore-server: " << store.status() << "\n";
     return 1;
   }
+
+  if (store_options.io_uring_sqpoll_idle_ms > 0) ReportSqpoll((*store)->engine().info());
 
   // Looks for expired sessions from now on, on a thread of its own; stopped
   // before the store goes.
@@ -427,6 +471,7 @@ int main(int argc, char** argv) {
   absl::FlagsUsageConfig usage_config;
   usage_config.version_string = [] { return std::string(kVersion) + "\n"; };
   absl::SetFlagsUsageConfig(usage_config);
-  absl::ParseCommandLine(argc, argv);
+  std::vector<char*> args = SpellOutBareFlags(argc, argv);
+  absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
   return Run();
 }

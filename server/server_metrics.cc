@@ -56,6 +56,11 @@ void RegisterServerMetrics(MetricsRegistry* registry, GaugeSources sources) {
                         MetricType::kCounter, {}, [engine](SampleSink& sink) {
                           sink.Add({}, static_cast<double>(engine().io_uring_fixed_buffer_ops));
                         });
+  registry->AddCallback("ringstore_io_uring_sqpoll",
+                        "1 if the io_uring rings run with SQPOLL (--io_uring_sqpoll), else 0.",
+                        MetricType::kGauge, {}, [engine](SampleSink& sink) {
+                          sink.Add({}, engine().io_uring_sqpoll ? 1 : 0);
+                        });
   registry->AddCallback(
       "ringstore_engine_fallbacks_total",
       "Operations an engine refused at run time (ENOSYS, EOPNOTSUPP, EPERM) and the next ran.",

@@ -357,6 +357,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
   engine_options.root_fd = root_fd;
   engine_options.pool = pool->get();
   engine_options.threads = options.engine_threads;
+  engine_options.io_uring_sqpoll_idle_ms = options.io_uring_sqpoll_idle_ms;
   engine_options.faults = options.faults;
   absl::StatusOr<StartedEngine> engine = StartEngine(options.engine, engine_options);
   if (!engine.ok()) return fail(engine.status());

@@ -135,6 +135,8 @@ struct StoreOptions {
   size_t buffer_count = 64;
   size_t buffer_size = 1 << 20;
   int engine_threads = 4;
+  // EngineOptions::io_uring_sqpoll_idle_ms (0 = no SQPOLL).
+  int io_uring_sqpoll_idle_ms = 0;
   // Largest file an upload may create; 0 = no limit.
   int64_t max_file_bytes = 0;
   // Hard quota (quota.h): bytes of committed files plus bytes reserved by

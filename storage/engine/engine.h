@@ -149,6 +149,15 @@ struct EngineOptions {
   int threads = 4;
   // Name of the extended attribute Stat reports and SetMetadata writes.
   std::string metadata_attr = "user.ringstore.meta";
+  // io_uring: > 0 asks for IORING_SETUP_SQPOLL, a kernel thread that polls
+  // the submission queues (one, shared by the engine's rings) and sleeps
+  // after this many milliseconds without work; 0 = off. The kernel may
+  // refuse it (EPERM without CAP_SYS_NICE before Linux 5.11, EINVAL): the
+  // engine then runs without, and its features say "sqpoll=refused (...)"
+  // instead of "sqpoll". Ignored by the other engines. Off by default: on
+  // 2 cores the SQ thread costs more CPU than the system calls it saves
+  // (bench/cold.py --sets=4k --warm: +50-60 % server CPU per request).
+  int io_uring_sqpoll_idle_ms = 0;
   // Tests only: steps to fail on purpose (fault_injection.h). Must outlive
   // the engine.
   FaultInjector* faults = nullptr;
@@ -174,6 +183,9 @@ struct EngineStats {
   uint64_t io_uring_submits = 0;
   uint64_t io_uring_sqes = 0;
   uint64_t io_uring_fixed_buffer_ops = 0;
+  // io_uring: the rings run with SQPOLL (EngineOptions). A state, not a
+  // counter.
+  bool io_uring_sqpoll = false;
   // Operations one engine refused and the next one ran (fallback_engine.h).
   struct Fallback {
     Backend from = Backend::kUnspecified;

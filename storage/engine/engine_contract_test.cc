@@ -283,6 +283,30 @@ TEST_P(EngineContractTest, ReadFileWholeFilesAndErrors) {
   EXPECT_EQ(engine_->info().direct_slots_in_use, 0);
 }
 
+// Many ReadFile chains queued at once (io_uring: many linked chains in one
+// submission; a chain the kernel cut would run its read before its open):
+// every file comes back whole, each with its own content and metadata.
+TEST_P(EngineContractTest, ManyReadFilesAtOnce) {
+  constexpr int kFiles = 300;
+  for (int i = 0; i < kFiles; ++i) WriteLocal(absl::StrCat(root_, "/r", i), absl::StrCat("f", i));
+  auto pool = BufferPool::Create(kFiles, 4096);
+  ASSERT_TRUE(pool.ok());
+  std::vector<PooledBuffer> buffers;
+  for (int i = 0; i < kFiles; ++i) buffers.push_back((*pool)->TryAcquire());
+  std::vector<Waiter<FileRead>> waiters(kFiles);
+  for (int i = 0; i < kFiles; ++i) {
+    ReadFileOptions options;
+    options.metadata = i % 2 == 0;
+    engine_->ReadFile(absl::StrCat("r", i), buffers[i].span(), options, waiters[i].callback());
+  }
+  for (int i = 0; i < kFiles; ++i) {
+    auto r = waiters[i].Wait();
+    ASSERT_TRUE(r.ok()) << i << ": " << r.status();
+    EXPECT_EQ(std::string(buffers[i].data(), r->length), absl::StrCat("f", i));
+  }
+  EXPECT_EQ(engine_->info().direct_slots_in_use, 0);
+}
+
 // kCreateDirect: O_DIRECT where the file system has it (this test's does
 // when a plain open with O_DIRECT works there), aligned writes from pool
 // buffers, and Truncate to the real length, cutting and extending.
@@ -316,10 +340,15 @@ TEST_P(EngineContractTest, DirectWritesAndTruncate) {
 
 TEST_P(EngineContractTest, InfoNamesTheBackend) {
   const EngineInfo info = engine_->info();
-  EXPECT_EQ(BackendName(info.backend), GetParam());
+  EXPECT_EQ(BackendName(info.backend), engine_name());
+  // SQPOLL is reported where it was asked for and runs, and only there.
+  const bool sqpoll =
+      std::find(info.features.begin(), info.features.end(), "sqpoll") != info.features.end();
+  EXPECT_EQ(sqpoll, GetParam() == kSqpollVariant);
+  EXPECT_EQ(engine_->stats().io_uring_sqpoll, sqpoll);
 }
 
-INSTANTIATE_TEST_SUITE_P(AllEngines, EngineContractTest, testing::ValuesIn(EngineNames()),
+INSTANTIATE_TEST_SUITE_P(AllEngines, EngineContractTest, testing::ValuesIn(EngineVariants()),
                          EngineParamName);
 
 // engine_list.h is the one list: the selector, BackendName and the names

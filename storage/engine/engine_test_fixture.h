@@ -42,6 +42,22 @@ inline std::string EngineParamName(const testing::TestParamInfo<std::string>& p)
   return p.param;
 }
 
+// A parameter may also name a variant of an engine: "io_uring_sqpoll" is
+// the io_uring engine with SQPOLL, skipped with the kernel's reason where
+// it refuses SQPOLL.
+inline constexpr char kSqpollVariant[] = "io_uring_sqpoll";
+inline constexpr int kTestSqpollIdleMs = 50;
+// The engine a parameter names.
+inline std::string EngineOfParam(const std::string& param) {
+  return param == kSqpollVariant ? "io_uring" : param;
+}
+// Every engine and the variants.
+inline std::vector<std::string> EngineVariants() {
+  std::vector<std::string> names = EngineNames();
+  names.push_back(kSqpollVariant);
+  return names;
+}
+
 // ReadFile options with `cancel` and the metadata attribute.
 inline ReadFileOptions WithCancel(Cancellation* cancel) {
   ReadFileOptions options;
@@ -148,17 +164,30 @@ class EngineTest : public testing::TestWithParam<std::string> {
     auto pool = BufferPool::Create(8, 64 << 10);
     ASSERT_TRUE(pool.ok());
     pool_ = *std::move(pool);
-    auto engine = StartSingleEngine(GetParam(), Options());
+    auto engine = StartSingleEngine(engine_name(), Options());
     if (!engine.ok()) GTEST_SKIP() << GetParam() << " cannot run here: " << engine.status();
     engine_ = *std::move(engine);
     backend_ = engine_->info().backend;
-    ASSERT_EQ(BackendName(backend_), GetParam());
+    ASSERT_EQ(BackendName(backend_), engine_name());
+    if (GetParam() == kSqpollVariant) {
+      const std::vector<std::string> f = engine_->info().features;
+      if (std::find(f.begin(), f.end(), "sqpoll") == f.end()) {
+        for (const std::string& s : f) {
+          if (s.rfind("sqpoll=", 0) == 0) GTEST_SKIP() << "the kernel refuses SQPOLL: " << s;
+        }
+        FAIL() << "SQPOLL neither on nor refused";
+      }
+    }
   }
+
+  // The engine under test (EngineOfParam).
+  std::string engine_name() const { return EngineOfParam(GetParam()); }
 
   EngineOptions Options() {
     EngineOptions options;
     options.root_fd = root_fd_;
     options.pool = pool_.get();
+    if (GetParam() == kSqpollVariant) options.io_uring_sqpoll_idle_ms = kTestSqpollIdleMs;
     return options;
   }
 
@@ -168,7 +197,7 @@ class EngineTest : public testing::TestWithParam<std::string> {
     engine_.reset();
     EngineOptions options = Options();
     options.faults = &faults_;
-    auto engine = StartSingleEngine(GetParam(), options);
+    auto engine = StartSingleEngine(engine_name(), options);
     if (!engine.ok()) return engine.status().ToString();
     engine_ = *std::move(engine);
     return "";

@@ -2,7 +2,8 @@
 // (io_uring_ring.h has the machinery: thread, submission, completion,
 // cancellation, fault injection).
 //
-// One Ring per core. An operation goes to the next ring round robin, except
+// One Ring per core (with SQPOLL, one ring and its SQ thread). An
+// operation goes to the next ring round robin, except
 // that one started from a ring's own thread (a completion starting the next
 // step) stays on that ring: no cross-thread wake-up. Everything an operation
 // does (all the SQEs of a chain, every retry) stays on its ring. File
@@ -84,6 +85,7 @@ class IoUringEngine final : public Engine {
       stats.io_uring_sqes += lane.ring->sqes();
       stats.io_uring_fixed_buffer_ops += lane.ring->fixed_buffer_ops();
     }
+    stats.io_uring_sqpoll = lanes_.front().ring->sqpoll();
     return stats;
   }
 
@@ -160,12 +162,16 @@ absl::StatusOr<std::unique_ptr<Engine>> NewIoUringEngine(const EngineOptions& op
   }
   // One ring per core: a ring's thread does the memory copies of cached
   // reads and writes inline, so one ring alone would use one core.
-  const int count =
-      std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, kMaxRings);
+  // With SQPOLL the kernel's SQ thread does that work: one ring, one
+  // spinning thread. (Several rings on one SQ thread, IORING_SETUP_ATTACH_WQ,
+  // would break chains: the thread then takes at most 8 SQEs of a ring per
+  // pass, and a chain cut there runs as two, the read before its open.)
+  int count = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, kMaxRings);
   std::vector<IoUringEngine::Lane> lanes;
   for (int i = 0; i < count; ++i) {
     auto ring = std::make_unique<Ring>(options);
     RS_RETURN_IF_ERROR(ring->Start());
+    if (ring->sqpoll()) count = 1;
     auto files = std::make_unique<RingFiles>(ring.get(), options.faults);
     lanes.push_back({std::move(ring), std::move(files)});
   }

@@ -48,6 +48,7 @@ Ring::Ring(const EngineOptions& options)
     : attr_(options.metadata_attr),
       pool_(options.pool),
       threads_(options.threads),
+      sqpoll_idle_ms_(options.io_uring_sqpoll_idle_ms),
       faults_(options.faults),
       root_(fcntl(options.root_fd, F_DUPFD_CLOEXEC, 0)),
       loop_("rs-uring") {}
@@ -71,25 +72,53 @@ absl::Status Ring::Setup() {
 
 void Ring::Finish() { io_uring_queue_exit(&ring_); }
 
-absl::Status Ring::SetupRing() {
-  io_uring_params params;
-  // Preferred flags first; each is dropped if the kernel says EINVAL.
-  const unsigned flag_sets[] = {
+// Preferred flags first; each set is dropped if the kernel says EINVAL.
+// SQPOLL, when asked for, is tried first with each set that can go with it
+// (not DEFER_TASKRUN); EPERM ends those tries at once.
+absl::StatusOr<unsigned> Ring::InitRing() {
+  constexpr unsigned kFlagSets[] = {
       IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
       IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN,
       IORING_SETUP_COOP_TASKRUN,
       0,
   };
-  int rc = -EINVAL;
-  unsigned flags = 0;
-  for (unsigned f : flag_sets) {
+  constexpr unsigned kSqpollSets[] = {
+      IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN,
+      IORING_SETUP_COOP_TASKRUN,
+      0,
+  };
+  io_uring_params params;
+  auto init = [&](unsigned flags) {
     std::memset(&params, 0, sizeof(params));
-    params.flags = f;
-    rc = io_uring_queue_init_params(kRingEntries, &ring_, &params);
-    flags = f;
+    params.flags = flags;
+    if (flags & IORING_SETUP_SQPOLL) params.sq_thread_idle = static_cast<unsigned>(sqpoll_idle_ms_);
+    return io_uring_queue_init_params(kRingEntries, &ring_, &params);
+  };
+  int rc = -EINVAL;
+  if (sqpoll_idle_ms_ > 0) {
+    for (unsigned f : kSqpollSets) {
+      rc = init(IORING_SETUP_SQPOLL | f);
+      if (rc == 0) {
+        sqpoll_ = true;
+        features_.push_back("sqpoll");
+        return f;
+      }
+      if (rc != -EINVAL) break;
+    }
+    features_.push_back(absl::StrCat("sqpoll=refused (", std::strerror(-rc), ")"));
+  }
+  for (unsigned f : kFlagSets) {
+    rc = init(f);
+    if (rc == 0) return f;
     if (rc != -EINVAL) break;
   }
-  if (rc < 0) return ErrnoToStatus(-rc, "io_uring_setup");
+  return ErrnoToStatus(-rc, "io_uring_setup");
+}
+
+absl::Status Ring::SetupRing() {
+  absl::StatusOr<unsigned> taken = InitRing();
+  if (!taken.ok()) return taken.status();
+  const unsigned flags = *taken;
   ring_ready_ = true;
   if (flags & IORING_SETUP_SINGLE_ISSUER) features_.push_back("single_issuer");
   if (flags & IORING_SETUP_DEFER_TASKRUN) features_.push_back("defer_taskrun");
@@ -111,7 +140,8 @@ absl::Status Ring::SetupRing() {
   if (faults_ != nullptr) RS_RETURN_IF_ERROR(CheckNopInjection());
 
   const std::vector<iovec> iovecs = pool_->iovecs();
-  rc = io_uring_register_buffers(&ring_, iovecs.data(), static_cast<unsigned>(iovecs.size()));
+  const int rc =
+      io_uring_register_buffers(&ring_, iovecs.data(), static_cast<unsigned>(iovecs.size()));
   if (rc == 0) {
     buffers_registered_ = true;
     pool_base_ = static_cast<char*>(iovecs.front().iov_base);
@@ -192,12 +222,20 @@ void Ring::Wait() {
 
 io_uring_sqe* Ring::GetSqe() {
   io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-  while (sqe == nullptr) {
-    // Full submission queue: hand it to the kernel, then retry.
-    CountSubmit(io_uring_submit(&ring_));
+  if (sqe == nullptr) {
+    MakeRoom(1);
     sqe = io_uring_get_sqe(&ring_);
   }
   return sqe;
+}
+
+void Ring::MakeRoom(unsigned n) {
+  while (io_uring_sq_space_left(&ring_) < n) {
+    // Full submission queue: hand it to the kernel. With SQPOLL the kernel
+    // thread empties it: wait until it has taken some.
+    CountSubmit(io_uring_submit(&ring_));
+    if (sqpoll_ && io_uring_sq_space_left(&ring_) < n) io_uring_sqring_wait(&ring_);
+  }
 }
 
 void Ring::Submit(Step step, const Prep& prep, Cont done, uint64_t op) {
@@ -235,7 +273,7 @@ void Ring::SubmitChain(std::vector<ChainStep> steps,
   join->pending = steps.size();
   join->done = std::move(done);
   // The whole chain goes in one submission.
-  if (io_uring_sq_space_left(&ring_) < steps.size()) CountSubmit(io_uring_submit(&ring_));
+  MakeRoom(static_cast<unsigned>(steps.size()));
   for (size_t i = 0; i < steps.size(); ++i) {
     const unsigned link = i + 1 < steps.size() ? steps[i].link : 0;
     const Prep& prep = steps[i].prep;

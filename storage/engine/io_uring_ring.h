@@ -12,6 +12,14 @@
 // the next SQE. A full submission queue is
 // submitted, never dropped; every CQE is marked seen once.
 //
+// SQPOLL (EngineOptions::io_uring_sqpoll_idle_ms): the ring asks for
+// IORING_SETUP_SQPOLL first (DEFER_TASKRUN cannot go with it); refused, it
+// runs without. The
+// kernel thread then takes SQEs from the queue: submitting only makes them
+// visible (liburing enters the kernel to wake the thread when it sleeps,
+// IORING_SQ_NEED_WAKEUP), and the ring thread still blocks in
+// io_uring_enter for its completions.
+//
 // At start-up the ring probes the opcodes the engine needs, registers the
 // BufferPool (buffer i is registered index i; on failure, such as a small
 // RLIMIT_MEMLOCK, data moves with plain reads and writes and features()
@@ -42,6 +50,7 @@
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "storage/engine/buffer_pool.h"
 #include "storage/engine/cancellation.h"
 #include "storage/engine/engine.h"
@@ -102,6 +111,8 @@ class Ring final : private EventLoop::Driver {
   int direct_slots() const { return direct_slots_; }
   int direct_slots_in_use() const { return slots_in_use_.load(std::memory_order_relaxed); }
   int root() const { return root_.get(); }
+  // The ring runs with IORING_SETUP_SQPOLL.
+  bool sqpoll() const { return sqpoll_; }
   // Any thread: io_uring_enter calls that submitted SQEs, SQEs submitted,
   // and read_fixed/write_fixed SQEs (engine.h, EngineStats).
   uint64_t submits() const { return submits_.load(std::memory_order_relaxed); }
@@ -151,6 +162,11 @@ class Ring final : private EventLoop::Driver {
   void Finish() override;
 
   absl::Status SetupRing();
+  // io_uring_queue_init_params with the first flag set the kernel takes;
+  // sets sqpoll_ and features_, and returns the flags taken.
+  absl::StatusOr<unsigned> InitRing();
+  // Makes room for `n` SQEs, submitting what is queued.
+  void MakeRoom(unsigned n);
   absl::Status CheckNopInjection();
   void ArmWake();
   io_uring_sqe* GetSqe();
@@ -162,6 +178,7 @@ class Ring final : private EventLoop::Driver {
   const std::string attr_;
   BufferPool* const pool_;
   const int threads_;
+  const int sqpoll_idle_ms_;
   FaultInjector* const faults_;
   // The ring's duplicate of the root descriptor.
   const ScopedFd root_;
@@ -169,6 +186,7 @@ class Ring final : private EventLoop::Driver {
 
   io_uring ring_;
   bool ring_ready_ = false;
+  bool sqpoll_ = false;
   bool has_ftruncate_ = false;
   std::vector<std::string> features_;
   bool buffers_registered_ = false;
