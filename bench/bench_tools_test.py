@@ -218,7 +218,8 @@ class CompareTest(unittest.TestCase):
         available = testlib.available_engines()
         self.assertEqual([e for e in engines if e in available], available)
         self.assertEqual(compare_peers.all_peers(RINGSTORE),
-                         tuple("ringstore-" + e for e in engines) + ("baseline", "nginx"))
+                         tuple("ringstore-" + e for e in engines)
+                         + ("baseline", "nginx", "nginx-aio"))
         args = compare.parse_args(["--ringstore=" + RINGSTORE, "--baseline=b", "--load_gen=l",
                                    "--peers=nginx," + "ringstore-" + engines[-1]])
         self.assertEqual(args.peers, "nginx,ringstore-" + engines[-1])
@@ -241,7 +242,17 @@ class CompareTest(unittest.TestCase):
         with self.assertRaises(SystemExit):
             compare.parse_args(base + ["--pin=1,1"])
         self.assertEqual(list(compare_cases.CASES),
-                         ["download_big", "upload_big", "small_4k", "small_64k", "batch_4k"])
+                         ["download_big", "upload_big", "small_4k", "small_64k", "batch_4k",
+                          "cold_64k", "cold_1m"])
+        # nginx-aio runs the cold cases only; baseline cannot run batch_4k.
+        self.assertEqual([c for c in compare_cases.CASES
+                          if compare_cases.runs(c, "nginx-aio")], ["cold_64k", "cold_1m"])
+        self.assertEqual([c for c in compare_cases.CASES if compare_cases.runs(c, "baseline")
+                          and "baseline" not in compare_cases.SKIPS[c]],
+                         ["download_big", "upload_big", "small_4k", "small_64k", "cold_64k",
+                          "cold_1m"])
+        self.assertIn("aio threads;", compare_peers.NGINX_CONF.format(
+            run="r", port=1, root="/x", aio="\n    aio threads;"))
         compare.parse_args(base)
 
 

@@ -20,27 +20,36 @@ import shutil
 import signal
 import time
 
-from compare_peers import (CLK_TCK, KiB, MiB, Fail, client_run, cpu_jiffies, make_server,
-                           proc_cpu_s, proc_field_kib)
+from compare_peers import (CASE_ONLY_PEERS, CLK_TCK, KiB, MiB, Fail, client_run, cpu_jiffies,
+                           make_server, proc_cpu_s, proc_field_kib)
 
 # name -> function(run, server, rnd) -> dict of the cell's figures.
 CASES = {}
 # name -> {peer: why that peer cannot run the case}.
 SKIPS = {}
+# name -> the compare_peers.CASE_ONLY_PEERS that run this case.
+EXTRA_PEERS = {}
 SMALL_SIZES = {"small_4k": 4 * KiB, "small_64k": 64 * KiB}
 # BatchDownload: files per call and calls in flight (load_gen --mode=batch).
 BATCH_SIZE = 100
 BATCH_CONCURRENCY = 4
 
 
-def case(name, skip=None):
+def case(name, skip=None, extra_peers=()):
     """Registers a case function under `name` (run order = definition order);
-    skip: {peer: reason} for the peers that cannot run it."""
+    skip: {peer: reason} for the peers that cannot run it; extra_peers: the
+    CASE_ONLY_PEERS it runs as well."""
     def register(fn):
         CASES[name] = fn
         SKIPS[name] = dict(skip or {})
+        EXTRA_PEERS[name] = tuple(extra_peers)
         return fn
     return register
+
+
+def runs(name, peer):
+    """Whether the case is measured (or listed as n/a) for that peer at all."""
+    return peer not in CASE_ONLY_PEERS or peer in EXTRA_PEERS[name]
 
 
 def parse_load_gen(out):
@@ -136,13 +145,15 @@ def case_upload_big(run, server, rnd):
             "client_cpu_s": cpu}
 
 
-def wrk_cell(run, server, paths):
-    """wrk -t2 -c64 over random paths of `paths` (one file per request)."""
+def wrk_cell(run, server, paths, timeout_s=None):
+    """wrk -t2 -c64 over random paths of `paths` (one file per request);
+    timeout_s: wrk's per-request timeout (its default is 2 s)."""
     secs = run.duration_s
     env = dict(os.environ, COMPARE_PATHS=paths)
     out, _, cpu = client_run(
-        [run.bins["wrk"], "-t2", "-c64", "-d%ds" % secs, "--latency",
-         "-s", run.wrk_script, "http://%s/" % server.address],
+        [run.bins["wrk"], "-t2", "-c64", "-d%ds" % secs, "--latency"]
+        + (["--timeout", "%ds" % timeout_s] if timeout_s else [])
+        + ["-s", run.wrk_script, "http://%s/" % server.address],
         timeout=secs + 60, env=env)
     m = re.search(r"^WRKJSON (\{.*\})$", out, re.M)
     if not m:
@@ -159,11 +170,13 @@ def wrk_cell(run, server, paths):
             "client_cpu_s": cpu}
 
 
-def case_small(run, server, rnd, case):
-    paths = run.paths[case]
+def case_small(run, server, rnd, case, paths=None, wrk_timeout_s=None):
+    """64 concurrent downloads of random files of run.paths[case] (or
+    `paths`) for run.duration_s: load_gen, or wrk for nginx."""
+    paths = paths or run.paths[case]
     secs = run.duration_s
-    if server.peer == "nginx":
-        return wrk_cell(run, server, paths)
+    if server.peer.startswith("nginx"):
+        return wrk_cell(run, server, paths, wrk_timeout_s)
     j, errors, detail, cpu = load_gen(run, server, [
         "--mode=download", "--concurrency=64", "--duration=%ds" % secs,
         "--paths_file=" + paths], timeout=secs + 120)
@@ -184,7 +197,7 @@ def case_batch_4k(run, server, rnd):
     (BATCH_CONCURRENCY calls in flight); nginx: small_4k's wrk run, one file
     per request. Figures per file: files, files_per_second."""
     paths = run.paths["small_4k"]
-    if server.peer == "nginx":
+    if server.peer.startswith("nginx"):
         rec = wrk_cell(run, server, paths)
         rec.update(files=rec["requests"], files_per_second=rec["rps"])
         return rec
@@ -251,7 +264,7 @@ def run_cell(run, rnd, case, peer, profile=None):
         if server.proc is not None:
             try:
                 rc = server.stop()
-                if rc not in (0, None) and peer != "nginx":
+                if rc not in (0, None) and not peer.startswith("nginx"):
                     rec.setdefault("error", "server exited %s" % rc)
             except Fail as e:
                 rec.setdefault("error", str(e))

@@ -23,7 +23,8 @@ END = "<!-- END bench/compare.sh output -->"
 REF_PEER = "ringstore-io_uring"
 # The cases with a section of their own; any other case compare.py ran
 # gets a generic table (requests per second if its cells have rps, else MiB/s).
-KNOWN_CASES = ("download_big", "upload_big", "small_4k", "small_64k", "batch_4k")
+KNOWN_CASES = ("download_big", "upload_big", "small_4k", "small_64k", "batch_4k", "cold_64k",
+               "cold_1m")
 MiB = 1 << 20
 
 # The peers besides ringstore's engines ("ringstore-ENGINE", one per engine
@@ -31,6 +32,7 @@ MiB = 1 << 20
 PEER_NOTES = {
     "baseline": "bench/baseline_server (sync gRPC, ifstream/ofstream)",
     "nginx": "nginx, sendfile on (curl / wrk)",
+    "nginx-aio": "nginx, sendfile on, aio threads (wrk)",
 }
 
 UPLOAD_GUARANTEE = {
@@ -250,6 +252,19 @@ def small_table(cells, peers, case, batch=False):
     return lines
 
 
+def cold_table(cells, peers, case):
+    """The cold cases' own figures: io-wq workers and the disk."""
+    cols = [("io-wq workers, most", "iowq_max", 0), ("io-wq busy, mean", "iowq_busy_mean", 1),
+            ("disk reads/s", "disk_reads_s", 0), ("disk queue depth", "disk_qd", 1),
+            ("mean read KiB", "disk_read_kib", 0)]
+    lines = ["| peer | " + " | ".join(c[0] for c in cols) + " |",
+             "|" + "---|" * (len(cols) + 1)]
+    for peer in peers:
+        lines.append("| %s | " % peer_note(peer) + " | ".join(
+            fmt(cells.med(case, peer, key), d) for _, key, d in cols) + " |")
+    return lines
+
+
 def ref_table(records, m):
     by = {}
     for r in records:
@@ -294,7 +309,8 @@ def markdown(records):
     rounds = [r for r in records if r.get("type") == "round"]
     end = next((r for r in records if r.get("type") == "end"), None)
     cells = Cells(records)
-    peers = m["peers"]
+    # A case's peers: those with cells in it (nginx-aio runs the cold cases only).
+    peers = {c: [p for p in m["peers"] if (c, p) in cells.by] for c in m["cases"]}
     big = size_name(m["big_bytes"])
     n = "{:,}".format(m["small_count"])
     L = [BEGIN, ""]
@@ -352,7 +368,7 @@ def markdown(records):
                  "(1 MiB messages, each crc32c checked by load_gen); nginx: `curl -o /dev/null`"
                  " over HTTP/1.1 with sendfile.")
         L.append("")
-        L += big_table(cells, peers, "download_big", upload=False)
+        L += big_table(cells, peers["download_big"], "download_big", upload=False)
         L.append("")
     if "upload_big" in m["cases"]:
         L.append("### (b) Single-stream upload of %s" % big)
@@ -366,7 +382,7 @@ def markdown(records):
                  "other — what durability would cost nginx, not something nginx does."
                  % m["big_bytes"])
         L.append("")
-        L += big_table(cells, peers, "upload_big", upload=True)
+        L += big_table(cells, peers["upload_big"], "upload_big", upload=True)
         L.append("")
     for case, label in (("small_4k", "4 KiB"), ("small_64k", "64 KiB")):
         if case not in m["cases"]:
@@ -379,7 +395,7 @@ def markdown(records):
                  "with bench/compare_wrk.lua (64 HTTP/1.1 keep-alive connections). Latency "
                  "is per request, as each client measures it." % m["duration_s"])
         L.append("")
-        L += small_table(cells, peers, case)
+        L += small_table(cells, peers[case], case)
         L.append("")
     if "batch_4k" in m["cases"]:
         L.append("### (c2) BatchDownload of random 4 KiB files out of %s, %d s" % (
@@ -392,7 +408,26 @@ def markdown(records):
                  % (m.get("batch_size", 100), m.get("batch_concurrency", 4), m["duration_s"],
                     m.get("batch_size", 100), m.get("batch_concurrency", 4)))
         L.append("")
-        L += small_table(cells, peers, "batch_4k", batch=True)
+        L += small_table(cells, peers["batch_4k"], "batch_4k", batch=True)
+        L.append("")
+    for case, label, count in (("cold_64k", "64 KiB", n),
+                               ("cold_1m", "1 MiB", "{:,}".format(
+                                   m.get("cold_sets", {}).get("cold_1m", [0])[0]))):
+        if case not in m["cases"]:
+            continue
+        L.append("### (e) Cold data: 64 concurrent downloads of random %s files out of %s, "
+                 "%d s, page cache dropped before each cell" % (label, count, m["duration_s"]))
+        L.append("")
+        L.append("`sync; echo 3 > /proc/sys/vm/drop_caches` on the fresh server, then the "
+                 "clients of (c) (wrk with `--timeout 60s`). nginx-aio: nginx with `aio "
+                 "threads;`. io-wq workers: iou-wrk threads of the server, sampled every 50 ms "
+                 "(busy: not waiting for work); disk figures from /proc/diskstats. A cell at "
+                 "thousands of requests/s touches most files, so the disk reads each about "
+                 "once and the rest is served warm.")
+        L.append("")
+        L += small_table(cells, peers[case], case)
+        L.append("")
+        L += cold_table(cells, peers[case], case)
         L.append("")
     for case in m["cases"]:
         if case in KNOWN_CASES:
@@ -401,9 +436,9 @@ def markdown(records):
         L.append("### Case %s" % case)
         L.append("")
         if any("rps" in r for r in rows):
-            L += small_table(cells, peers, case)
+            L += small_table(cells, peers[case], case)
         else:
-            L += big_table(cells, peers, case, upload=False)
+            L += big_table(cells, peers[case], case, upload=False)
         L.append("")
     refs = ref_table(records, m)
     if refs:

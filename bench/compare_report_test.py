@@ -180,6 +180,30 @@ class ReportTest(unittest.TestCase):
         self.assertNotIn("batch_4k", section(text, "### Failures"))
         self.assertEqual(compare_report.brief(recs[-2]), "n/a: no BatchDownload")
 
+    def test_cold_cases_have_nginx_aio_and_io_wq_columns(self):
+        recs = records()
+        recs[0] = meta(cases=["small_4k", "cold_1m"],
+                       peers=["ringstore-io_uring", "baseline", "nginx", "nginx-aio"],
+                       cold_sets={"cold_1m": [2000, 1 << 20]})
+        for rnd in (1, 2, 3):
+            for peer, rps in (("ringstore-io_uring", 100), ("nginx-aio", 300)):
+                r = small(rnd, peer, rps * rnd, 50.0)
+                r.update(case="cold_1m", iowq_max=8 * rnd, iowq_busy_mean=0.5,
+                         disk_reads_s=400.0, disk_qd=1.25, disk_read_kib=128.0)
+                recs.append(r)
+        text = compare_report.markdown(recs)
+        e = section(text, "### (e)")
+        self.assertIn("random 1 MiB files out of 2,000", e)
+        self.assertEqual(row(e, "nginx, sendfile on, aio threads")[1:4],
+                         ["600", "100.0", "3.00×"])
+        self.assertIn("| peer | io-wq workers, most | io-wq busy, mean | disk reads/s "
+                      "| disk queue depth | mean read KiB |", e)
+        self.assertEqual([r for r in e.splitlines()
+                          if r.startswith("| ringstore-server")][1].split(" | ")[1:],
+                         ["16", "0.5", "400", "1.2", "128 |"])
+        # nginx-aio ran the cold case only: no row elsewhere.
+        self.assertNotIn("aio threads", section(text, "### (c)"))
+
     def test_references_and_failures(self):
         self.assertIn("| 1,002 MiB/s | 1,001 / 1,002 / 1,003 |", self.text)
         fails = section(self.text, "### Failures")
