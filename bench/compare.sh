@@ -54,7 +54,7 @@
 # Data: --dir (default /var/tmp/ringstore-compare; never a tmpfs). The data
 # set is uploaded once through ringstore (kept for the next run with the same
 # sizes) and hard-linked into one root per peer. Needs about 2x the big file
-# plus 1 GiB of free space there.
+# plus 1 GiB of free space there (3 GiB with cold_1m).
 #
 # Usage: bench/compare.sh [--rounds=N] [--dir=DIR] [--quick] [--out=FILE]
 #          [--duration=SECONDS] [--peers=a,b] [--cases=a,b] [--no_refs]
