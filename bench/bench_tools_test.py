@@ -218,7 +218,8 @@ class CompareTest(unittest.TestCase):
         available = testlib.available_engines()
         self.assertEqual([e for e in engines if e in available], available)
         self.assertEqual(compare_peers.all_peers(RINGSTORE),
-                         tuple("ringstore-" + e for e in engines) + ("baseline", "nginx"))
+                         tuple("ringstore-" + e for e in engines)
+                         + ("baseline", "nginx", "nginx-aio"))
         args = compare.parse_args(["--ringstore=" + RINGSTORE, "--baseline=b", "--load_gen=l",
                                    "--peers=nginx," + "ringstore-" + engines[-1]])
         self.assertEqual(args.peers, "nginx,ringstore-" + engines[-1])
@@ -241,7 +242,17 @@ class CompareTest(unittest.TestCase):
         with self.assertRaises(SystemExit):
             compare.parse_args(base + ["--pin=1,1"])
         self.assertEqual(list(compare_cases.CASES),
-                         ["download_big", "upload_big", "small_4k", "small_64k"])
+                         ["download_big", "upload_big", "small_4k", "small_64k", "batch_4k",
+                          "cold_64k", "cold_1m"])
+        # nginx-aio runs the cold cases only; baseline cannot run batch_4k.
+        self.assertEqual([c for c in compare_cases.CASES
+                          if compare_cases.runs(c, "nginx-aio")], ["cold_64k", "cold_1m"])
+        self.assertEqual([c for c in compare_cases.CASES if compare_cases.runs(c, "baseline")
+                          and "baseline" not in compare_cases.SKIPS[c]],
+                         ["download_big", "upload_big", "small_4k", "small_64k", "cold_64k",
+                          "cold_1m"])
+        self.assertIn("aio threads;", compare_peers.NGINX_CONF.format(
+            run="r", port=1, root="/x", aio="\n    aio threads;"))
         compare.parse_args(base)
 
 
@@ -274,6 +285,38 @@ class BaselineTest(LoadGenContract, unittest.TestCase):
                 self.assertEqual(out["errors"]["first"][0]["code"], "INVALID_ARGUMENT")
         self.assertEqual(sorted(os.listdir(self.outside)), ["data"])
         self.assertEqual(os.listdir(os.path.join(self.root, ".baseline-tmp")), [])
+
+
+class CompareAbTest(unittest.TestCase):
+    """bench/compare_ab.py with a populated small-file set: two ringstore
+    variants (one with extra flags and environment), one round each."""
+
+    def test_variants_with_flags_env_and_populated_files(self):
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import compare_ab
+        work = tmpdir("compare_ab")
+        client = [LOAD_GEN, "--server={addr}", "--mode=download", "--concurrency=4",
+                  "--count=40", "--duration=0s", "--paths_file={paths}"]
+        server = [RINGSTORE, "--listen=127.0.0.1:0", "--root={root}"]
+        variants = [{"name": "A", "server": server, "requests": 1, "client": client},
+                    {"name": "B", "server": server + ["--engine=thread_pool"],
+                     "env": {"RINGSTORE_AB_TEST": "1"}, "requests": 1, "client": client}]
+        path = os.path.join(work, "variants.json")
+        with open(path, "w") as f:
+            json.dump(variants, f)
+        res = compare_ab.main(["1", path, "--data=" + os.path.join(work, "data"),
+                               "--count=20", "--size=4096", "--load_gen=" + LOAD_GEN,
+                               "--workdir=" + os.path.join(work, "run")])
+        for name in ("A", "B"):
+            self.assertEqual(len(res[name]), 1)
+            self.assertEqual(res[name][0]["req"], 40)
+            self.assertEqual(res[name][0]["errors"], 0)
+        with open(os.path.join(work, "data", "paths")) as f:
+            self.assertEqual(len(f.read().split()), 20)
+        with open(os.path.join(work, "run", "logs", "ab-B.log")) as f:
+            self.assertIn("engine=thread_pool", f.read())
+        with open(path + ".out") as f:
+            self.assertEqual(sorted(json.load(f)), ["A", "B"])
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ the two sets of small files, durable uploads with their metadata); each peer
 then gets its own root under <dir>/roots/ holding hard links to those files,
 so all peers read the same inodes. Everything is read once before round 1,
 so every peer reads from the page cache (the fio --direct=1 rows show the
-disk itself).
+disk itself), except in the cold cases (compare_cold.py), which drop the
+cache before each cell; the data set is then read again before the next
+round.
 
 Records: one JSON object a line in <dir>/results/compare-<stamp>.jsonl (a
 "meta" record, a "round" record per round, a "cell" record per case and
@@ -24,8 +26,8 @@ them into the markdown tables.
 
 The work is split along its seams: compare_peers.py (processes and the
 servers measured), compare_cases.py (the client runs and one cell),
-compare_refs.py (iperf3 and fio); this file holds the run itself: setup,
-rounds, records and the command line.
+compare_cold.py (the cold cases), compare_refs.py (iperf3 and fio); this
+file holds the run itself: setup, rounds, records and the command line.
 
 Only the standard library; run with /usr/bin/python3.
 """
@@ -42,9 +44,11 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import compare_cold  # noqa: E402  (registers the cold cases)
 import compare_peers  # noqa: E402
 import compare_report  # noqa: E402
-from compare_cases import CASES, SMALL_SIZES, run_cell  # noqa: E402
+from compare_cases import (BATCH_CONCURRENCY, BATCH_SIZE, CASES, SMALL_SIZES,  # noqa: E402
+                           run_cell, runs)
 from compare_peers import (GiB, MiB, Children, Fail, GrpcServer, all_peers,  # noqa: E402
                            client_run)
 from compare_refs import references  # noqa: E402
@@ -77,7 +81,12 @@ class Run:
         self.raw = open(self.raw_path, "w")
         self.master = os.path.join(self.dir, "data-%d-%d" % (self.big_bytes, self.small_count))
         self.master_root = os.path.join(self.master, "root")
-        self.paths = {c: os.path.join(self.master, "%s.paths" % c) for c in SMALL_SIZES}
+        self.paths = {c: os.path.join(self.master, "%s.paths" % c)
+                      for c in list(SMALL_SIZES) + list(compare_cold.COLD_SETS)}
+        # The cold-only sets: name -> (count, size), made only when their case runs.
+        self.cold_sets = {c: (q if args.quick else n, size)
+                          for c, (n, q, size) in compare_cold.COLD_SETS.items()
+                          if c in args.cases.split(",")}
         self.big_path = "big/0"
         self.big_source = os.path.join(self.master_root, self.big_path)
 
@@ -95,22 +104,30 @@ def count_lines(path):
 
 
 def populate(run):
-    """Creates the data set once through ringstore (reused when complete)."""
+    """Creates the data set once through ringstore (reused when complete);
+    the cold-only sets are added to it when their case first runs."""
     done = os.path.join(run.master, "complete")
+    sets = []
+    big_paths = os.path.join(run.master, "big.paths")
     if os.path.exists(done):
         run.log("data set %s exists, reusing it" % run.master)
+    else:
+        shutil.rmtree(run.master, ignore_errors=True)
+        os.makedirs(run.master_root)
+        run.log("populating %s through ringstore (a %d MiB file, 2 x %d small files)"
+                % (run.master, run.big_bytes // MiB, run.small_count))
+        sets.append(("big", run.big_bytes, 1, big_paths, 1))
+        for case, size in SMALL_SIZES.items():
+            sets.append((case.split("_")[1], size, run.small_count, run.paths[case], 64))
+    for case, (count, size) in run.cold_sets.items():
+        if not os.path.exists(run.paths[case] + ".complete"):
+            run.log("populating %s: %d files of %d bytes" % (case, count, size))
+            sets.append((case, size, count, run.paths[case], 16))
+    if not sets:
         return
-    shutil.rmtree(run.master, ignore_errors=True)
-    os.makedirs(run.master_root)
-    run.log("populating %s through ringstore (a %d MiB file, 2 x %d small files)"
-            % (run.master, run.big_bytes // MiB, run.small_count))
     server = GrpcServer(run, "ringstore-populate", run.master_root, engine="auto")
     server.start()
     try:
-        big_paths = os.path.join(run.master, "big.paths")
-        sets = [("big", run.big_bytes, 1, big_paths, 1)]
-        for case, size in SMALL_SIZES.items():
-            sets.append((case.split("_")[1], size, run.small_count, run.paths[case], 64))
         for prefix, size, count, paths, conc in sets:
             t0 = time.monotonic()
             client_run([run.bins["load_gen"], "--server=" + server.address, "--mode=populate",
@@ -122,13 +139,16 @@ def populate(run):
                            % (count_lines(paths), count, paths))
             run.log("  %s: %d files of %d bytes in %.1f s"
                     % (prefix, count, size, time.monotonic() - t0))
+            if prefix in run.cold_sets:
+                open(paths + ".complete", "w").close()
         with open(big_paths) as f:
             if f.read().strip() != run.big_path:
                 raise Fail("the big file is not at %s" % run.big_path)
     finally:
         server.stop()
-    with open(done, "w") as f:
-        f.write("big=%d small=%d\n" % (run.big_bytes, run.small_count))
+    if not os.path.exists(done):
+        with open(done, "w") as f:
+            f.write("big=%d small=%d\n" % (run.big_bytes, run.small_count))
 
 
 def link_roots(run, peers):
@@ -149,9 +169,11 @@ def link_roots(run, peers):
 
 
 def warm_cache(run):
+    """Reads the data set into the page cache (the cold-only sets excepted)."""
     buf = bytearray(MiB)
     for dirpath, _, files in os.walk(run.master_root):
-        if "/.ringstore" in dirpath:
+        top = os.path.relpath(dirpath, run.master_root).split(os.sep)[0]
+        if "/.ringstore" in dirpath or top in compare_cold.COLD_SETS:
             continue
         for name in files:
             with open(os.path.join(dirpath, name), "rb", buffering=0) as f:
@@ -190,6 +212,8 @@ def meta(run, peers, cases, load_before):
         "big_bytes": run.big_bytes, "small_count": run.small_count,
         "duration_s": run.duration_s, "iperf_s": run.iperf_s, "fio_rand_s": run.fio_rand_s,
         "peers": list(peers), "cases": list(cases),
+        "batch_size": BATCH_SIZE, "batch_concurrency": BATCH_CONCURRENCY,
+        "cold_sets": {c: list(v) for c, v in run.cold_sets.items()},
         "pin": dict(compare_peers.PIN) if any(compare_peers.PIN.values()) else None,
         "preload": run.args.preload,
         "command": run.args.command or " ".join(sys.argv),
@@ -299,7 +323,12 @@ def main(argv):
         warm_cache(run)
         m = meta(run, peers, cases, load_before)
         run.emit(m)
+        cold = any(c.startswith("cold_") for c in cases)
         for rnd in range(1, args.rounds + 1):
+            if cold and rnd > 1 and cases[0] not in compare_cold.CASE_NAMES:
+                run.log("reading the data set into the page cache again (the cold cases "
+                        "dropped it)")
+                warm_cache(run)
             order = peers[(rnd - 1) % len(peers):] + peers[:(rnd - 1) % len(peers)]
             run.emit({"type": "round", "round": rnd, "load": loadavg(), "order": list(order),
                       "start": time.strftime("%H:%M:%S")})
@@ -307,6 +336,8 @@ def main(argv):
                     % (rnd, args.rounds, loadavg(), ", ".join(order)))
             for case in cases:
                 for peer in order:
+                    if not runs(case, peer):
+                        continue
                     rec = run_cell(run, rnd, case, peer)
                     run.emit(rec)
                     run.log("  %-13s %-22s %s" % (case, peer, compare_report.brief(rec)))

@@ -4,7 +4,8 @@
 #
 # Peers: ringstore-server with each engine (io_uring, posix_aio, thread_pool),
 # bench/baseline_server (the plain synchronous gRPC server), and nginx
-# (defaults plus `sendfile on`, worker_processes 1, no access log).
+# (defaults plus `sendfile on`, worker_processes 1, no access log); for the
+# cold cases also nginx-aio (the same plus `aio threads;`).
 # The fair method (issue 14): every server runs on CPU 0 (`taskset -c 0`;
 # nginx's master and its one worker), every client (load_gen, curl, wrk,
 # fio, iperf3's sender) on CPU 1 (`taskset -c 1`; iperf3's receiver on CPU
@@ -24,6 +25,19 @@
 #                     64 concurrent downloads of random files out of 10,000
 #                     for 10 s: load_gen --concurrency=64 / wrk -t2 -c64
 #                     --latency -s bench/compare_wrk.lua
+#   (c2) batch_4k     the small_4k files through BatchDownload: load_gen
+#                     --mode=batch --batch_size=100 --concurrency=4 (files/s,
+#                     server CPU per file); nginx: small_4k's wrk run (one
+#                     file per request); baseline: n/a (no BatchDownload)
+#   (e) cold_64k, cold_1m
+#                     cold data: the page cache dropped (echo 3 >
+#                     /proc/sys/vm/drop_caches) on the fresh server, then
+#                     (c)'s clients (wrk --timeout 60s) for 10 s over random
+#                     64 KiB files out of 10,000 (small_64k's) / 1 MiB files
+#                     out of 2,000 (made on their first run; 100 with
+#                     --quick); extra peer nginx-aio (nginx + `aio threads;`);
+#                     extra columns: io-wq workers (most, busy) and the
+#                     disk's reads/s, queue depth, read size
 #   (d) references    iperf3 over loopback, fio --ioengine=io_uring: 1 GiB
 #                     sequential read in 1 MiB blocks, 4 KiB and 64 KiB random
 #                     reads at iodepth 32 (buffered and --direct=1), a 1 GiB
@@ -34,11 +48,13 @@
 # round; the report gives per-cell medians and each peer's ratio to
 # ringstore-io_uring. bench/compare.py does the work, bench/compare_report.py
 # writes the tables.
+# A/B of server variants (a build, a flag, an env such as LD_PRELOAD, over
+# the same kind of load): bench/compare_ab.py, not this script.
 #
 # Data: --dir (default /var/tmp/ringstore-compare; never a tmpfs). The data
 # set is uploaded once through ringstore (kept for the next run with the same
 # sizes) and hard-linked into one root per peer. Needs about 2x the big file
-# plus 1 GiB of free space there.
+# plus 1 GiB of free space there (3 GiB with cold_1m).
 #
 # Usage: bench/compare.sh [--rounds=N] [--dir=DIR] [--quick] [--out=FILE]
 #          [--duration=SECONDS] [--peers=a,b] [--cases=a,b] [--no_refs]
@@ -52,8 +68,9 @@
 #   --peers, --cases, --no_refs
 #                 a partial matrix, for debugging (peers: ringstore-ENGINE for
 #                 each engine the server has, e.g. ringstore-io_uring, then
-#                 baseline, nginx; cases: download_big, upload_big, small_4k,
-#                 small_64k)
+#                 baseline, nginx, nginx-aio; cases: download_big, upload_big, small_4k,
+#                 small_64k, batch_4k, cold_64k, cold_1m; nginx-aio runs
+#                 the cold cases only)
 #   --pin=0,1     the CPUs of the servers and of the clients (default 0,1);
 #                 none: unpinned (the method before issue 14)
 #   --tcmalloc    LD_PRELOAD gperftools' full tcmalloc (libtcmalloc.so.4,
@@ -71,7 +88,8 @@
 #   bazel build -c opt --jobs=2 //server:ringstore-server //bench:load_gen //bench:baseline_server
 # or RINGSTORE_SERVER, BASELINE_SERVER, LOAD_GEN from the environment.
 # Tools: apt-get install -y nginx-light fio iperf3 wrk curl (linux-perf for
-# --profile). Run as root (nginx, fsync of nginx's files, /proc of servers).
+# --profile). Run as root (nginx, fsync of nginx's files, /proc of servers,
+# drop_caches and io-wq workers' kernel stacks for the cold cases).
 # Every process it starts is stopped on exit, also on Ctrl-C or SIGTERM.
 set -euo pipefail
 

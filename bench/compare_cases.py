@@ -6,8 +6,11 @@ CASES is a registry, in run order: a new case is one function
 `case_x(run, server, rnd)` returning the cell's figures (mib_s or rps,
 bytes or requests, errors, client_cpu_s ...) registered with @case("x");
 it then runs with --cases=x (compare_report.py renders the cases it knows
-and lists the others' medians). Clients run through client_run, which pins
-them to the client CPU. Only the standard library.
+and lists the others' medians). A peer a case cannot measure is named in
+@case("x", skip={peer: reason}): its cells are recorded as skipped (no
+server started; the report shows "n/a"), not as failures. Clients run
+through client_run, which pins them to the client CPU. Only the standard
+library.
 """
 
 import json
@@ -17,20 +20,36 @@ import shutil
 import signal
 import time
 
-from compare_peers import (CLK_TCK, KiB, MiB, Fail, client_run, cpu_jiffies, make_server,
-                           proc_cpu_s, proc_field_kib)
+from compare_peers import (CASE_ONLY_PEERS, CLK_TCK, KiB, MiB, Fail, client_run, cpu_jiffies,
+                           make_server, proc_cpu_s, proc_field_kib)
 
 # name -> function(run, server, rnd) -> dict of the cell's figures.
 CASES = {}
+# name -> {peer: why that peer cannot run the case}.
+SKIPS = {}
+# name -> the compare_peers.CASE_ONLY_PEERS that run this case.
+EXTRA_PEERS = {}
 SMALL_SIZES = {"small_4k": 4 * KiB, "small_64k": 64 * KiB}
+# BatchDownload: files per call and calls in flight (load_gen --mode=batch).
+BATCH_SIZE = 100
+BATCH_CONCURRENCY = 4
 
 
-def case(name):
-    """Registers a case function under `name` (run order = definition order)."""
+def case(name, skip=None, extra_peers=()):
+    """Registers a case function under `name` (run order = definition order);
+    skip: {peer: reason} for the peers that cannot run it; extra_peers: the
+    CASE_ONLY_PEERS it runs as well."""
     def register(fn):
         CASES[name] = fn
+        SKIPS[name] = dict(skip or {})
+        EXTRA_PEERS[name] = tuple(extra_peers)
         return fn
     return register
+
+
+def runs(name, peer):
+    """Whether the case is measured (or listed as n/a) for that peer at all."""
+    return peer not in CASE_ONLY_PEERS or peer in EXTRA_PEERS[name]
 
 
 def parse_load_gen(out):
@@ -126,28 +145,38 @@ def case_upload_big(run, server, rnd):
             "client_cpu_s": cpu}
 
 
-def case_small(run, server, rnd, case):
-    paths = run.paths[case]
+def wrk_cell(run, server, paths, timeout_s=None):
+    """wrk -t2 -c64 over random paths of `paths` (one file per request);
+    timeout_s: wrk's per-request timeout (its default is 2 s)."""
     secs = run.duration_s
-    if server.peer == "nginx":
-        env = dict(os.environ, COMPARE_PATHS=paths)
-        out, _, cpu = client_run(
-            [run.bins["wrk"], "-t2", "-c64", "-d%ds" % secs, "--latency",
-             "-s", run.wrk_script, "http://%s/" % server.address],
-            timeout=secs + 60, env=env)
-        m = re.search(r"^WRKJSON (\{.*\})$", out, re.M)
-        if not m:
-            raise Fail("no WRKJSON line in wrk's output: %r" % out[-400:])
-        w = json.loads(m.group(1))
-        e = w["errors"]
-        errors = sum(e.values())
-        duration = w["duration_us"] / 1e6
-        return {"rps": w["requests"] / duration, "requests": w["requests"],
-                "seconds": duration, "bytes": w["bytes"],
-                "p50_ms": w["latency_us"]["p50"] / 1e3, "p99_ms": w["latency_us"]["p99"] / 1e3,
-                "p999_ms": w["latency_us"]["p999"] / 1e3, "max_ms": w["latency_us"]["max"] / 1e3,
-                "errors": errors, "error_detail": "" if not errors else json.dumps(e),
-                "client_cpu_s": cpu}
+    env = dict(os.environ, COMPARE_PATHS=paths)
+    out, _, cpu = client_run(
+        [run.bins["wrk"], "-t2", "-c64", "-d%ds" % secs, "--latency"]
+        + (["--timeout", "%ds" % timeout_s] if timeout_s else [])
+        + ["-s", run.wrk_script, "http://%s/" % server.address],
+        timeout=secs + 60, env=env)
+    m = re.search(r"^WRKJSON (\{.*\})$", out, re.M)
+    if not m:
+        raise Fail("no WRKJSON line in wrk's output: %r" % out[-400:])
+    w = json.loads(m.group(1))
+    e = w["errors"]
+    errors = sum(e.values())
+    duration = w["duration_us"] / 1e6
+    return {"rps": w["requests"] / duration, "requests": w["requests"],
+            "seconds": duration, "bytes": w["bytes"],
+            "p50_ms": w["latency_us"]["p50"] / 1e3, "p99_ms": w["latency_us"]["p99"] / 1e3,
+            "p999_ms": w["latency_us"]["p999"] / 1e3, "max_ms": w["latency_us"]["max"] / 1e3,
+            "errors": errors, "error_detail": "" if not errors else json.dumps(e),
+            "client_cpu_s": cpu}
+
+
+def case_small(run, server, rnd, case, paths=None, wrk_timeout_s=None):
+    """64 concurrent downloads of random files of run.paths[case] (or
+    `paths`) for run.duration_s: load_gen, or wrk for nginx."""
+    paths = paths or run.paths[case]
+    secs = run.duration_s
+    if server.peer.startswith("nginx"):
+        return wrk_cell(run, server, paths, wrk_timeout_s)
     j, errors, detail, cpu = load_gen(run, server, [
         "--mode=download", "--concurrency=64", "--duration=%ds" % secs,
         "--paths_file=" + paths], timeout=secs + 120)
@@ -162,12 +191,39 @@ for _name in SMALL_SIZES:
     case(_name)(lambda run, server, rnd, _name=_name: case_small(run, server, rnd, _name))
 
 
+@case("batch_4k", skip={"baseline": "no BatchDownload RPC"})
+def case_batch_4k(run, server, rnd):
+    """The small_4k files fetched BATCH_SIZE per BatchDownload call
+    (BATCH_CONCURRENCY calls in flight); nginx: small_4k's wrk run, one file
+    per request. Figures per file: files, files_per_second."""
+    paths = run.paths["small_4k"]
+    if server.peer.startswith("nginx"):
+        rec = wrk_cell(run, server, paths)
+        rec.update(files=rec["requests"], files_per_second=rec["rps"])
+        return rec
+    secs = run.duration_s
+    j, errors, detail, cpu = load_gen(run, server, [
+        "--mode=batch", "--batch_size=%d" % BATCH_SIZE,
+        "--concurrency=%d" % BATCH_CONCURRENCY, "--duration=%ds" % secs,
+        "--paths_file=" + paths], timeout=secs + 120)
+    lat = j["latency_ms"]
+    return {"files_per_second": j["files_per_second"], "files": j["files"],
+            "calls_per_second": j["requests_per_second"], "requests": j["requests"],
+            "seconds": j["seconds"], "bytes": j["bytes"], "p50_ms": lat["p50"],
+            "p99_ms": lat["p99"], "p999_ms": lat["p999"], "max_ms": lat["max"],
+            "errors": errors, "error_detail": detail, "backend": j.get("backend"),
+            "client_cpu_s": cpu}
+
+
 def run_case(run, name, server, rnd):
     return CASES[name](run, server, rnd)
 
 
 def run_cell(run, rnd, case, peer, profile=None):
     rec = {"type": "cell", "round": rnd, "case": case, "peer": peer, "ok": False}
+    if peer in SKIPS.get(case, {}):
+        rec.update(skipped=SKIPS[case][peer], wall_s=0.0)
+        return rec
     server = make_server(run, peer)
     t0 = time.time()
     try:
@@ -208,7 +264,7 @@ def run_cell(run, rnd, case, peer, profile=None):
         if server.proc is not None:
             try:
                 rc = server.stop()
-                if rc not in (0, None) and peer != "nginx":
+                if rc not in (0, None) and not peer.startswith("nginx"):
                     rec.setdefault("error", "server exited %s" % rc)
             except Fail as e:
                 rec.setdefault("error", str(e))

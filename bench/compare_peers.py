@@ -23,7 +23,11 @@ GiB = 1 << 30
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # The peers besides ringstore's engines, after them in every list.
-OTHER_PEERS = ("baseline", "nginx")
+OTHER_PEERS = ("baseline", "nginx", "nginx-aio")
+# Peers that run only in the cases that ask for them (compare_cases'
+# @case(..., extra_peers=...)): nginx-aio (nginx plus `aio threads;`, reads
+# off the event loop) matters only for data that is not in the page cache.
+CASE_ONLY_PEERS = ("nginx-aio",)
 
 # The fair method (issue 14): every server on one CPU, every client on
 # another, so that a heavy client cannot make a server look slow and each
@@ -244,7 +248,7 @@ error_log {run}/error.log warn;
 events {{ }}
 http {{
     default_type application/octet-stream;
-    sendfile on;
+    sendfile on;{aio}
     access_log off;
     client_body_temp_path {run}/body;
     proxy_temp_path {run}/proxy;
@@ -276,11 +280,13 @@ http {{
 
 class NginxServer:
     """nginx (master + one worker, both on the server CPU) serving root on a
-    free port."""
+    free port; peer nginx-aio adds `aio threads;` (file reads in nginx's
+    thread pool, sendfile still on)."""
 
     def __init__(self, run, peer, root):
         self.run, self.peer, self.root = run, peer, root
-        self.rundir = os.path.join(run.dir, "run", "nginx")
+        self.aio = peer == "nginx-aio"
+        self.rundir = os.path.join(run.dir, "run", peer)
         self.proc = None
         self.port = None
 
@@ -291,8 +297,9 @@ class NginxServer:
         self.port = free_port()
         conf = os.path.join(self.rundir, "nginx.conf")
         with open(conf, "w") as f:
-            f.write(NGINX_CONF.format(run=self.rundir, port=self.port, root=self.root))
-        log = os.path.join(self.run.logdir, "nginx.log")
+            f.write(NGINX_CONF.format(run=self.rundir, port=self.port, root=self.root,
+                                      aio="\n    aio threads;" if self.aio else ""))
+        log = os.path.join(self.run.logdir, "%s.log" % self.peer)
         self.proc = self.run.children.spawn(
             pinned([self.run.bins["nginx"], "-p", self.rundir + "/", "-c", conf,
                     "-e", os.path.join(self.rundir, "error.log")], "server"), log)
@@ -328,6 +335,6 @@ class NginxServer:
 
 def make_server(run, peer):
     root = os.path.join(run.dir, "roots", peer)
-    if peer == "nginx":
+    if peer.startswith("nginx"):
         return NginxServer(run, peer, root)
     return GrpcServer(run, peer, root)

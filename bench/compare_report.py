@@ -23,7 +23,8 @@ END = "<!-- END bench/compare.sh output -->"
 REF_PEER = "ringstore-io_uring"
 # The cases with a section of their own; any other case compare.py ran
 # gets a generic table (requests per second if its cells have rps, else MiB/s).
-KNOWN_CASES = ("download_big", "upload_big", "small_4k", "small_64k")
+KNOWN_CASES = ("download_big", "upload_big", "small_4k", "small_64k", "batch_4k", "cold_64k",
+               "cold_1m")
 MiB = 1 << 20
 
 # The peers besides ringstore's engines ("ringstore-ENGINE", one per engine
@@ -31,6 +32,7 @@ MiB = 1 << 20
 PEER_NOTES = {
     "baseline": "bench/baseline_server (sync gRPC, ifstream/ofstream)",
     "nginx": "nginx, sendfile on (curl / wrk)",
+    "nginx-aio": "nginx, sendfile on, aio threads (wrk)",
 }
 
 UPLOAD_GUARANTEE = {
@@ -77,10 +79,15 @@ def load(path):
 
 def brief(rec):
     """One line for the progress log."""
+    if rec.get("skipped"):
+        return "n/a: %s" % rec["skipped"]
     if not rec.get("ok"):
         return "FAILED: %s" % rec.get("error", "?")
     parts = []
-    if "rps" in rec:
+    if "files_per_second" in rec:
+        parts.append("%.0f files/s p50 %.2f ms p99 %.2f ms" % (
+            rec["files_per_second"], rec["p50_ms"], rec["p99_ms"]))
+    elif "rps" in rec:
         parts.append("%.0f req/s p50 %.2f ms p99 %.2f ms" % (rec["rps"], rec["p50_ms"],
                                                             rec["p99_ms"]))
     elif "iops" in rec and rec.get("name", "").startswith("fio_rand"):
@@ -137,19 +144,24 @@ class Cells:
     def rounds(self, case, peer, key, digits=0, fn=None):
         out = []
         for r in self.by.get((case, peer), []):
-            if r.get("ok") and not r.get("errors"):
+            if r.get("skipped"):
+                out.append("n/a")
+            elif r.get("ok") and not r.get("errors"):
                 out.append(fmt(fn(r) if fn else r.get(key), digits))
             else:
                 out.append("fail")
         return " / ".join(out) if out else "—"
 
+    def skipped(self, case, peer):
+        """The reason a peer cannot run a case, if every cell of it was skipped."""
+        rows = self.by.get((case, peer), [])
+        if rows and all(r.get("skipped") for r in rows):
+            return rows[0]["skipped"]
+        return None
+
 
 def per_gib(key):
     return lambda r: r[key] / (r["bytes"] / float(1 << 30)) if r.get("bytes") else None
-
-
-def per_req_us(key):
-    return lambda r: r[key] / r["requests"] * 1e6 if r.get("requests") else None
 
 
 def rss_mib(r):
@@ -200,26 +212,56 @@ def big_table(cells, peers, case, upload):
     return lines
 
 
-def small_table(cells, peers, case):
-    # Requests per second and the server's own CPU per request first.
-    head = ("| peer | req/s | server CPU µs/req | × io_uring | server CPU × io_uring | p50 ms "
-            "| p99 ms | p99 × io_uring | per round (req/s) | per round (server CPU µs/req) "
-            "| client CPU µs/req | server peak RSS MiB |")
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    ref = cells.med(case, REF_PEER, "rps")
+def small_table(cells, peers, case, batch=False):
+    """Requests per second and the server's own CPU per request first; with
+    batch: files per second (nginx: requests, one file each) and CPU per
+    file, latency per call (a BatchDownload of many files, or one request)
+    and no p99 ratio (a call and a request are not the same unit)."""
+    unit, key, count = ("file", "files_per_second", "files") if batch else ("req", "rps",
+                                                                           "requests")
+    lat = " per call" if batch else ""
+    cols = ["%s/s" % ("files" if batch else "req"), "server CPU µs/%s" % unit, "× io_uring",
+            "server CPU × io_uring", "p50 ms" + lat, "p99 ms" + lat]
+    cols += [] if batch else ["p99 × io_uring"]
+    cols += ["per round (%s)" % cols[0], "per round (server CPU µs/%s)" % unit,
+             "client CPU µs/%s" % unit, "server peak RSS MiB"]
+    head = "| peer | " + " | ".join(cols) + " |"
+    lines = [head, "|" + "---|" * (len(cols) + 1)]
+
+    def per_us(k):
+        return lambda r: r[k] / r[count] * 1e6 if r.get(count) else None
+    ref = cells.med(case, REF_PEER, key)
     ref_p99 = cells.med(case, REF_PEER, "p99_ms")
-    cpu_us = per_req_us("server_cpu_s")
+    cpu_us = per_us("server_cpu_s")
     ref_cpu = cells.med(case, REF_PEER, None, cpu_us)
     for peer in peers:
-        v = cells.med(case, peer, "rps")
+        why = cells.skipped(case, peer)
+        if why:
+            lines.append("| %s (n/a: %s) |" % (peer_note(peer), why) + " n/a |" * len(cols))
+            continue
+        v = cells.med(case, peer, key)
         p99 = cells.med(case, peer, "p99_ms")
         cpu = cells.med(case, peer, None, cpu_us)
-        lines.append("| %s |" % peer_note(peer) + " %s |" * 11 % (
-            fmt(v), fmt(cpu, 1), ratio(v, ref), ratio(cpu, ref_cpu),
-            fmt(cells.med(case, peer, "p50_ms"), 2), fmt(p99, 2), ratio(p99, ref_p99),
-            cells.rounds(case, peer, "rps"), cells.rounds(case, peer, None, 1, cpu_us),
-            fmt(cells.med(case, peer, None, per_req_us("client_cpu_s")), 1),
-            fmt(cells.med(case, peer, None, rss_mib))))
+        vals = [fmt(v), fmt(cpu, 1), ratio(v, ref), ratio(cpu, ref_cpu),
+                fmt(cells.med(case, peer, "p50_ms"), 2), fmt(p99, 2)]
+        vals += [] if batch else [ratio(p99, ref_p99)]
+        vals += [cells.rounds(case, peer, key), cells.rounds(case, peer, None, 1, cpu_us),
+                 fmt(cells.med(case, peer, None, per_us("client_cpu_s")), 1),
+                 fmt(cells.med(case, peer, None, rss_mib))]
+        lines.append("| %s | " % peer_note(peer) + " | ".join(vals) + " |")
+    return lines
+
+
+def cold_table(cells, peers, case):
+    """The cold cases' own figures: io-wq workers and the disk."""
+    cols = [("io-wq workers, most", "iowq_max", 0), ("io-wq busy, mean", "iowq_busy_mean", 1),
+            ("disk reads/s", "disk_reads_s", 0), ("disk queue depth", "disk_qd", 1),
+            ("mean read KiB", "disk_read_kib", 0)]
+    lines = ["| peer | " + " | ".join(c[0] for c in cols) + " |",
+             "|" + "---|" * (len(cols) + 1)]
+    for peer in peers:
+        lines.append("| %s | " % peer_note(peer) + " | ".join(
+            fmt(cells.med(case, peer, key), d) for _, key, d in cols) + " |")
     return lines
 
 
@@ -253,6 +295,8 @@ def ref_table(records, m):
 def failures(records):
     out = []
     for r in records:
+        if r.get("skipped"):
+            continue
         if r.get("type") in ("cell", "ref") and (not r.get("ok") or r.get("errors")):
             what = "%s / %s" % (r["case"], r["peer"]) if r["type"] == "cell" else r["name"]
             why = r.get("error") or "%s errors: %s" % (r.get("errors"), r.get("error_detail"))
@@ -265,7 +309,8 @@ def markdown(records):
     rounds = [r for r in records if r.get("type") == "round"]
     end = next((r for r in records if r.get("type") == "end"), None)
     cells = Cells(records)
-    peers = m["peers"]
+    # A case's peers: those with cells in it (nginx-aio runs the cold cases only).
+    peers = {c: [p for p in m["peers"] if (c, p) in cells.by] for c in m["cases"]}
     big = size_name(m["big_bytes"])
     n = "{:,}".format(m["small_count"])
     L = [BEGIN, ""]
@@ -323,7 +368,7 @@ def markdown(records):
                  "(1 MiB messages, each crc32c checked by load_gen); nginx: `curl -o /dev/null`"
                  " over HTTP/1.1 with sendfile.")
         L.append("")
-        L += big_table(cells, peers, "download_big", upload=False)
+        L += big_table(cells, peers["download_big"], "download_big", upload=False)
         L.append("")
     if "upload_big" in m["cases"]:
         L.append("### (b) Single-stream upload of %s" % big)
@@ -337,7 +382,7 @@ def markdown(records):
                  "other — what durability would cost nginx, not something nginx does."
                  % m["big_bytes"])
         L.append("")
-        L += big_table(cells, peers, "upload_big", upload=True)
+        L += big_table(cells, peers["upload_big"], "upload_big", upload=True)
         L.append("")
     for case, label in (("small_4k", "4 KiB"), ("small_64k", "64 KiB")):
         if case not in m["cases"]:
@@ -350,7 +395,39 @@ def markdown(records):
                  "with bench/compare_wrk.lua (64 HTTP/1.1 keep-alive connections). Latency "
                  "is per request, as each client measures it." % m["duration_s"])
         L.append("")
-        L += small_table(cells, peers, case)
+        L += small_table(cells, peers[case], case)
+        L.append("")
+    if "batch_4k" in m["cases"]:
+        L.append("### (c2) BatchDownload of random 4 KiB files out of %s, %d s" % (
+            n, m["duration_s"]))
+        L.append("")
+        L.append("The small_4k files. ringstore: `load_gen --mode=batch --batch_size=%d "
+                 "--concurrency=%d --duration=%ds` (BatchDownload calls of %d random paths, %d "
+                 "in flight); nginx: small_4k's `wrk -t2 -c64` run, one file per request, so "
+                 "its files/s is its req/s. Server CPU and latency: per file and per call."
+                 % (m.get("batch_size", 100), m.get("batch_concurrency", 4), m["duration_s"],
+                    m.get("batch_size", 100), m.get("batch_concurrency", 4)))
+        L.append("")
+        L += small_table(cells, peers["batch_4k"], "batch_4k", batch=True)
+        L.append("")
+    for case, label, count in (("cold_64k", "64 KiB", n),
+                               ("cold_1m", "1 MiB", "{:,}".format(
+                                   m.get("cold_sets", {}).get("cold_1m", [0])[0]))):
+        if case not in m["cases"]:
+            continue
+        L.append("### (e) Cold data: 64 concurrent downloads of random %s files out of %s, "
+                 "%d s, page cache dropped before each cell" % (label, count, m["duration_s"]))
+        L.append("")
+        L.append("`sync; echo 3 > /proc/sys/vm/drop_caches` on the fresh server, then the "
+                 "clients of (c) (wrk with `--timeout 60s`). nginx-aio: nginx with `aio "
+                 "threads;`. io-wq workers: iou-wrk threads of the server, sampled every 50 ms "
+                 "(busy: not waiting for work); disk figures from /proc/diskstats. A cell at "
+                 "thousands of requests/s touches most files, so the disk reads each about "
+                 "once and the rest is served warm.")
+        L.append("")
+        L += small_table(cells, peers[case], case)
+        L.append("")
+        L += cold_table(cells, peers[case], case)
         L.append("")
     for case in m["cases"]:
         if case in KNOWN_CASES:
@@ -359,9 +436,9 @@ def markdown(records):
         L.append("### Case %s" % case)
         L.append("")
         if any("rps" in r for r in rows):
-            L += small_table(cells, peers, case)
+            L += small_table(cells, peers[case], case)
         else:
-            L += big_table(cells, peers, case, upload=False)
+            L += big_table(cells, peers[case], case, upload=False)
         L.append("")
     refs = ref_table(records, m)
     if refs:

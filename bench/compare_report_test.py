@@ -137,14 +137,72 @@ class ReportTest(unittest.TestCase):
 
     def test_a_new_case_gets_a_generic_table(self):
         recs = records()
-        recs[0] = meta(cases=["download_big", "batch_4k"])
+        recs[0] = meta(cases=["download_big", "other_4k"])
         for rnd in (1, 2, 3):
             r = small(rnd, "ringstore-io_uring", 500 * rnd, 2.0)
-            r["case"] = "batch_4k"
+            r["case"] = "other_4k"
             recs.append(r)
         text = compare_report.markdown(recs)
-        self.assertEqual(row(section(text, "### Case batch_4k"),
+        self.assertEqual(row(section(text, "### Case other_4k"),
                              "ringstore-server --engine=io_uring")[1:3], ["1,000", "100.0"])
+
+    def test_batch_files_per_second_with_baseline_not_applicable(self):
+        recs = records()
+        recs[0] = meta(cases=["batch_4k"], batch_size=100, batch_concurrency=4)
+        for rnd in (1, 2, 3):
+            # ringstore: 20,000 files/s in 200 calls/s, 20 µs of server CPU a file.
+            recs.append({"type": "cell", "round": rnd, "case": "batch_4k",
+                         "peer": "ringstore-io_uring", "ok": True,
+                         "files_per_second": 10000.0 * rnd, "files": 100000 * rnd,
+                         "calls_per_second": 100.0 * rnd, "requests": 1000 * rnd,
+                         "p50_ms": 20.0, "p99_ms": 40.0, "errors": 0,
+                         "server_cpu_s": 100000 * rnd * 20e-6, "client_cpu_s": rnd * 1.0,
+                         "server_rss_kib": 30 * 1024})
+            recs.append({"type": "cell", "round": rnd, "case": "batch_4k", "peer": "baseline",
+                         "ok": False, "skipped": "no BatchDownload", "wall_s": 0.0})
+            n = small(rnd, "nginx", 5000.0 * rnd, 3.0, cpu_us=40)
+            n.update(case="batch_4k", files=n["requests"], files_per_second=n["rps"])
+            recs.append(n)
+        text = compare_report.markdown(recs)
+        c2 = section(text, "### (c2)")
+        self.assertIn("`load_gen --mode=batch --batch_size=100 --concurrency=4 --duration=10s`",
+                      c2)
+        self.assertIn("| peer | files/s | server CPU µs/file | × io_uring | server CPU × io_uring |",
+                      c2)
+        self.assertEqual(row(c2, "ringstore-server --engine=io_uring")[1:11],
+                         ["20,000", "20.0", "1.00×", "1.00×", "20.00", "40.00",
+                          "10,000 / 20,000 / 30,000", "20.0 / 20.0 / 20.0", "10.0", "30"])
+        self.assertEqual(row(c2, "nginx")[1:5], ["10,000", "40.0", "0.50×", "2.00×"])
+        self.assertEqual(row(c2, "bench/baseline_server"),
+                         ["bench/baseline_server (sync gRPC, ifstream/ofstream) "
+                          "(n/a: no BatchDownload)"] + ["n/a"] * 10)
+        # Skipped is not failed.
+        self.assertNotIn("batch_4k", section(text, "### Failures"))
+        self.assertEqual(compare_report.brief(recs[-2]), "n/a: no BatchDownload")
+
+    def test_cold_cases_have_nginx_aio_and_io_wq_columns(self):
+        recs = records()
+        recs[0] = meta(cases=["small_4k", "cold_1m"],
+                       peers=["ringstore-io_uring", "baseline", "nginx", "nginx-aio"],
+                       cold_sets={"cold_1m": [2000, 1 << 20]})
+        for rnd in (1, 2, 3):
+            for peer, rps in (("ringstore-io_uring", 100), ("nginx-aio", 300)):
+                r = small(rnd, peer, rps * rnd, 50.0)
+                r.update(case="cold_1m", iowq_max=8 * rnd, iowq_busy_mean=0.5,
+                         disk_reads_s=400.0, disk_qd=1.25, disk_read_kib=128.0)
+                recs.append(r)
+        text = compare_report.markdown(recs)
+        e = section(text, "### (e)")
+        self.assertIn("random 1 MiB files out of 2,000", e)
+        self.assertEqual(row(e, "nginx, sendfile on, aio threads")[1:4],
+                         ["600", "100.0", "3.00×"])
+        self.assertIn("| peer | io-wq workers, most | io-wq busy, mean | disk reads/s "
+                      "| disk queue depth | mean read KiB |", e)
+        self.assertEqual([r for r in e.splitlines()
+                          if r.startswith("| ringstore-server")][1].split(" | ")[1:],
+                         ["16", "0.5", "400", "1.2", "128 |"])
+        # nginx-aio ran the cold case only: no row elsewhere.
+        self.assertNotIn("aio threads", section(text, "### (c)"))
 
     def test_references_and_failures(self):
         self.assertIn("| 1,002 MiB/s | 1,001 / 1,002 / 1,003 |", self.text)

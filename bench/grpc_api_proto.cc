@@ -7,7 +7,7 @@
 // one-message download does. No storage, no interceptors, no trailers of
 // our own: the difference between the two APIs, and against
 // ringstore-server on the same files, is the figure of interest
-// (bench/small_ab.py measures it like a server: it takes --root and prints
+// (bench/compare_ab.py measures it like a server: it takes --root and prints
 // "listening on HOST:PORT").
 //
 //   --api=callback   CallbackService, one ServerWriteReactor per call.
@@ -31,7 +31,7 @@
 #include "third_party/system/crc32c.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:0", "HOST:PORT; port 0 picks a free port.");
-ABSL_FLAG(std::string, root, "", "Ignored (bench/small_ab.py passes it).");
+ABSL_FLAG(std::string, root, "", "Ignored (compare_ab.py variants pass it).");
 ABSL_FLAG(std::string, api, "callback", "callback or async.");
 ABSL_FLAG(int32_t, cqs, 1, "async: completion queues, one thread each.");
 ABSL_FLAG(int32_t, size, 4096, "Bytes of the one message each download sends.");

@@ -156,7 +156,8 @@ struct EngineOptions {
   // engine then runs without, and its features say "sqpoll=refused (...)"
   // instead of "sqpoll". Ignored by the other engines. Off by default: on
   // 2 cores the SQ thread costs more CPU than the system calls it saves
-  // (bench/cold.py --sets=4k --warm: +50-60 % server CPU per request).
+  // (+50-60 % server CPU per request on warm 4 KiB downloads: bench/
+  // compare_ab.py, a variant with --io_uring_sqpoll against one without).
   int io_uring_sqpoll_idle_ms = 0;
   // Tests only: steps to fail on purpose (fault_injection.h). Must outlive
   // the engine.
