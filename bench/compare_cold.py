@@ -1,5 +1,5 @@
 """bench/compare.py's cold cases: downloads of files that are not in the
-page cache (what bench/cold.py measured before it was folded in here).
+page cache.
 
 cold_64k, cold_1m: 64 concurrent downloads of random files (the small_64k
 set: 10,000 files of 64 KiB; a set of 2,000 files of 1 MiB, made only when
