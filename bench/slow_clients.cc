@@ -173,7 +173,8 @@ class SlowStream final : public grpc::ClientReadReactor<v1::DownloadResponse> {
 
   // Called once the run is over, before the streams are cancelled: false
   // if this stream has ended already.
-  bool MarkEnding() ABSL_EXCLUSIVE_LOCKS_REQUIRED(totals_->mu) {
+  bool MarkEnding() ABSL_LOCKS_EXCLUDED(totals_->mu) {
+    absl::MutexLock lock(&totals_->mu);
     ending_ = true;
     return !done_;
   }
@@ -285,10 +286,7 @@ int Main() {
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
 
   int64_t alive = 0;
-  {
-    absl::MutexLock lock(&totals.mu);
-    for (auto& s : all) alive += s->MarkEnding() ? 1 : 0;
-  }
+  for (auto& s : all) alive += s->MarkEnding() ? 1 : 0;
   for (auto& s : all) s->Cancel();
   timer.Stop();  // the reads it held start now and fail: every stream ends
   {
