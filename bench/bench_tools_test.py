@@ -242,9 +242,10 @@ class CompareTest(unittest.TestCase):
         with self.assertRaises(SystemExit):
             compare.parse_args(base + ["--pin=1,1"])
         self.assertEqual(list(compare_cases.CASES),
-                         ["download_big", "upload_big", "small_4k", "small_64k", "batch_4k",
-                          "cold_64k", "cold_1m"])
-        # nginx-aio runs the cold cases only; baseline cannot run batch_4k.
+                         ["download_big", "cli_get_big", "upload_big", "small_4k", "small_64k",
+                          "batch_4k", "cold_64k", "cold_1m"])
+        # nginx-aio runs the cold cases only; baseline cannot run batch_4k
+        # (nor cli_get_big, a ringstore-only case).
         self.assertEqual([c for c in compare_cases.CASES
                           if compare_cases.runs(c, "nginx-aio")], ["cold_64k", "cold_1m"])
         self.assertEqual([c for c in compare_cases.CASES if compare_cases.runs(c, "baseline")

@@ -68,7 +68,8 @@ class Run:
         self.iperf_s = 2 if args.quick else 5
         self.fio_rand_s = 2 if args.quick else 5
         self.bins = {"ringstore": args.ringstore, "baseline": args.baseline,
-                     "load_gen": args.load_gen, "nginx": shutil.which("nginx") or "/usr/sbin/nginx",
+                     "load_gen": args.load_gen, "cli": args.cli,
+                     "nginx": shutil.which("nginx") or "/usr/sbin/nginx",
                      "curl": shutil.which("curl"), "wrk": shutil.which("wrk"),
                      "fio": shutil.which("fio"), "iperf3": shutil.which("iperf3")}
         self.wrk_script = os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -257,6 +258,7 @@ def parse_args(argv):
     p.add_argument("--ringstore", required=True)
     p.add_argument("--baseline", required=True)
     p.add_argument("--load_gen", required=True)
+    p.add_argument("--cli", required=True)
     args = p.parse_args(argv)
     try:
         args.all_peers = all_peers(args.ringstore)

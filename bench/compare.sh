@@ -16,6 +16,9 @@
 # (nginx: a free port picked by Python):
 #   (a) download_big  single-stream download of a 1 GiB file: load_gen
 #                     --mode=download --concurrency=1 / curl -o /dev/null
+#   (a2) cli_get_big  the same download through the CLI: `ringstore get big/0 -`
+#                     with stdout on /dev/null (ringstore peers only: the
+#                     CLI against load_gen, issue 14's "within 10 %")
 #   (b) upload_big    single-stream upload of 1 GiB: load_gen --mode=upload
 #                     --concurrency=1 (answered once durable) / curl -T to an
 #                     nginx location with client_body_in_file_only on (answered
@@ -68,7 +71,7 @@
 #   --peers, --cases, --no_refs
 #                 a partial matrix, for debugging (peers: ringstore-ENGINE for
 #                 each engine the server has, e.g. ringstore-io_uring, then
-#                 baseline, nginx, nginx-aio; cases: download_big, upload_big, small_4k,
+#                 baseline, nginx, nginx-aio; cases: download_big, cli_get_big, upload_big, small_4k,
 #                 small_64k, batch_4k, cold_64k, cold_1m; nginx-aio runs
 #                 the cold cases only)
 #   --pin=0,1     the CPUs of the servers and of the clients (default 0,1);
@@ -85,8 +88,8 @@
 #                 with --profile: `perf stat -e task-clock,context-switches,
 #                 cpu-migrations,page-faults -p SERVER_PID` instead
 # Binaries: bazel-out/k8-opt/bin of this checkout, built with
-#   bazel build -c opt --jobs=2 //server:ringstore-server //bench:load_gen //bench:baseline_server
-# or RINGSTORE_SERVER, BASELINE_SERVER, LOAD_GEN from the environment.
+#   bazel build -c opt --jobs=2 //server:ringstore-server //bench:load_gen //bench:baseline_server //client:ringstore
+# or RINGSTORE_SERVER, BASELINE_SERVER, LOAD_GEN, RINGSTORE_CLI from the environment.
 # Tools: apt-get install -y nginx-light fio iperf3 wrk curl (linux-perf for
 # --profile). Run as root (nginx, fsync of nginx's files, /proc of servers,
 # drop_caches and io-wq workers' kernel stacks for the cold cases).
@@ -158,8 +161,9 @@ bin="$repo/bazel-out/k8-opt/bin"
 ringstore="${RINGSTORE_SERVER:-$bin/server/ringstore-server}"
 baseline="${BASELINE_SERVER:-$bin/bench/baseline_server}"
 load_gen="${LOAD_GEN:-$bin/bench/load_gen}"
-for b in "$ringstore" "$baseline" "$load_gen"; do
-  [[ -x "$b" ]] || missing+=("$b (build it: cd $repo && bazel build -c opt --jobs=2 //server:ringstore-server //bench:load_gen //bench:baseline_server)")
+cli="${RINGSTORE_CLI:-$bin/client/ringstore}"
+for b in "$ringstore" "$baseline" "$load_gen" "$cli"; do
+  [[ -x "$b" ]] || missing+=("$b (build it: cd $repo && bazel build -c opt --jobs=2 //server:ringstore-server //bench:load_gen //bench:baseline_server //client:ringstore)")
 done
 [[ "$(id -u)" == 0 ]] || missing+=("root (nginx's workers, fsync of nginx's upload files)")
 if [[ -r /proc/sys/kernel/io_uring_disabled ]] && [[ "$(cat /proc/sys/kernel/io_uring_disabled)" != 0 ]]; then
@@ -240,7 +244,7 @@ trap 'exit 129' HUP
 # --------------------------------------------------------------------- run
 cmdline="bench/compare.sh${*:+ $*}"
 args=(--rounds="$rounds" --dir="$dir" --pidfile="$pidfile" --command="$cmdline"
-      --ringstore="$ringstore" --baseline="$baseline" --load_gen="$load_gen"
+      --ringstore="$ringstore" --baseline="$baseline" --load_gen="$load_gen" --cli="$cli"
       --raw_out="${out%.md}.raw.jsonl")
 (( quick )) && args+=(--quick)
 [[ -n "$profile" ]] || args+=(--out="$out")

@@ -94,6 +94,20 @@ def case_download_big(run, server, rnd):
             "client_cpu_s": cpu}
 
 
+@case("cli_get_big", skip={"baseline": "the CLI's own server only (load_gen measures it)",
+                           "nginx": "curl is download_big's nginx client"})
+def case_cli_get_big(run, server, rnd):
+    """download_big through the CLI: `ringstore get big/0 -`, its stdout on
+    /dev/null (as load_gen and curl -o /dev/null discard theirs)."""
+    cmd = ["/bin/sh", "-c", 'exec "$0" "$@" > /dev/null', run.bins["cli"],
+           "--server=" + server.address, "get", run.big_path, "-"]
+    t0 = time.monotonic()
+    _, _, cpu = client_run(cmd, timeout=960)
+    secs = time.monotonic() - t0
+    return {"mib_s": run.big_bytes / secs / MiB, "seconds": secs, "bytes": run.big_bytes,
+            "errors": 0, "error_detail": "", "client_cpu_s": cpu}
+
+
 def fsync_path(path):
     """fsync of a file and of its directory; returns the seconds it took."""
     t0 = time.monotonic()

@@ -23,7 +23,7 @@ END = "<!-- END bench/compare.sh output -->"
 REF_PEER = "ringstore-io_uring"
 # The cases with a section of their own; any other case compare.py ran
 # gets a generic table (requests per second if its cells have rps, else MiB/s).
-KNOWN_CASES = ("download_big", "upload_big", "small_4k", "small_64k", "batch_4k", "cold_64k",
+KNOWN_CASES = ("download_big", "cli_get_big", "upload_big", "small_4k", "small_64k", "batch_4k", "cold_64k",
                "cold_1m")
 MiB = 1 << 20
 
@@ -212,6 +212,26 @@ def big_table(cells, peers, case, upload):
     return lines
 
 
+def cli_table(cells, peers):
+    """The CLI's `get` against load_gen on the same big download, per
+    ringstore peer: throughput, the ratio, and each client's own CPU."""
+    head = ("| peer | CLI get MiB/s | load_gen MiB/s | CLI ÷ load_gen | per round (CLI) "
+            "| CLI client CPU s/GiB | load_gen client CPU s/GiB | server CPU s/GiB (CLI) |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for peer in peers:
+        if not peer.startswith("ringstore-"):  # the case's skipped peers
+            continue
+        cli = cells.med("cli_get_big", peer, "mib_s")
+        lg = cells.med("download_big", peer, "mib_s")
+        lines.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            peer_note(peer), fmt(cli), fmt(lg), ratio(cli, lg),
+            cells.rounds("cli_get_big", peer, "mib_s"),
+            fmt(cells.med("cli_get_big", peer, None, per_gib("client_cpu_s")), 2),
+            fmt(cells.med("download_big", peer, None, per_gib("client_cpu_s")), 2),
+            fmt(cells.med("cli_get_big", peer, None, per_gib("server_cpu_s")), 2)))
+    return lines
+
+
 def small_table(cells, peers, case, batch=False):
     """Requests per second and the server's own CPU per request first; with
     batch: files per second (nginx: requests, one file each) and CPU per
@@ -369,6 +389,14 @@ def markdown(records):
                  " over HTTP/1.1 with sendfile.")
         L.append("")
         L += big_table(cells, peers["download_big"], "download_big", upload=False)
+        L.append("")
+    if "cli_get_big" in m["cases"]:
+        L.append("### (a2) The same download through the CLI")
+        L.append("")
+        L.append("`ringstore get big/0 -` with its stdout on /dev/null (each message's "
+                 "crc32c checked, as load_gen does), beside load_gen's figures from (a).")
+        L.append("")
+        L += cli_table(cells, peers["cli_get_big"])
         L.append("")
     if "upload_big" in m["cases"]:
         L.append("### (b) Single-stream upload of %s" % big)

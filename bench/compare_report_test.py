@@ -146,6 +146,20 @@ class ReportTest(unittest.TestCase):
         self.assertEqual(row(section(text, "### Case other_4k"),
                              "ringstore-server --engine=io_uring")[1:3], ["1,000", "100.0"])
 
+    def test_cli_get_is_set_beside_load_gen(self):
+        recs = records()
+        recs[0] = meta(cases=["download_big", "cli_get_big"])
+        for rnd, mib_s in ((1, 90), (2, 180), (3, 270)):
+            recs.append(big(rnd, "cli_get_big", "ringstore-io_uring", mib_s, client_cpu_s=2.0))
+            recs.append({"type": "cell", "round": rnd, "case": "cli_get_big", "peer": "nginx",
+                         "skipped": True, "ok": True})
+        text = compare_report.markdown(recs)
+        got = row(section(text, "### (a2)"), "ringstore-server --engine=io_uring")
+        # CLI median 180 MiB/s against load_gen's 200 (the (a) records).
+        self.assertEqual(got[1:5], ["180", "200", "0.90×", "90 / 180 / 270"])
+        self.assertEqual(got[5:7], ["2.00", "0.50"])
+        self.assertNotIn("| nginx", section(text, "### (a2)"))
+
     def test_batch_files_per_second_with_baseline_not_applicable(self):
         recs = records()
         recs[0] = meta(cases=["batch_4k"], batch_size=100, batch_concurrency=4)
