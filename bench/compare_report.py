@@ -377,7 +377,8 @@ def markdown(records):
                 ", ".join(rounds[0]["order"]) if rounds else "—"))
     L.append("- All files are read from the page cache (one shared set of hard-linked inodes, "
              "read once before round 1); uploads go to %s (%s). Server CPU = user + system "
-             "time of the server process (nginx: master + workers) over the cell; client CPU "
+             "time of the server process (nginx: master + workers) while the client runs, its "
+             "start-up left out; client CPU "
              "likewise for load_gen, curl or wrk. Peak RSS = VmHWM of the server "
              "(nginx: sum over its workers)." % (m["fs_source"], m["fs_type"]))
     L.append("")
