@@ -330,6 +330,9 @@ int Run() {
   builder.SetMaxReceiveMessageSize(static_cast<int>(max_chunk + (64 << 10)));
   // A client opening more streams on one connection waits for one to end.
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, max_streams);
+  // Never GRPC_ARG_TCP_TX_ZEROCOPY_ENABLED: with gRPC 1.51 it corrupts
+  // downloads (a crc32c mismatch 9 or 15 MiB into a 1 GiB stream), also
+  // when every slice is a gRPC-owned copy (bench/RESULTS.md, round two).
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     std::cerr << "ringstore-server: cannot listen on " << listen << "\n";
