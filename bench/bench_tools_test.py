@@ -220,7 +220,7 @@ class CompareTest(unittest.TestCase):
         self.assertEqual(compare_peers.all_peers(RINGSTORE),
                          tuple("ringstore-" + e for e in engines)
                          + ("baseline", "nginx", "nginx-aio"))
-        args = compare.parse_args(["--ringstore=" + RINGSTORE, "--baseline=b", "--load_gen=l",
+        args = compare.parse_args(["--ringstore=" + RINGSTORE, "--baseline=b", "--load_gen=l", "--cli=c",
                                    "--peers=nginx," + "ringstore-" + engines[-1]])
         self.assertEqual(args.peers, "nginx,ringstore-" + engines[-1])
 
@@ -229,7 +229,7 @@ class CompareTest(unittest.TestCase):
         import compare
         import compare_cases
         import compare_peers
-        base = ["--ringstore=" + RINGSTORE, "--baseline=b", "--load_gen=l"]
+        base = ["--ringstore=" + RINGSTORE, "--baseline=b", "--load_gen=l", "--cli=c"]
         compare.parse_args(base)
         self.assertEqual(compare_peers.pinned(["x", "-y"], "server"),
                          ["taskset", "-c", "0", "x", "-y"])
