@@ -525,6 +525,12 @@ void Store::ReadSmall(std::string path, absl::Span<char> dst, Cancellation* canc
     if (known->size > static_cast<int64_t>(dst.size())) {
       return ReadSmallOpen(std::move(path), std::move(done));
     }
+    // Known to fill it exactly: the bytes alone could not tell it from a
+    // larger file, so read them once with the attribute that vouches for
+    // the size, not once without it and again with it.
+    if (known->size == static_cast<int64_t>(dst.size())) {
+      return ReadSmallWithMetadata(std::move(path), dst, cancel, std::move(done));
+    }
     // The data alone, checked against what we know of the file.
     ReadFileOptions options;
     options.metadata = false;

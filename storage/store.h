@@ -346,6 +346,7 @@ class Store {
   // OpenReader opens it, and `dst` holds nothing of use. A file the
   // metadata cache knows to be larger than `dst` is not read at all: it is
   // opened and its metadata read once (one engine open, one Stat); one it
+  // knows to fill `dst` exactly is read once, with its metadata; one it
   // does not know is read first, then opened. Errors as OpenReader;
   // Cancelled if `cancel` (as for Reader::Read) cut it short.
   struct SmallRead {

@@ -169,6 +169,29 @@ TEST_P(StoreTest, ReadSmallOpensALargeFileOnce) {
   faults_.Clear();
 }
 
+// A remembered file exactly the size of the buffer fills it, so the bytes
+// alone cannot say that nothing follows: it is read once, with its
+// metadata attribute, which vouches for the size (not read without it
+// first and then again with it). The second open is made to fail.
+TEST_P(StoreTest, ReadSmallReadsAFileThatFillsTheBufferOnce) {
+  OpenStore(0, &faults_);
+  const std::string data = RandomBytes(kBuffer, 11);
+  auto info = Put("exact/one", data);
+  ASSERT_TRUE(info.ok()) << info.status();
+  ASSERT_TRUE(store_->metadata().Lookup("exact/one").has_value());
+  PooledBuffer buf = store_->pool().TryAcquire();
+  faults_.Fail(Step::kOpen, EIO, /*every=*/2, /*count=*/1);
+  auto r = Await<Store::SmallRead>([&](auto cb) {
+    store_->ReadSmall("exact/one", absl::Span<char>(buf.data(), kBuffer), nullptr, std::move(cb));
+  });
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(r->complete);
+  EXPECT_EQ(std::string(buf.data(), kBuffer), data);
+  EXPECT_EQ(r->info.generation, info->generation);
+  EXPECT_EQ(faults_.injected(Step::kOpen), 0);
+  faults_.Clear();
+}
+
 TEST(MetadataCache, KeepsTheMostRecentlyUsed) {
   MetadataCache cache(2);
   cache.Observe(MetadataCache::Clock::now(), /*others_live=*/false);  // alone
