@@ -31,8 +31,8 @@
 // batch never takes more than a quarter of the pool (at most
 // kMaxBatchInFlight buffers) and memory stays bounded by it. Buffers are
 // lent to gRPC without a copy while the pool may lend
-// (BufferPool::TryLend: nobody waiting, less than half lent, as Download
-// does, download_reactor.h); otherwise the call reads kBatchCopyChunk bytes
+// (BufferPool::TryLend: less than half lent, as Download does,
+// download_reactor.h); otherwise the call reads kBatchCopyChunk bytes
 // at a time, copies them into a slice gRPC owns and gives the buffer back at
 // once. Waits for buffers queue first-come first-served with everybody
 // else's. One write is in flight at a time; --idle_timeout ends a call

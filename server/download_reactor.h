@@ -9,8 +9,8 @@
 // two versions into one stream.
 //
 // Memory and fairness. A chunk is read into a pool buffer and, while the
-// pool may lend (BufferPool::TryLend: fewer than half its buffers lent and
-// nobody waiting), sent from that buffer without a copy, a whole buffer at
+// pool may lend (BufferPool::TryLend: fewer than half its buffers lent),
+// sent from that buffer without a copy, a whole buffer at
 // a time (download_message.h); a download then holds at most kReadAhead
 // chunks read ahead plus the one gRPC is sending. A buffer lent to a gRPC
 // write cannot be taken back, and a client that stops reading never lets

@@ -167,7 +167,7 @@ void BufferPool::Loan::Reset() {
 
 BufferPool::Loan BufferPool::TryLend() {
   MutexLock lock(&mu_);
-  if (lent_ >= lend_limit_ || !waiters_.empty()) return Loan();
+  if (lent_ >= lend_limit_) return Loan();
   ++lent_;
   return Loan(this);
 }

@@ -17,11 +17,14 @@
 // to a gRPC write cannot be taken back) would let a few stalled clients
 // hold the whole pool while everybody else waits behind them. Such a holder
 // first takes a Loan (TryLend): at most lend_limit() (half the pool) are
-// out at once, and none is granted while an Acquire waits. So at least half
-// the pool always cycles through the queue within one disk operation, and
-// a client holds buffers beyond its disk work only while nobody waits. A
-// holder refused a loan uses its buffer for the disk operation alone and
-// copies the (small) part it must keep.
+// out at once. So at least half the pool always cycles through the queue
+// within one disk operation, however many clients stall. A holder refused
+// a loan uses its buffer for the disk operation alone and copies the
+// (small) part it must keep. Loans are granted while an Acquire waits, as
+// long as the limit allows: refusing them then (as this pool once did) made
+// a busy pool lend to nobody, so every download fell back to copies, which
+// cost 1.9x the CPU per request on 64 streams of 1 MiB files
+// (bench/RESULTS.md, "Round two, third evening").
 //
 // Threads: a waiter (an Acquire that found no free buffer) is never run on
 // the thread that returns a buffer, which may be anybody's (gRPC's
@@ -143,8 +146,8 @@ class BufferPool {
     void Reset();
     BufferPool* pool_ = nullptr;
   };
-  // A Loan if fewer than lend_limit() are out and no Acquire waits; else
-  // an invalid one. Never waits.
+  // A Loan if fewer than lend_limit() are out, whether or not an Acquire
+  // waits; else an invalid one. Never waits.
   Loan TryLend();
   // max(1, count() / 2).
   size_t lend_limit() const { return lend_limit_; }
