@@ -77,6 +77,9 @@ struct Request {
   int dup_fd = -1;
   Cancellation* cancel = nullptr;
   uint64_t hook = 0;
+  // Unique for the engine's lifetime: a cancellation names its request by
+  // this, not by address, which a later request may reuse.
+  uint64_t id = 0;
   // Bytes transferred, or -errno.
   absl::AnyInvocable<void(ssize_t) &&> done;
 };
@@ -306,6 +309,7 @@ class PosixAioEngine final : public Engine, private EventLoop::Driver {
               Cancellation* cancel, absl::AnyInvocable<void(ssize_t) &&> done) {
     if (const int err = InjectedErrno(faults_, step)) return std::move(done)(-err);
     auto r = std::make_unique<Request>();
+    r->id = ++last_request_id_;
     r->fd = fd;
     int run_fd = fd;
     if (busy_[fd]++ > 0) {
@@ -340,18 +344,19 @@ class PosixAioEngine final : public Engine, private EventLoop::Driver {
     r->done = std::move(done);
     if (cancel != nullptr) {
       r->cancel = cancel;
-      Request* raw = r.get();
-      // Queued: CancelRequest runs between two scans, while `raw` is known
-      // to be in flight or gone from in_flight_.
-      r->hook = cancel->AddHook([this, raw] { loop_.Queue([this, raw] { CancelRequest(raw); }); });
+      // Queued: CancelRequest runs between two scans, when the request is
+      // in flight or gone from in_flight_. By id: once it is gone, another
+      // request may live at its address.
+      r->hook = cancel->AddHook(
+          [this, id = r->id] { loop_.Queue([this, id] { CancelRequest(id); }); });
       if (r->hook == 0) aio_cancel(run_fd, &r->cb);  // cancelled meanwhile
     }
     in_flight_.push_back(std::move(r));
   }
 
-  void CancelRequest(Request* r) {
-    for (const auto& p : in_flight_) {
-      if (p.get() == r) {
+  void CancelRequest(uint64_t id) {
+    for (const auto& r : in_flight_) {
+      if (r->id == id) {
         aio_cancel(r->cb.aio_fildes, &r->cb);
         return;
       }
@@ -439,6 +444,7 @@ class PosixAioEngine final : public Engine, private EventLoop::Driver {
   uint64_t wake_value_ = 0;
   aiocb wake_cb_;
   std::vector<std::unique_ptr<Request>> in_flight_;
+  uint64_t last_request_id_ = 0;
   std::unordered_map<int, int> busy_;
   std::vector<const aiocb*> wait_list_;
 
