@@ -374,7 +374,13 @@ class BatchDownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuf
             outcome_ = grpc::Status::OK;
             finished_ = true;
           }
-          send_more = !ready_.empty();
+          // Never on the call's first message, which carries the initial
+          // metadata: gRPC then holds both back until something else
+          // flushes the connection and reports the write done only after
+          // that, while the next write waits for the report (a lone batch
+          // stalled until --idle_timeout; grpc/grpc#12975, #34231).
+          send_more = !ready_.empty() && wrote_first_;
+          wrote_first_ = true;
         } else if (!writing_ && answered_ == total) {
           outcome_ = grpc::Status::OK;  // all sent
         }
@@ -465,6 +471,8 @@ class BatchDownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuf
   // Messages built and not yet sent, in the order they were built.
   std::deque<grpc::ByteBuffer> ready_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  // A write has been started (the first one sent the initial metadata).
+  bool wrote_first_ ABSL_GUARDED_BY(mu_) = false;
   // The engine that served the latest file (the trailer).
   Backend backend_ ABSL_GUARDED_BY(mu_) = Backend::kUnspecified;
   // How the RPC ends, once known (the first reason wins).
