@@ -139,6 +139,28 @@ class LoadGenContract:
         self.assertEqual(out["concurrency"], 4)
         self.assertEqual(out["channels"], 1)
 
+    def test_each_once_fetches_every_path_exactly_once(self):
+        # Files of distinct sizes, placed by hand: the bytes add up to their
+        # sum only if each was fetched once.
+        sizes = [1000 * (i + 1) + i for i in range(12)]
+        paths = []
+        os.makedirs(os.path.join(self.root, "once"), exist_ok=True)
+        for i, size in enumerate(sizes):
+            paths.append("once/%d" % i)
+            with open(os.path.join(self.root, paths[-1]), "wb") as f:
+                f.write(os.urandom(size))
+        paths_file = os.path.join(tmpdir("once"), "paths.txt")
+        with open(paths_file, "w") as f:
+            f.write("\n".join(paths) + "\n")
+        for seed in (1, 2):
+            out = load_gen(self.server.address, "--mode=download", "--paths_file=" + paths_file,
+                           "--concurrency=5", "--each_once", "--seed=%d" % seed)
+            self.assertRun(out, "download", len(sizes), sum(sizes))
+        r = subprocess.run([LOAD_GEN, "--server=" + self.server.address, "--mode=download",
+                            "--paths_file=" + paths_file, "--each_once", "--count=3"],
+                           capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 2, r.stderr)
+
     def test_upload(self):
         out = load_gen(self.server.address, "--mode=upload", "--concurrency=2", "--count=4",
                        "--upload_size=%d" % UPLOAD_SIZE, "--chunk_bytes=100000",

@@ -121,7 +121,8 @@ def populate(run):
         for case, size in SMALL_SIZES.items():
             sets.append((case.split("_")[1], size, run.small_count, run.paths[case], 64))
     for case, (count, size) in run.cold_sets.items():
-        if not os.path.exists(run.paths[case] + ".complete"):
+        if not (os.path.exists(run.paths[case] + ".complete")
+                and count_lines(run.paths[case]) == count):
             run.log("populating %s: %d files of %d bytes" % (case, count, size))
             sets.append((case, size, count, run.paths[case], 16))
     if not sets:

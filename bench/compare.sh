@@ -35,12 +35,14 @@
 #   (e) cold_64k, cold_1m
 #                     cold data: the page cache dropped (echo 3 >
 #                     /proc/sys/vm/drop_caches) on the fresh server, then
-#                     (c)'s clients (wrk --timeout 60s) for 10 s over random
-#                     64 KiB files out of 10,000 (small_64k's) / 1 MiB files
-#                     out of 2,000 (made on their first run; 100 with
-#                     --quick); extra peer nginx-aio (nginx + `aio threads;`);
-#                     extra columns: io-wq workers (most, busy) and the
-#                     disk's reads/s, queue depth, read size
+#                     64 streams fetch each file of a cold-only set once, in
+#                     a random order, so every request misses the cache:
+#                     40,000 files of 64 KiB / 4,000 of 1 MiB (made on their
+#                     first run; 200 / 100 with --quick); load_gen
+#                     --each_once, wrk -t1 -c64 --timeout 60s with
+#                     COMPARE_ONCE; extra peer nginx-aio (nginx + `aio
+#                     threads;`); extra columns: io-wq workers (most, busy)
+#                     and the disk's reads/s, queue depth, read size
 #   (d) references    iperf3 over loopback, fio --ioengine=io_uring: 1 GiB
 #                     sequential read in 1 MiB blocks, 4 KiB and 64 KiB random
 #                     reads at iodepth 32 (buffered and --direct=1), a 1 GiB
@@ -57,7 +59,8 @@
 # Data: --dir (default /var/tmp/ringstore-compare; never a tmpfs). The data
 # set is uploaded once through ringstore (kept for the next run with the same
 # sizes) and hard-linked into one root per peer. Needs about 2x the big file
-# plus 1 GiB of free space there (3 GiB with cold_1m).
+# plus 1 GiB of free space there (and 2.5 GiB with cold_64k, 4 GiB with
+# cold_1m).
 #
 # Usage: bench/compare.sh [--rounds=N] [--dir=DIR] [--quick] [--out=FILE]
 #          [--duration=SECONDS] [--peers=a,b] [--cases=a,b] [--no_refs]
@@ -187,7 +190,7 @@ EOF
   then
     missing+=("user extended attributes on $dir (ringstore keeps its metadata in one)")
   fi
-  need_kib=$(( (quick ? 64 * 3 + 512 : 2048 + 1024 + 1024) * 1024 ))
+  need_kib=$(( (quick ? 64 * 3 + 512 : 2048 + 1024 + 2560 + 4096) * 1024 ))
   avail_kib="$(df -P -k "$dir" | awk 'NR==2 {print $4}')"
   if (( avail_kib < need_kib )); then
     missing+=("free space: $((avail_kib / 1024)) MiB in $dir, needs about $((need_kib / 1024)) MiB")

@@ -161,16 +161,22 @@ def case_upload_big(run, server, rnd):
             "client_cpu_s": cpu}
 
 
-def wrk_cell(run, server, paths, timeout_s=None):
+def wrk_cell(run, server, paths, timeout_s=None, once_seed=None):
     """wrk -t2 -c64 over random paths of `paths` (one file per request);
-    timeout_s: wrk's per-request timeout (its default is 2 s)."""
+    timeout_s: wrk's per-request timeout (its default is 2 s); once_seed:
+    every path once instead, in the order compare_wrk.lua shuffles with this
+    seed (wrk -t1, the run lasting until the last response; at most 600 s)."""
     secs = run.duration_s
     env = dict(os.environ, COMPARE_PATHS=paths)
+    threads, bound = "-t2", secs
+    if once_seed is not None:
+        env.update(COMPARE_ONCE=str(once_seed), COMPARE_CONNECTIONS="64")
+        threads, bound = "-t1", 600
     out, _, cpu = client_run(
-        [run.bins["wrk"], "-t2", "-c64", "-d%ds" % secs, "--latency"]
+        [run.bins["wrk"], threads, "-c64", "-d%ds" % bound, "--latency"]
         + (["--timeout", "%ds" % timeout_s] if timeout_s else [])
         + ["-s", run.wrk_script, "http://%s/" % server.address],
-        timeout=secs + 60, env=env)
+        timeout=bound + 60, env=env)
     m = re.search(r"^WRKJSON (\{.*\})$", out, re.M)
     if not m:
         raise Fail("no WRKJSON line in wrk's output: %r" % out[-400:])
@@ -186,16 +192,20 @@ def wrk_cell(run, server, paths, timeout_s=None):
             "client_cpu_s": cpu}
 
 
-def case_small(run, server, rnd, case, paths=None, wrk_timeout_s=None):
+def case_small(run, server, rnd, case, paths=None, wrk_timeout_s=None, once_seed=None):
     """64 concurrent downloads of random files of run.paths[case] (or
-    `paths`) for run.duration_s: load_gen, or wrk for nginx."""
+    `paths`) for run.duration_s: load_gen, or wrk for nginx. once_seed:
+    every file once instead, in an order shuffled by this seed (load_gen
+    --each_once; wrk_cell's once_seed)."""
     paths = paths or run.paths[case]
     secs = run.duration_s
     if server.peer.startswith("nginx"):
-        return wrk_cell(run, server, paths, wrk_timeout_s)
+        return wrk_cell(run, server, paths, wrk_timeout_s, once_seed)
+    picks = (["--duration=%ds" % secs] if once_seed is None
+             else ["--each_once", "--seed=%d" % once_seed])
     j, errors, detail, cpu = load_gen(run, server, [
-        "--mode=download", "--concurrency=64", "--duration=%ds" % secs,
-        "--paths_file=" + paths], timeout=secs + 120)
+        "--mode=download", "--concurrency=64"] + picks + [
+        "--paths_file=" + paths], timeout=(secs if once_seed is None else 600) + 120)
     lat = j["latency_ms"]
     return {"rps": j["requests_per_second"], "requests": j["requests"], "seconds": j["seconds"],
             "bytes": j["bytes"], "p50_ms": lat["p50"], "p99_ms": lat["p99"],

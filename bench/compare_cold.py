@@ -1,21 +1,23 @@
 """bench/compare.py's cold cases: downloads of files that are not in the
 page cache.
 
-cold_64k, cold_1m: 64 concurrent downloads of random files (the small_64k
-set: 10,000 files of 64 KiB; a set of 2,000 files of 1 MiB, made only when
-cold_1m runs) for --duration, the page cache dropped (sync; echo 3 >
-/proc/sys/vm/drop_caches: data, directory entries and inodes; needs root)
-on the fresh server just before the client starts. The clients are
-small_64k's (load_gen, wrk with a 60 s request timeout); the peers are
-compare's plus nginx-aio (nginx with `aio threads;`).
+cold_64k, cold_1m: 64 concurrent downloads that fetch every file of a
+cold-only set exactly once, in a random order (40,000 files of 64 KiB,
+2.5 GiB / 4,000 files of 1 MiB, 4 GiB; 200 and 100 with --quick; made when
+their case first runs and never read by the warm cases), the page cache
+dropped (sync; echo 3 > /proc/sys/vm/drop_caches: data, directory entries
+and inodes; needs root) on the fresh server just before the client starts.
+So every request misses the page cache and the cell lasts until the last
+file is in: load_gen --each_once, wrk -t1 -c64 with compare_wrk.lua's
+COMPARE_ONCE (each shuffles with the round number as seed; a 60 s request
+timeout). The peers are compare's plus nginx-aio (nginx with `aio
+threads;`).
 
 Extra figures per cell: the most io-wq workers (iou-wrk threads of the
 server) seen at once and how many were busy on average (sampled every
 50 ms; busy = their kernel stack is not io_wq_worker's wait for work), and
 the disk's reads/s, average queue depth and mean read size from
-/proc/diskstats. Read the disk columns first: a cell at thousands of
-requests/s touches most files, so the disk reads each file about once and
-the rest of the cell is served warm. Only the standard library.
+/proc/diskstats. Only the standard library.
 """
 
 import os
@@ -24,10 +26,10 @@ import threading
 import time
 
 from compare_cases import case, case_small
-from compare_peers import MiB, Fail
+from compare_peers import KiB, MiB, Fail
 
-# The cold-only data set: name -> (files, files with --quick, size).
-COLD_SETS = {"cold_1m": (2000, 100, MiB)}
+# The cold-only data sets: name -> (files, files with --quick, size).
+COLD_SETS = {"cold_64k": (40000, 200, 64 * KiB), "cold_1m": (4000, 100, MiB)}
 CASE_NAMES = ("cold_64k", "cold_1m")
 
 
@@ -103,7 +105,7 @@ def cold_cell(run, server, rnd, name, paths):
     sampler = IoWqSampler(server.cpu_pids())
     sampler.start()
     try:
-        rec = case_small(run, server, rnd, name, paths=paths, wrk_timeout_s=60)
+        rec = case_small(run, server, rnd, name, paths=paths, wrk_timeout_s=60, once_seed=rnd + 1)
     finally:
         sampler.stop.set()
         sampler.join()
@@ -117,7 +119,7 @@ def cold_cell(run, server, rnd, name, paths):
 
 @case("cold_64k", extra_peers=("nginx-aio",))
 def case_cold_64k(run, server, rnd):
-    return cold_cell(run, server, rnd, "cold_64k", run.paths["small_64k"])
+    return cold_cell(run, server, rnd, "cold_64k", run.paths["cold_64k"])
 
 
 @case("cold_1m", extra_peers=("nginx-aio",))

@@ -440,20 +440,20 @@ def markdown(records):
         L.append("")
         L += small_table(cells, peers["batch_4k"], "batch_4k", batch=True)
         L.append("")
-    for case, label, count in (("cold_64k", "64 KiB", n),
-                               ("cold_1m", "1 MiB", "{:,}".format(
-                                   m.get("cold_sets", {}).get("cold_1m", [0])[0]))):
+    for case, label in (("cold_64k", "64 KiB"), ("cold_1m", "1 MiB")):
         if case not in m["cases"]:
             continue
-        L.append("### (e) Cold data: 64 concurrent downloads of random %s files out of %s, "
-                 "%d s, page cache dropped before each cell" % (label, count, m["duration_s"]))
+        count = m.get("cold_sets", {}).get(case, [0])[0]
+        L.append("### (e) Cold data: 64 concurrent downloads fetch each of {:,} {} files "
+                 "once, page cache dropped before each cell".format(count, label))
         L.append("")
-        L.append("`sync; echo 3 > /proc/sys/vm/drop_caches` on the fresh server, then the "
-                 "clients of (c) (wrk with `--timeout 60s`). nginx-aio: nginx with `aio "
-                 "threads;`. io-wq workers: iou-wrk threads of the server, sampled every 50 ms "
-                 "(busy: not waiting for work); disk figures from /proc/diskstats. A cell at "
-                 "thousands of requests/s touches most files, so the disk reads each about "
-                 "once and the rest is served warm.")
+        L.append("`sync; echo 3 > /proc/sys/vm/drop_caches` on the fresh server, then 64 "
+                 "streams fetch every file of a set no other case reads exactly once, in a "
+                 "random order (`load_gen --each_once`; `wrk -t1 -c64 --timeout 60s` with "
+                 "`COMPARE_ONCE`), so every request misses the page cache; the cell ends "
+                 "with the last file. nginx-aio: nginx with `aio threads;`. io-wq workers: "
+                 "iou-wrk threads of the server, sampled every 50 ms (busy: not waiting for "
+                 "work); disk figures from /proc/diskstats.")
         L.append("")
         L += small_table(cells, peers[case], case)
         L.append("")

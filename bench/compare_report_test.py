@@ -207,7 +207,7 @@ class ReportTest(unittest.TestCase):
                 recs.append(r)
         text = compare_report.markdown(recs)
         e = section(text, "### (e)")
-        self.assertIn("random 1 MiB files out of 2,000", e)
+        self.assertIn("fetch each of 2,000 1 MiB files once", e)
         self.assertEqual(row(e, "nginx, sendfile on, aio threads")[1:4],
                          ["600", "100.0", "3.00×"])
         self.assertIn("| peer | io-wq workers, most | io-wq busy, mean | disk reads/s "

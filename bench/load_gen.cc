@@ -13,7 +13,10 @@
 //             (per-stream PRNGs seeded from --seed) from --paths_file (one
 //             path a line) or --path. Each message's offset and crc32c are
 //             checked, and the bytes must add up to the FileInfo's size;
-//             a mismatch is a DATA_LOSS error. The responses are read raw
+//             a mismatch is a DATA_LOSS error. --each_once instead
+//             downloads every path exactly once, in an order shuffled by
+//             --seed (the run ends when all are done; for cold-cache runs,
+//             where a repeated file would be served warm). The responses are read raw
 //             and the crc32c computed on the received slices
 //             (client/download_decoder.h): no copy into a message.
 //   upload    --upload_size bytes of random data (made once) to
@@ -96,6 +99,8 @@ ABSL_FLAG(absl::Duration, duration, absl::Seconds(10),
 ABSL_FLAG(int64_t, count, 0, "Requests to run; 0 = no limit (needs --duration).");
 ABSL_FLAG(std::string, paths_file, "",
           "download: paths to pick from, one a line; populate: where to write the paths.");
+ABSL_FLAG(bool, each_once, false,
+          "download: every path of --paths_file once, in a shuffled order (sets --count).");
 ABSL_FLAG(std::string, path, "", "download: the one path to download (instead of --paths_file).");
 ABSL_FLAG(int64_t, seed, 1, "Seed of the PRNGs that pick paths and make upload data.");
 ABSL_FLAG(int64_t, upload_size, 1 << 20, "upload, populate: bytes per file.");
@@ -417,7 +422,8 @@ void Stream::Next() {
     });
   } else if (run_->config().mode == Mode::kDownload) {
     std::uniform_int_distribution<size_t> pick(0, paths_->size() - 1);
-    download_request_.set_path((*paths_)[pick(rng_)]);
+    const size_t i = run_->config().each_once ? static_cast<size_t>(index) : pick(rng_);
+    download_request_.set_path((*paths_)[i]);
     new DownloadCall(this);
   } else {
     upload_response_.Clear();
@@ -504,6 +510,14 @@ int Main() {
     } else {
       return Usage("download needs --path or --paths_file");
     }
+  }
+  config.each_once = absl::GetFlag(FLAGS_each_once);
+  if (config.each_once) {
+    if (config.mode != Mode::kDownload) return Usage("--each_once is for --mode=download");
+    if (config.count != 0) return Usage("--each_once sets --count itself");
+    std::shuffle(paths.begin(), paths.end(), std::mt19937_64(config.seed));
+    config.count = static_cast<int64_t>(paths.size());
+    config.duration = absl::ZeroDuration();
   }
   UploadPlan plan;
   if (!reads) plan = MakeUploadPlan(upload_size, chunk_bytes, config.seed);

@@ -76,6 +76,9 @@ struct Config {
   std::string token;
   // batch: paths per BatchDownload call.
   int batch_size = 0;
+  // download: every path once, in an order shuffled by `seed`, instead of
+  // random picks (request number i downloads the i-th path of that order).
+  bool each_once = false;
 };
 
 // Exact nearest-rank percentile num/den of sorted `v`, in milliseconds.
