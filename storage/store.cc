@@ -554,23 +554,45 @@ void Store::ReadSmall(std::string path, absl::Span<char> dst, Cancellation* canc
     });
     return;
   }
-  ReadSmallWithMetadata(std::move(path), dst, cancel, std::move(done));
+  ReadSmallWithMetadata(std::move(path), dst, cancel, std::move(done),
+                        metadata_->usable() ? first_reads_.Next(dst.size())
+                                            : FirstReadPlanner::Plan::kCached);
 }
 
 void Store::ReadSmallWithMetadata(std::string path, absl::Span<char> dst, Cancellation* cancel,
-                                  Callback<SmallRead> done) {
+                                  Callback<SmallRead> done, FirstReadPlanner::Plan plan) {
+  using Plan = FirstReadPlanner::Plan;
   ReadFileOptions options;
   options.cancel = cancel;
+  options.cached_only = plan == Plan::kProbe;
+  options.direct = plan == Plan::kDirect;
   // What this read learns may be remembered only if no other server could
   // have replaced the file since it began (metadata_cache.h).
   const uint64_t epoch = metadata_->epoch();
-  engine_->ReadFile(path, dst, options, [this, path, dst, epoch, done = std::move(done)](
-                                            absl::StatusOr<FileRead> r, Backend b) mutable {
+  engine_->ReadFile(path, dst, options, [this, path, dst, cancel, epoch, plan,
+                                         done = std::move(done)](absl::StatusOr<FileRead> r,
+                                                                 Backend b) mutable {
     if (!r.ok()) return std::move(done)(SmallReadError(path, r.status()), b);
     // Complete only if the metadata read from the same open file vouches
     // that these are all of its bytes.
     const std::optional<Metadata> m = ParseMetadata(r->metadata);
     if (!m) return ReadSmallOpen(std::move(path), std::move(done));
+    if (plan == Plan::kProbe) {
+      // Stopped where the page cache did, short of a file that fits: read
+      // it again from one new open, so that the metadata still vouches for
+      // the bytes; around the cache if it is large. (A file that does not
+      // fit is opened next whatever this read found.)
+      const bool missed = m->size <= static_cast<int64_t>(dst.size()) &&
+                          static_cast<int64_t>(r->length) < m->size;
+      first_reads_.RecordProbe(m->size, dst.size(), /*cached=*/!missed);
+      if (missed) {
+        return ReadSmallWithMetadata(
+            std::move(path), dst, cancel, std::move(done),
+            m->size >= FirstReadPlanner::kLargeBytes ? Plan::kDirect : Plan::kCached);
+      }
+    } else if (plan == Plan::kDirect) {
+      first_reads_.RecordDirect(m->size, dst.size());
+    }
     SmallRead out;
     out.info.path = path;
     out.info.size = m->size;

@@ -109,6 +109,7 @@
 #include "storage/engine/cancellation.h"
 #include "storage/engine/engine.h"
 #include "storage/engine/sync.h"
+#include "storage/first_read_planner.h"
 
 namespace ringstore::storage {
 
@@ -349,6 +350,14 @@ class Store {
   // knows to fill `dst` exactly is read once, with its metadata; one it
   // does not know is read first, then opened. Errors as OpenReader;
   // Cancelled if `cancel` (as for Reader::Read) cut it short.
+  //
+  // The page cache: a file the metadata cache does not know (a first read,
+  // as far as this server can tell) is read through the page cache or
+  // around it, as FirstReadPlanner predicts pays (first_read_planner.h:
+  // around it while large files keep missing the cache). A file read again
+  // goes through the cache, so files that are read repeatedly become
+  // cached. With other servers on the root (no usable metadata cache)
+  // every read goes through the cache.
   struct SmallRead {
     bool complete = false;
     ObjectInfo info;
@@ -489,9 +498,11 @@ class Store {
   // temp file.
   void OpenWriter(WriteSpec spec, Cancellation* cancel, Callback<std::unique_ptr<Writer>> done);
 
-  // ReadSmall reading the metadata attribute with the data.
+  // ReadSmall reading the metadata attribute with the data, as `plan` says
+  // (kProbe: from the page cache only, then again on a miss).
   void ReadSmallWithMetadata(std::string path, absl::Span<char> dst, Cancellation* cancel,
-                             Callback<SmallRead> done);
+                             Callback<SmallRead> done,
+                             FirstReadPlanner::Plan plan = FirstReadPlanner::Plan::kCached);
   // ReadSmall's answer for a file that does not fit: the file opened.
   void ReadSmallOpen(std::string path, Callback<SmallRead> done);
 
@@ -510,6 +521,7 @@ class Store {
   std::unique_ptr<ServerDir> server_dir_;
   std::unique_ptr<PathLocks> locks_;
   std::unique_ptr<MetadataCache> metadata_;
+  FirstReadPlanner first_reads_;
   const std::vector<std::string> available_;
   // Null: no count kept.
   const std::unique_ptr<Quota> quota_;

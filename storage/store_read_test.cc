@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
@@ -190,6 +191,54 @@ TEST_P(StoreTest, ReadSmallReadsAFileThatFillsTheBufferOnce) {
   EXPECT_EQ(r->info.generation, info->generation);
   EXPECT_EQ(faults_.injected(Step::kOpen), 0);
   faults_.Clear();
+}
+
+// First reads of large files that miss the page cache go around it once
+// the planner has seen enough of them (first_read_planner.h), on io_uring;
+// a file read again goes through it. Whatever the plan, every read returns
+// the file whole.
+TEST_P(StoreTest, FirstReadsOfLargeUncachedFilesGoAroundTheCache) {
+  constexpr size_t kLargeBuffer = 1 << 20;
+  constexpr int64_t kSize = FirstReadPlanner::kLargeBytes;
+  constexpr int kFiles = 9 * FirstReadPlanner::kProbeEvery;  // 8 probes predict
+  std::vector<uint32_t> crcs;
+  for (int i = 0; i < kFiles; ++i) {
+    auto info = Put(absl::StrCat("large/", i), RandomBytes(kSize, i));
+    ASSERT_TRUE(info.ok()) << info.status();
+    crcs.push_back(info->crc32c);
+  }
+  // A store that does not know the files yet, with buffers they fit.
+  OpenStore(0, nullptr, 0, kLargeBuffer);
+  for (int i = 0; i < kFiles; ++i) {
+    if (!Evict(absl::StrCat(root_, "/large/", i))) {
+      GTEST_SKIP() << "this file system keeps files in the page cache";
+    }
+  }
+  PooledBuffer buf = store_->pool().TryAcquire();
+  auto read = [&](int i) {
+    auto r = Await<Store::SmallRead>([&](auto cb) {
+      store_->ReadSmall(absl::StrCat("large/", i), absl::Span<char>(buf.data(), kLargeBuffer),
+                        nullptr, std::move(cb));
+    });
+    ASSERT_TRUE(r.ok()) << i << ": " << r.status();
+    ASSERT_TRUE(r->complete) << i;
+    EXPECT_EQ(r->info.size, kSize);
+    EXPECT_EQ(r->info.crc32c, crcs[i]);
+    EXPECT_EQ(Crc32c(absl::string_view(buf.data(), kSize)), crcs[i]) << i;
+  };
+  for (int i = 0; i < kFiles; ++i) read(i);
+  const bool around = expected_backend == Backend::kIoUring &&
+                      !store_->engine().stats().io_uring_sqpoll;
+  const std::string first = root_ + "/large/1", last = root_ + "/large/" + std::to_string(kFiles - 1);
+  EXPECT_GT(CachedPages(first), 0) << "read through the cache before the prediction";
+  if (around) {
+    EXPECT_EQ(CachedPages(last), 0);
+  } else {
+    EXPECT_GT(CachedPages(last), 0);
+  }
+  // Read again: known now, so through the cache.
+  read(kFiles - 1);
+  EXPECT_GT(CachedPages(last), 0);
 }
 
 TEST(MetadataCache, KeepsTheMostRecentlyUsed) {

@@ -86,13 +86,13 @@ class StoreTest : public testing::TestWithParam<std::string> {
   }
 
   void OpenStore(int64_t max_file_bytes = 0, FaultInjector* faults = nullptr,
-                 int64_t max_store_bytes = 0) {
+                 int64_t max_store_bytes = 0, size_t buffer_size = kBuffer) {
     store_.reset();
     StoreOptions options;
     options.root = root_;
     options.engine = GetParam();
     options.buffer_count = 8;
-    options.buffer_size = kBuffer;
+    options.buffer_size = buffer_size;
     options.max_file_bytes = max_file_bytes;
     options.max_store_bytes = max_store_bytes;
     options.faults = faults;

@@ -283,6 +283,58 @@ TEST_P(EngineContractTest, ReadFileWholeFilesAndErrors) {
   EXPECT_EQ(engine_->info().direct_slots_in_use, 0);
 }
 
+// ReadFileOptions::cached_only and ::direct: io_uring reads only what the
+// page cache holds, or around the cache; the other engines read everything
+// through the cache. Every answer that has bytes has the right ones.
+TEST_P(EngineContractTest, ReadFileFromTheCacheOnlyOrAroundIt) {
+  const size_t cap = pool_->buffer_size();
+  std::string data(cap / 2 + 1000, '\0');  // not a whole number of pages
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>('a' + i % 29);
+  Create("cold", data);
+  {
+    auto f = Open("cold", OpenMode::kRead);
+    ASSERT_TRUE(f.ok());
+    ASSERT_TRUE(SetMetadata(*f, "v1 1 2").ok());
+    ASSERT_TRUE(Close(*f).ok());
+  }
+  const std::string path = root_ + "/cold";
+  if (!Evict(path)) GTEST_SKIP() << "this file system keeps the file in the page cache";
+  const bool honours = backend_ == Backend::kIoUring;
+  // The kernel reads everything for RWF_NOWAIT from an SQPOLL thread.
+  const bool stops = honours && !engine_->stats().io_uring_sqpoll;
+  PooledBuffer buf = pool_->TryAcquire();
+  auto read = [&](absl::Span<char> dst, bool cached_only, bool direct) {
+    ReadFileOptions options;
+    options.cached_only = cached_only;
+    options.direct = direct;
+    Waiter<FileRead> w;
+    engine_->ReadFile("cold", dst, options, w.callback());
+    auto r = w.Wait();
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (r.ok()) {
+      EXPECT_EQ(r->metadata, "v1 1 2");
+      EXPECT_EQ(std::string(dst.data(), r->length), data.substr(0, r->length));
+    }
+    return r.ok() ? r->length : size_t{0};
+  };
+  // Nothing cached: io_uring stops at once, and starts no disk read.
+  EXPECT_EQ(read(buf.span(), /*cached_only=*/true, /*direct=*/false), stops ? 0 : data.size());
+  if (stops) EXPECT_EQ(CachedPages(path), 0);
+  // Around the cache: the whole file, which stays out of the cache.
+  ASSERT_TRUE(Evict(path));
+  EXPECT_EQ(read(buf.span(), false, /*direct=*/true), data.size());
+  if (honours) EXPECT_EQ(CachedPages(path), 0);
+  // Through the cache, then all of it is there.
+  EXPECT_EQ(read(buf.span(), false, false), data.size());
+  EXPECT_GT(CachedPages(path), 0);
+  EXPECT_EQ(read(buf.span(), /*cached_only=*/true, false), data.size());
+  // A buffer O_DIRECT cannot take is read through the cache.
+  ASSERT_TRUE(Evict(path));
+  EXPECT_EQ(read(buf.span().subspan(1, cap - 1), false, /*direct=*/true), data.size());
+  EXPECT_GT(CachedPages(path), 0);
+  EXPECT_EQ(engine_->info().direct_slots_in_use, 0);
+}
+
 // Many ReadFile chains queued at once (io_uring: many linked chains in one
 // submission; a chain the kernel cut would run its read before its open):
 // every file comes back whole, each with its own content and metadata.

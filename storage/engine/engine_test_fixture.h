@@ -7,6 +7,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -102,6 +103,41 @@ inline void WriteLocal(const std::string& path, const std::string& data) {
 inline std::string ReadLocal(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Pages of the file at `path` in the page cache (mincore over a mapping of
+// it), or -1 if that cannot be told.
+inline int64_t CachedPages(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  struct stat st;
+  int64_t pages = -1;
+  if (fstat(fd, &st) == 0 && st.st_size > 0) {
+    void* map = mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_SHARED, fd, 0);
+    if (map != MAP_FAILED) {
+      const long page = sysconf(_SC_PAGESIZE);
+      std::vector<unsigned char> in_core(static_cast<size_t>((st.st_size + page - 1) / page));
+      if (mincore(map, static_cast<size_t>(st.st_size), in_core.data()) == 0) {
+        pages = std::count_if(in_core.begin(), in_core.end(),
+                              [](unsigned char c) { return (c & 1) != 0; });
+      }
+      munmap(map, static_cast<size_t>(st.st_size));
+    }
+  } else if (fstat(fd, &st) == 0) {
+    pages = 0;
+  }
+  close(fd);
+  return pages;
+}
+
+// Writes the file at `path` back and drops it from the page cache; false
+// if it stays there (a file system in memory, say).
+inline bool Evict(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool dropped = fdatasync(fd) == 0 && posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0;
+  close(fd);
+  return dropped && CachedPages(path) == 0;
 }
 
 // Waits for one engine callback and checks it ran exactly once.

@@ -4,9 +4,11 @@
 //               read_fixed -HARDLINK-> close_direct(slot)
 //   CommitFile: fsetxattr -LINK-> fsync -LINK-> renameat -LINK-> fsync(dir)
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <linux/openat2.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <utility>
@@ -43,6 +45,16 @@ void RingFiles::CommitFile(FileHandle file, std::string metadata, std::string fr
   });
 }
 
+namespace {
+
+// O_DIRECT needs the buffer's address and length aligned.
+bool IsDirectAligned(absl::Span<char> dst) {
+  return reinterpret_cast<uintptr_t>(dst.data()) % kDirectAlignment == 0 &&
+         dst.size() % kDirectAlignment == 0 && !dst.empty();
+}
+
+}  // namespace
+
 void RingFiles::ReadFileChain(std::string path, absl::Span<char> dst, int slot,
                               const ReadFileOptions& options, Callback<FileRead> done) {
   auto c = std::make_shared<ReadChain>();
@@ -53,7 +65,8 @@ void RingFiles::ReadFileChain(std::string path, absl::Span<char> dst, int slot,
   // read then finds no data and no metadata, and is checked below).
   // Regular files read as usual: on Linux 6.x io_uring still retries them
   // in io-wq. O_CLOEXEC is EINVAL for a direct descriptor.
-  c->how = HowBeneath(O_RDONLY | O_NONBLOCK, 0);
+  c->options.direct = options.direct && IsDirectAligned(dst);
+  c->how = HowBeneath(O_RDONLY | O_NONBLOCK | (c->options.direct ? O_DIRECT : 0), 0);
   c->dst = dst;
   const int index = ring_.BufferIndex(dst.data(), dst.size());
   const std::string& attr = ring_.attr();
@@ -81,6 +94,7 @@ void RingFiles::ReadFileChain(std::string path, absl::Span<char> dst, int slot,
                        io_uring_prep_read(sqe, slot, c->dst.data(), len, 0);
                      }
                      sqe->flags |= IOSQE_FIXED_FILE;
+                     if (c->options.cached_only) sqe->rw_flags = RWF_NOWAIT;
                    },
                    IOSQE_IO_HARDLINK, /*cancellable=*/true});
   steps.push_back(
@@ -121,8 +135,28 @@ void RingFiles::FinishReadChain(const ReadChain& c, Callback<FileRead> done) {
   if (cut_short) {
     return std::move(done)(CancelledError(absl::StrCat("read ", path)), kBackend);
   }
+  // EINVAL with O_DIRECT: a file system (or device alignment) without
+  // direct reads. Read through the cache instead.
+  if (c.options.direct && (open_res == -EINVAL || read_res == -EINVAL)) {
+    ReadFileOptions buffered = c.options;
+    buffered.direct = false;
+    return ReadFileUnlinked(path, c.dst, buffered, std::move(done));
+  }
   if (open_res < 0) {
     return std::move(done)(ResError(open_res, absl::StrCat("open ", path)), kBackend);
+  }
+  // cached_only on a file system that cannot read without blocking
+  // (RWF_NOWAIT refused): read it all.
+  if (c.options.cached_only && read_res == -EOPNOTSUPP) {
+    ReadFileOptions plain = c.options;
+    plain.cached_only = false;
+    return ReadFileUnlinked(path, c.dst, plain, std::move(done));
+  }
+  // cached_only: nothing from offset 0 on is in the page cache.
+  if (c.options.cached_only && read_res == -EAGAIN && xattr_res >= 0) {
+    FileRead out;
+    out.metadata.assign(c.value.data(), static_cast<size_t>(xattr_res));
+    return std::move(done)(std::move(out), kBackend);
   }
   // -EAGAIN: a file system that cannot read without blocking for an
   // O_NONBLOCK descriptor. Nothing read and no metadata: an empty file
