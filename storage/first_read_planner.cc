@@ -11,13 +11,12 @@ FirstReadPlanner::Plan FirstReadPlanner::Next(size_t buffer_bytes) {
 }
 
 void FirstReadPlanner::RecordProbe(int64_t file_size, size_t buffer_bytes, bool cached) {
-  Record(!cached && file_size >= kLargeBytes &&
-         file_size <= static_cast<int64_t>(buffer_bytes));
+  Record(!cached && IsLarge(file_size, buffer_bytes));
 }
 
 void FirstReadPlanner::RecordDirect(int64_t file_size, size_t buffer_bytes) {
   // A large file that fits says nothing about the cache: it was not asked.
-  if (file_size >= kLargeBytes && file_size <= static_cast<int64_t>(buffer_bytes)) return;
+  if (IsLarge(file_size, buffer_bytes)) return;
   Record(false);
 }
 

@@ -17,9 +17,8 @@
 // read on a miss); the others go around the cache (kDirect) while at least
 // half of the last kWindow outcomes were large misses, else through it
 // (kCached). An outcome is a probe's (a large miss: the cache lacked some
-// of a file of at least kLargeBytes that fits the buffer) or a direct
-// read's that found a file direct reads do not pay for (smaller than
-// kLargeBytes, or larger than the buffer: never a large miss). Only buffers
+// of a large file, IsLarge) or a direct read's that found a file that is
+// not large (never a large miss). Only buffers
 // of at least kLargeBytes are planned; smaller ones are read through the
 // cache (kCached), as is everything whose outcome is not recorded.
 //
@@ -54,6 +53,12 @@ class FirstReadPlanner {
 
   // At least half of the last kWindow outcomes were large misses.
   bool predicts_cold() const;
+
+  // A file direct reads pay for, when it is not cached: at least
+  // kLargeBytes, and it fits the buffer.
+  static bool IsLarge(int64_t file_size, size_t buffer_bytes) {
+    return file_size >= kLargeBytes && file_size <= static_cast<int64_t>(buffer_bytes);
+  }
 
  private:
   void Record(bool large_miss);

@@ -135,22 +135,19 @@ void RingFiles::FinishReadChain(const ReadChain& c, Callback<FileRead> done) {
   if (cut_short) {
     return std::move(done)(CancelledError(absl::StrCat("read ", path)), kBackend);
   }
-  // EINVAL with O_DIRECT: a file system (or device alignment) without
-  // direct reads. Read through the cache instead.
-  if (c.options.direct && (open_res == -EINVAL || read_res == -EINVAL)) {
-    ReadFileOptions buffered = c.options;
-    buffered.direct = false;
-    return ReadFileUnlinked(path, c.dst, buffered, std::move(done));
+  // A file system that refuses how the read was asked for: O_DIRECT (EINVAL
+  // from the open, or from the read where the device wants another
+  // alignment) or RWF_NOWAIT (EOPNOTSUPP). Read it all, through the cache.
+  const bool refused = (c.options.direct && (open_res == -EINVAL || read_res == -EINVAL)) ||
+                       (c.options.cached_only && open_res >= 0 && read_res == -EOPNOTSUPP);
+  if (refused) {
+    ReadFileOptions plain = c.options;
+    plain.direct = false;
+    plain.cached_only = false;
+    return ReadFileUnlinked(path, c.dst, plain, std::move(done));
   }
   if (open_res < 0) {
     return std::move(done)(ResError(open_res, absl::StrCat("open ", path)), kBackend);
-  }
-  // cached_only on a file system that cannot read without blocking
-  // (RWF_NOWAIT refused): read it all.
-  if (c.options.cached_only && read_res == -EOPNOTSUPP) {
-    ReadFileOptions plain = c.options;
-    plain.cached_only = false;
-    return ReadFileUnlinked(path, c.dst, plain, std::move(done));
   }
   // cached_only: nothing from offset 0 on is in the page cache.
   if (c.options.cached_only && read_res == -EAGAIN && xattr_res >= 0) {
