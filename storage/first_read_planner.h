@@ -13,8 +13,9 @@
 // cold 64 KiB rate, 30 % of the cold 1 MiB one (bench/RESULTS.md).
 //
 // So the planner asks only now and then, and predicts from the answers: one
-// first read in kProbeEvery is a probe (kProbe: cached_only, then a second
-// read on a miss); the others go around the cache (kDirect) while at least
+// first read in kProbeEvery is a probe (kProbe: cached_only, then on a miss
+// a second read through the cache, which the probe has set the kernel
+// filling); the others go around the cache (kDirect) while at least
 // half of the last kWindow outcomes were large misses, else through it
 // (kCached). An outcome is a probe's (a large miss: the cache lacked some
 // of a large file, IsLarge) or a direct read's that found a file that is

@@ -580,15 +580,15 @@ void Store::ReadSmallWithMetadata(std::string path, absl::Span<char> dst, Cancel
     if (plan == Plan::kProbe) {
       // Stopped where the page cache did, short of a file that fits: read
       // it again from one new open, so that the metadata still vouches for
-      // the bytes; around the cache if it is large. (A file that does not
+      // the bytes, and through the cache, which the kernel is already
+      // filling with the missing pages (cached_only). (A file that does not
       // fit is opened next whatever this read found.)
       const bool missed = m->size <= static_cast<int64_t>(dst.size()) &&
                           static_cast<int64_t>(r->length) < m->size;
       first_reads_.RecordProbe(m->size, dst.size(), /*cached=*/!missed);
       if (missed) {
-        return ReadSmallWithMetadata(
-            std::move(path), dst, cancel, std::move(done),
-            m->size >= FirstReadPlanner::kLargeBytes ? Plan::kDirect : Plan::kCached);
+        return ReadSmallWithMetadata(std::move(path), dst, cancel, std::move(done),
+                                     Plan::kCached);
       }
     } else if (plan == Plan::kDirect) {
       first_reads_.RecordDirect(m->size, dst.size());

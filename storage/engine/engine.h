@@ -125,10 +125,12 @@ struct ReadFileOptions {
   Cancellation* cancel = nullptr;
   // Read only what the page cache holds: the read stops at the first byte
   // that would need the disk, so FileRead::length is then a lower bound,
-  // not the file's size (0 when nothing from offset 0 on is cached). For a
-  // caller that knows the size (from the metadata) and reads a miss some
-  // other way. io_uring honours it (RWF_NOWAIT); the other engines read
-  // everything, which is always a valid answer.
+  // not the file's size (0 when nothing from offset 0 on is cached). It
+  // does not wait for the disk, but the kernel starts reading the missing
+  // part of `dst`'s range into the page cache (readahead): a caller that
+  // reads the miss again should read it through the cache, where those
+  // pages are arriving, not around it. io_uring honours it (RWF_NOWAIT);
+  // the other engines read everything, which is always a valid answer.
   bool cached_only = false;
   // Read around the page cache (O_DIRECT) when `dst` is aligned to
   // kDirectAlignment in address and length: the disk writes straight into
