@@ -95,7 +95,9 @@ class Sessions : public StoreTest {
     EXPECT_FALSE(r->status.complete);
     EXPECT_EQ(r->status.persisted_size, expect_size);
     EXPECT_NE(r->writer, nullptr);
-    if (r->writer) EXPECT_EQ(r->writer->size(), expect_size);
+    if (r->writer) {
+      EXPECT_EQ(r->writer->size(), expect_size);
+    }
     return std::move(r->writer);
   }
 

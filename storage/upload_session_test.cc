@@ -68,7 +68,7 @@ TEST(UploadSession, RecordRoundTrips) {
 TEST(UploadSession, MalformedRecordsAreRefused) {
   const std::string good = "v1 complete 3:abc 1:a 5 7 9 11 5 13 15";
   ASSERT_TRUE(ParseSessionRecord(good).has_value());
-  for (const std::string bad : {
+  for (const std::string& bad : {
            std::string(""),
            std::string("v2 open 0: 1:a 0 - -"),
            std::string("v1 closed 0: 1:a 0 - -"),
@@ -129,9 +129,9 @@ TEST(UploadSession, Ids) {
     EXPECT_TRUE(ValidateUploadId(id).ok()) << id;
     EXPECT_TRUE(seen.insert(id).second) << id;
   }
-  for (const std::string bad : {std::string(""), std::string(31, 'a'), std::string(33, 'a'),
-                                std::string(32, 'A'), std::string(31, 'a') + "g",
-                                std::string(30, 'a') + "/a", std::string(31, '0') + "\n"}) {
+  for (const std::string& bad : {std::string(""), std::string(31, 'a'), std::string(33, 'a'),
+                                 std::string(32, 'A'), std::string(31, 'a') + "g",
+                                 std::string(30, 'a') + "/a", std::string(31, '0') + "\n"}) {
     EXPECT_EQ(ValidateUploadId(bad).code(), absl::StatusCode::kInvalidArgument) << bad;
   }
   EXPECT_EQ(SessionRecordPath("ab"), ".ringstore/uploads/ab");

@@ -328,7 +328,9 @@ TEST_P(EngineContractTest, ReadFileFromTheCacheOnlyOrAroundIt) {
   // Around the cache: the whole file, which stays out of the cache.
   ASSERT_TRUE(Evict(path));
   EXPECT_EQ(read(buf.span(), false, /*direct=*/true), data.size());
-  if (honours) EXPECT_EQ(CachedPages(path), 0);
+  if (honours) {
+    EXPECT_EQ(CachedPages(path), 0);
+  }
   // A buffer O_DIRECT cannot take is read through the cache.
   ASSERT_TRUE(Evict(path));
   EXPECT_EQ(read(buf.span().subspan(1, cap - 1), false, /*direct=*/true), data.size());
