@@ -192,11 +192,8 @@ class BatchDownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuf
     }
     f.info = std::move(r->info);
     const size_t n = static_cast<size_t>(f.info.size);
-    grpc::Slice data = n == 0 ? grpc::Slice()
-                       : loan.valid() ? LendToGrpc(std::move(buffer), n, std::move(loan))
-                                      : CopyToGrpc(buffer.data(), n);
-    buffer = PooledBuffer();  // a copy's buffer goes back now
-    Deliver(index, Message(index, 0, std::move(data), /*last=*/true), /*last=*/true);
+    Deliver(index, Message(index, 0, ToGrpc(std::move(buffer), n, std::move(loan)), /*last=*/true),
+            /*last=*/true);
   }
 
   // File `index`, larger than one message, has been opened (the same
@@ -232,9 +229,7 @@ class BatchDownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuf
           if (!n.ok()) return Fail(index, n.status());
           if (*n != len) return Fail(index, absl::AbortedError("the file changed during the read"));
           const bool last = offset + static_cast<int64_t>(len) == file(index).info.size;
-          grpc::Slice slice = loan.valid() ? LendToGrpc(std::move(buffer), len, std::move(loan))
-                                           : CopyToGrpc(buffer.data(), len);
-          buffer = PooledBuffer();
+          grpc::Slice slice = ToGrpc(std::move(buffer), len, std::move(loan));
           if (last) file(index).reader.reset();  // closes the file in the background
           Deliver(index, Message(index, offset, std::move(slice), last), last);
         });

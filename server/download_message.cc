@@ -40,6 +40,13 @@ grpc::Slice LendToGrpc(storage::PooledBuffer buffer, size_t length,
 
 grpc::Slice CopyToGrpc(const char* data, size_t length) { return grpc::Slice(data, length); }
 
+grpc::Slice ToGrpc(storage::PooledBuffer buffer, size_t length, storage::BufferPool::Loan loan) {
+  if (loan.valid() && length > kCopyUpTo) {
+    return LendToGrpc(std::move(buffer), length, std::move(loan));
+  }
+  return CopyToGrpc(buffer.data(), length);  // buffer and loan go back on return
+}
+
 namespace {
 
 // `header` serialised, then field `tag` = `data` appended by hand.

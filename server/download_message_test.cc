@@ -60,6 +60,40 @@ TEST(DownloadMessage, ParsesAsTheSameResponseAndGivesTheBufferBack) {
   }
 }
 
+// ToGrpc lends only what is larger than kCopyUpTo, and only with a loan;
+// whatever it copies gives its buffer and loan back at once. Either way
+// the slice holds the data.
+TEST(DownloadMessage, ToGrpcCopiesSmallDataAndLendsTheRest) {
+  auto pool = storage::BufferPool::Create(2, 1 << 20);
+  ASSERT_TRUE(pool.ok());
+  struct Case {
+    size_t length;
+    bool loan;
+    bool lent;
+  };
+  for (const Case& c : {Case{1, true, false}, Case{kCopyUpTo, true, false},
+                        Case{kCopyUpTo + 1, true, true}, Case{size_t{1} << 20, true, true},
+                        Case{kCopyUpTo + 1, false, false}, Case{size_t{1} << 20, false, false}}) {
+    SCOPED_TRACE(testing::Message() << c.length << (c.loan ? " with a loan" : " without"));
+    storage::PooledBuffer buffer = (*pool)->TryAcquire();
+    ASSERT_TRUE(buffer.valid());
+    for (size_t i = 0; i < c.length; ++i) buffer.data()[i] = static_cast<char>(i * 11);
+    const std::string data(buffer.data(), c.length);
+    const char* where = buffer.data();
+    storage::BufferPool::Loan loan = c.loan ? (*pool)->TryLend() : storage::BufferPool::Loan();
+    ASSERT_EQ(loan.valid(), c.loan);
+    {
+      grpc::Slice slice = ToGrpc(std::move(buffer), c.length, std::move(loan));
+      EXPECT_EQ(reinterpret_cast<const char*>(slice.begin()) == where, c.lent);
+      EXPECT_EQ((*pool)->free_count(), c.lent ? 1u : 2u);
+      EXPECT_EQ((*pool)->lent_count(), c.lent ? 1u : 0u);
+      EXPECT_EQ(std::string(reinterpret_cast<const char*>(slice.begin()), slice.size()), data);
+    }
+    EXPECT_EQ((*pool)->free_count(), 2u);
+    EXPECT_EQ((*pool)->lent_count(), 0u);
+  }
+}
+
 // A copied chunk parses the same and holds no pool buffer.
 TEST(DownloadMessage, CopiedDataParsesTheSame) {
   auto pool = storage::BufferPool::Create(1, 1 << 16);

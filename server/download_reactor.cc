@@ -193,10 +193,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
       FillHeader(backend, &header);
       header.set_offset(0);
       header.set_crc32c(Crc32c(absl::string_view(buffer.data(), n)));
-      message = EncodeDownloadResponse(header, loan.valid()
-                                                   ? LendToGrpc(std::move(buffer), n, std::move(loan))
-                                                   : CopyToGrpc(buffer.data(), n));
-      buffer = PooledBuffer();  // a copy's buffer goes back now
+      message = EncodeDownloadResponse(header, ToGrpc(std::move(buffer), n, std::move(loan)));
     }
     {
       MutexLock lock(&mu_);
@@ -287,9 +284,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
       error = absl::AbortedError("the file changed during the download");
     } else {
       chunk.crc32c = Crc32c(absl::string_view(buffer.data(), len));
-      chunk.data = loan.valid() ? LendToGrpc(std::move(buffer), len, std::move(loan))
-                                : CopyToGrpc(buffer.data(), len);
-      buffer = PooledBuffer();
+      chunk.data = ToGrpc(std::move(buffer), len, std::move(loan));
     }
     {
       MutexLock lock(&mu_);
