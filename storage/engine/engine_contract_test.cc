@@ -317,9 +317,19 @@ TEST_P(EngineContractTest, ReadFileFromTheCacheOnlyOrAroundIt) {
     }
     return r.ok() ? r->length : size_t{0};
   };
-  // Nothing cached: io_uring stops at once, without waiting for the disk
-  // (the kernel may go on reading the file into the cache meanwhile).
-  EXPECT_EQ(read(buf.span(), /*cached_only=*/true, /*direct=*/false), stops ? 0 : data.size());
+  // Nothing cached: io_uring stops where the cache does, without waiting
+  // for the disk; the other engines read it all. The kernel starts reading
+  // the file into the cache meanwhile, and on a busy machine with a quick
+  // disk that often completes before the read looks at the page, which
+  // then finds the file whole: so only the bound is certain here (the
+  // store's FirstReadsOfLargeUncachedFilesGoAroundTheCache shows the
+  // misses, on files large enough to take the disk a while).
+  const size_t got = read(buf.span(), /*cached_only=*/true, /*direct=*/false);
+  if (stops) {
+    EXPECT_LE(got, data.size());
+  } else {
+    EXPECT_EQ(got, data.size());
+  }
   // Through the cache (waiting for whatever the kernel is reading), then
   // all of it is there.
   EXPECT_EQ(read(buf.span(), false, false), data.size());
