@@ -1,7 +1,5 @@
 #include "server/batch_download_reactor.h"
 
-#include <grpc/grpc.h>
-
 #include <algorithm>
 #include <deque>
 #include <memory>
@@ -13,13 +11,11 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "absl/time/time.h"
 #include "server/authorize.h"
 #include "server/convert.h"
 #include "server/download_message.h"
-#include "server/idle_timer.h"
+#include "server/download_reactor_base.h"
 #include "storage/engine/buffer_pool.h"
-#include "storage/engine/cancellation.h"
 #include "storage/engine/sync.h"
 #include "third_party/system/crc32c.h"
 
@@ -59,29 +55,23 @@ absl::Status CheckRequest(const absl::StatusOr<v1::BatchDownloadRequest>& reques
   return absl::OkStatus();
 }
 
-// How a batch runs. Every storage step of a file (a wait for a pool
-// buffer, the small-file read, the open, a chunk's read) is a "call"
-// counted in calls_; a file has at most one at a time. Its completion
-// builds the file's next message (CRC32C and any copy on the engine
-// thread), records it under mu_ (Deliver) and then calls Advance(), the one
-// place that decides what happens next: start files and chunk reads while
-// there is room, send the next message if no write is in flight, or end
-// the RPC. The RPC ends once its outcome is known and nothing is in flight
-// (no call, no write), so nothing touches the reactor after Finish but
-// gRPC's reactions and the idle timer, which OnDone stops before it deletes
-// the reactor. Messages not sent (the call is ending) give their buffers
-// back in Advance, with no lock held; a file's buffer that never became a
-// message goes back when its completion returns.
-class BatchDownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+// How a batch runs (download_reactor_base.h: calls, Advance, the end).
+// Every storage step of a file (a wait for a pool buffer, the small-file
+// read, the open, a chunk's read) is a call; a file has at most one at a
+// time. Its completion builds the file's next message (CRC32C and any copy
+// on the engine thread) and records it under mu_ (Deliver); Advance starts
+// files and chunk reads while there is room, sends the next message if no
+// write is in flight, or ends the RPC. Messages not sent (the call is
+// ending) give their buffers back in Advance, with no lock held; a file's
+// buffer that never became a message goes back when its completion
+// returns.
+class BatchDownloadReactor final : public DownloadReactorBase {
  public:
   BatchDownloadReactor(grpc::CallbackServerContext* context, storage::Store* store,
                        const ServiceOptions* options,
                        absl::StatusOr<v1::BatchDownloadRequest> request)
-      : context_(context),
-        store_(store),
-        options_(options),
-        cap_(InFlightCap(store->pool().count())),
-        idle_(options->idle_timer, [this] { OnIdle(); }) {
+      : DownloadReactorBase(context, store, options, "batch download"),
+        cap_(InFlightCap(store->pool().count())) {
     if (absl::Status invalid = CheckRequest(request, *options_, *context_); !invalid.ok()) {
       Stop(ToGrpcStatus(invalid));
       // From the constructor, Finish only records the status in this
@@ -93,33 +83,7 @@ class BatchDownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuf
     for (size_t i = 0; i < files_.size(); ++i) {
       files_[i].path = std::move(*request->mutable_paths(static_cast<int>(i)));
     }
-    Advance();
-  }
-
-  void OnWriteDone(bool ok) override {
-    RS_HAPPENS_AFTER(this);
-    idle_.Disarm();
-    {
-      MutexLock lock(&mu_);
-      writing_ = false;
-      if (!ok) SetOutcome(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
-    }
-    Advance();
-  }
-
-  // The client went away or the deadline passed: engine reads in flight end
-  // early, none is started, and the RPC ends once they have called back.
-  void OnCancel() override {
-    RS_HAPPENS_AFTER(this);
-    cancel_.Cancel();
-    Stop(grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the batch download"));
-    RS_HAPPENS_BEFORE(this);
-  }
-
-  void OnDone() override {
-    RS_HAPPENS_AFTER(this);
-    idle_.Close();  // waits for an OnIdle running on the timer's thread
-    delete this;
+    Advance(/*ended_calls=*/0);
   }
 
  private:
@@ -143,22 +107,6 @@ class BatchDownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuf
     size_t length;
     BufferPool::Loan loan;
   };
-
-  // As DownloadReactor::OnIdle (download_reactor.cc): the client has read
-  // nothing for --idle_timeout while a write waited for it.
-  void OnIdle() {
-    const absl::Duration timeout = options_->idle_timer != nullptr
-                                       ? options_->idle_timer->timeout()
-                                       : absl::InfiniteDuration();
-    const std::string message = absl::StrCat("the client read nothing for ",
-                                             absl::FormatDuration(timeout), " (--idle_timeout)");
-    {
-      MutexLock lock(&mu_);
-      SetOutcome(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, message));
-    }
-    grpc_call_cancel_with_status(context_->c_call(), GRPC_STATUS_DEADLINE_EXCEEDED,
-                                 message.c_str(), nullptr);
-  }
 
   // --- A file's calls. Each ends with Deliver or EndCall, which run
   // Advance(1): the call still counts while its completion runs.
@@ -284,36 +232,7 @@ class BatchDownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuf
     EndCall();
   }
 
-  // A call ended with nothing more to record.
-  void EndCall() { Advance(/*ended_calls=*/1); }
-
-  // A wait for a pool buffer ended without one: the RPC was cancelled.
-  void Withdrawn() {
-    {
-      MutexLock lock(&mu_);
-      SetOutcome(grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the download"));
-    }
-    EndCall();
-  }
-
   // --- Deciding and ending
-
-  void Stop(const grpc::Status& status) {
-    {
-      MutexLock lock(&mu_);
-      SetOutcome(status);
-    }
-    Advance();
-  }
-
-  bool Ending() {
-    MutexLock lock(&mu_);
-    return outcome_.has_value();
-  }
-
-  void SetOutcome(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!outcome_) outcome_ = status;
-  }
 
   File& file(int index) { return files_[static_cast<size_t>(index)]; }
 
@@ -323,7 +242,7 @@ class BatchDownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuf
   // the next message's write if none is in flight (the last one with the
   // trailers); or, once the outcome is known and nothing is in flight, the
   // end of the RPC. Called after every change, from any thread.
-  void Advance(int ended_calls = 0) {
+  void Advance(int ended_calls) override {
     std::vector<PlannedRead> chunks;
     std::vector<std::pair<int, BufferPool::Loan>> starts;
     std::optional<grpc::ByteBuffer> send;
@@ -439,24 +358,13 @@ class BatchDownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuf
     Finish(status);
   }
 
-  grpc::CallbackServerContext* const context_;
-  storage::Store* const store_;
-  const ServiceOptions* const options_;
   const int cap_;
   // Set by the constructor; see File for who touches what.
   std::vector<File> files_;
-  // Cuts short the engine reads of a cancelled RPC and withdraws its waits
-  // for pool buffers. Outlives them: the RPC ends only once every call has
-  // called back.
-  storage::Cancellation cancel_;
-  IdleWatch idle_;
   // The message being sent.
   grpc::ByteBuffer message_;
 
-  Mutex mu_;
-  // Storage calls whose callback has not run.
-  int calls_ ABSL_GUARDED_BY(mu_) = 0;
-  // Files started (next_file_ is the next to start), being served
+  // Guarded by the base's mu_. Files started (next_file_ is the next to start), being served
   // (started, not answered) and answered (last or error message queued).
   int next_file_ ABSL_GUARDED_BY(mu_) = 0;
   int active_ ABSL_GUARDED_BY(mu_) = 0;
@@ -465,15 +373,10 @@ class BatchDownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuf
   std::deque<int> to_read_ ABSL_GUARDED_BY(mu_);
   // Messages built and not yet sent, in the order they were built.
   std::deque<grpc::ByteBuffer> ready_ ABSL_GUARDED_BY(mu_);
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
   // A write has been started (the first one sent the initial metadata).
   bool wrote_first_ ABSL_GUARDED_BY(mu_) = false;
   // The engine that served the latest file (the trailer).
   Backend backend_ ABSL_GUARDED_BY(mu_) = Backend::kUnspecified;
-  // How the RPC ends, once known (the first reason wins).
-  std::optional<grpc::Status> outcome_ ABSL_GUARDED_BY(mu_);
-  // Finish (or the last write with it) has been started.
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace

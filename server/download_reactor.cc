@@ -1,7 +1,5 @@
 #include "server/download_reactor.h"
 
-#include <grpc/grpc.h>
-
 #include <algorithm>
 #include <limits>
 #include <map>
@@ -13,13 +11,11 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "absl/time/time.h"
 #include "server/authorize.h"
 #include "server/convert.h"
 #include "server/download_message.h"
-#include "server/idle_timer.h"
+#include "server/download_reactor_base.h"
 #include "storage/engine/buffer_pool.h"
-#include "storage/engine/cancellation.h"
 #include "storage/engine/sync.h"
 #include "third_party/system/crc32c.h"
 
@@ -30,28 +26,21 @@ using storage::Backend;
 using storage::BufferPool;
 using storage::PooledBuffer;
 
-// How a download runs. Every storage step (a wait for a pool buffer, the
-// small-file read, the open, a chunk's read) is a "call" counted in calls_;
-// its completion records what it got under mu_ and then calls Advance(),
-// the one place that decides what happens next: start reads while there is
-// room, send the next chunk, or end the RPC. The RPC ends once its outcome
-// is known and nothing is in flight (no call, no write), so nothing touches
-// the reactor after Finish but gRPC's reactions and the idle timer, which
-// OnDone stops before it deletes the reactor.
-class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+// How a download runs (download_reactor_base.h: calls, Advance, the end).
+// Its calls are a wait for a pool buffer, the small-file read, the open
+// and each chunk's read; Advance starts reads while there is room, sends
+// the next chunk, or ends the RPC.
+class DownloadReactor final : public DownloadReactorBase {
  public:
   DownloadReactor(grpc::CallbackServerContext* context, storage::Store* store,
                   const ServiceOptions* options, absl::StatusOr<v1::DownloadRequest> request)
-      : context_(context),
-        store_(store),
-        options_(options),
+      : DownloadReactorBase(context, store, options, "download"),
         path_(request.ok() ? request->path() : ""),
         offset_(request.ok() ? request->offset() : 0),
         limit_(request.ok() ? request->limit() : 0),
         if_generation_match_(request.ok() && request->has_if_generation_match()
                                  ? std::optional<int64_t>(request->if_generation_match())
-                                 : std::nullopt),
-        idle_(options->idle_timer, [this] { OnIdle(); }) {
+                                 : std::nullopt) {
     absl::Status invalid = request.status();
     if (invalid.ok()) invalid = Authorize(*options_, *context_, Scope::kRead, path_);
     if (invalid.ok() && (offset_ < 0 || limit_ < 0)) {
@@ -78,33 +67,6 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
     }
   }
 
-  void OnWriteDone(bool ok) override {
-    RS_HAPPENS_AFTER(this);
-    idle_.Disarm();
-    {
-      MutexLock lock(&mu_);
-      writing_ = false;
-      if (!ok) SetOutcome(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
-    }
-    Advance();
-  }
-
-  // The client went away or the deadline passed: engine reads in flight end
-  // early, none is started, and the RPC ends once they have called back.
-  void OnCancel() override {
-    RS_HAPPENS_AFTER(this);
-    cancel_.Cancel();
-    Stop(grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the download"));
-    // gRPC runs OnDone only after OnCancel has returned.
-    RS_HAPPENS_BEFORE(this);
-  }
-
-  void OnDone() override {
-    RS_HAPPENS_AFTER(this);
-    idle_.Close();  // waits for an OnIdle running on the timer's thread
-    delete this;
-  }
-
  private:
   // A chunk read and not yet sent: its data in a pool buffer lent to gRPC,
   // or in a copy (download_message.h).
@@ -121,33 +83,8 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
     BufferPool::Loan loan;
   };
 
-  // The client has read nothing for --idle_timeout while a write waited
-  // for it (on the idle timer's thread). Cancelling the call makes gRPC drop
-  // the pending message, and with it the buffer or copy it held; the RPC
-  // then ends as any cancelled one does, with the outcome set here, and the
-  // client sees DEADLINE_EXCEEDED. The last thing it does with the reactor
-  // is the cancel: the reactions it triggers may run here and end the RPC.
-  void OnIdle() {
-    const std::string message = absl::StrCat(
-        "the client read nothing for ", absl::FormatDuration(idle_timeout()), " (--idle_timeout)");
-    {
-      MutexLock lock(&mu_);
-      SetOutcome(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, message));
-    }
-    grpc_call_cancel_with_status(context_->c_call(), GRPC_STATUS_DEADLINE_EXCEEDED,
-                                 message.c_str(), nullptr);
-  }
-
-  absl::Duration idle_timeout() const {
-    return options_->idle_timer != nullptr ? options_->idle_timer->timeout()
-                                           : absl::InfiniteDuration();
-  }
-
-  // --- Storage calls: each starts with BeginCall (or within Advance); its
-  // completion records its result under mu_ and then calls Advance(1),
-  // which ends the call in the same critical section that decides what
-  // comes next. So while a completion runs, its call still counts and the
-  // RPC cannot end (and the reactor cannot go) under its feet.
+  // --- Storage calls: each starts with BeginCall (or within Advance) and
+  // ends with Advance(1), EndCall or Withdrawn.
 
   void BeginCall() {
     MutexLock lock(&mu_);
@@ -301,40 +238,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
     Advance(/*ended_calls=*/1);
   }
 
-  // A call ended with nothing to record (the download is ending).
-  void EndCall() { Advance(/*ended_calls=*/1); }
-
-  // A wait for a pool buffer ended without one: the RPC was cancelled
-  // (OnCancel fires cancel_, which withdraws the wait, possibly before
-  // OnCancel has recorded the outcome: recorded here too, so that Advance
-  // starts nothing more).
-  void Withdrawn() {
-    {
-      MutexLock lock(&mu_);
-      SetOutcome(grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the download"));
-    }
-    EndCall();
-  }
-
   // --- Deciding and ending
-
-  // Ends the download with `status` unless its outcome is known already.
-  void Stop(const grpc::Status& status) {
-    {
-      MutexLock lock(&mu_);
-      SetOutcome(status);
-    }
-    Advance();
-  }
-
-  bool Ending() {
-    MutexLock lock(&mu_);
-    return outcome_.has_value();
-  }
-
-  void SetOutcome(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!outcome_) outcome_ = status;
-  }
 
   // The download is `*message` alone (taken, `*message` left empty): it
   // goes out with the trailers.
@@ -353,7 +257,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
   // the end of the RPC. Called after every change, from any thread. Touches
   // the reactor after its critical section only for what that section gave
   // this thread alone (reads it counted, the write it marked, the end).
-  void Advance(int ended_calls = 0) {
+  void Advance(int ended_calls) override {
     std::vector<PlannedRead> reads;
     std::optional<Chunk> send;
     int64_t send_offset = 0;
@@ -472,20 +376,10 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
     header->set_backend(ToProto(backend));
   }
 
-  grpc::CallbackServerContext* const context_;
-  storage::Store* const store_;
-  const ServiceOptions* const options_;
   const std::string path_;
   const int64_t offset_;
   const int64_t limit_;
   const std::optional<int64_t> if_generation_match_;
-  // Cuts short the engine reads of a cancelled RPC and withdraws its waits
-  // for pool buffers. Outlives them: the RPC ends only once every call has
-  // called back.
-  storage::Cancellation cancel_;
-  // Runs while a write waits for the client; OnIdle when it has waited
-  // --idle_timeout. Closed by OnDone.
-  IdleWatch idle_;
   // Set by the open (or small read) before streaming_ or outcome_ says so,
   // constant afterwards; reader_ is released by End.
   std::unique_ptr<storage::Reader> reader_;
@@ -495,9 +389,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
   grpc::ByteBuffer message_;
   v1::DownloadResponse header_;
 
-  Mutex mu_;
-  // Storage calls (buffer waits, reads, the open) whose callback has not run.
-  int calls_ ABSL_GUARDED_BY(mu_) = 0;
+  // Guarded by the base's mu_.
   Backend backend_ ABSL_GUARDED_BY(mu_) = Backend::kUnspecified;
   // Streaming a range: [next_read_, end_) is still to read, [next_write_,
   // end_) to send; ready_ holds chunks read and not yet sent, by offset.
@@ -506,13 +398,8 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
   int64_t next_read_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t next_write_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<int64_t, Chunk> ready_ ABSL_GUARDED_BY(mu_);
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  // How the RPC ends, once known (the first reason wins); last_message_ if
-  // message_ goes out with the trailers.
-  std::optional<grpc::Status> outcome_ ABSL_GUARDED_BY(mu_);
+  // The outcome is OK and message_ goes out with the trailers.
   bool last_message_ ABSL_GUARDED_BY(mu_) = false;
-  // End has been called.
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace
