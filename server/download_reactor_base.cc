@@ -2,6 +2,8 @@
 
 #include <grpc/grpc.h>
 
+#include <string>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 
@@ -14,7 +16,7 @@ DownloadReactorBase::DownloadReactorBase(grpc::CallbackServerContext* context,
       store_(store),
       options_(options),
       idle_(options->idle_timer, [this] { OnIdle(); }),
-      cancelled_(absl::StrCat("the client cancelled the ", rpc)) {}
+      rpc_(rpc) {}
 
 void DownloadReactorBase::OnWriteDone(bool ok) {
   RS_HAPPENS_AFTER(this);
@@ -30,7 +32,7 @@ void DownloadReactorBase::OnWriteDone(bool ok) {
 void DownloadReactorBase::OnCancel() {
   RS_HAPPENS_AFTER(this);
   cancel_.Cancel();
-  Stop(grpc::Status(grpc::StatusCode::CANCELLED, cancelled_));
+  Stop(Cancelled());
   // gRPC runs OnDone only after OnCancel has returned.
   RS_HAPPENS_BEFORE(this);
 }
@@ -57,9 +59,13 @@ bool DownloadReactorBase::Ending() {
 void DownloadReactorBase::Withdrawn() {
   {
     MutexLock lock(&mu_);
-    SetOutcome(grpc::Status(grpc::StatusCode::CANCELLED, cancelled_));
+    SetOutcome(Cancelled());
   }
   EndCall();
+}
+
+grpc::Status DownloadReactorBase::Cancelled() const {
+  return grpc::Status(grpc::StatusCode::CANCELLED, absl::StrCat("the client cancelled the ", rpc_));
 }
 
 void DownloadReactorBase::OnIdle() {

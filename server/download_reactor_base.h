@@ -38,7 +38,6 @@
 #include <grpcpp/grpcpp.h>
 
 #include <optional>
-#include <string>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/string_view.h"
@@ -60,8 +59,8 @@ class DownloadReactorBase : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   void OnDone() final;
 
  protected:
-  // `rpc` names the RPC in the messages of its errors ("download").
-  // `context`, `store` and `options` outlive the reactor.
+  // `rpc` names the RPC in the messages of its errors ("download"; a
+  // literal). `context`, `store` and `options` outlive the reactor.
   DownloadReactorBase(grpc::CallbackServerContext* context, storage::Store* store,
                       const ServiceOptions* options, absl::string_view rpc);
   ~DownloadReactorBase() override = default;
@@ -112,7 +111,10 @@ class DownloadReactorBase : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   // the cancel: the reactions it triggers may run at once and end the RPC.
   void OnIdle();
 
-  const std::string cancelled_;  // the CANCELLED message of OnCancel
+  // CANCELLED, "the client cancelled the <rpc_>".
+  grpc::Status Cancelled() const;
+
+  const absl::string_view rpc_;
 };
 
 }  // namespace ringstore::server
