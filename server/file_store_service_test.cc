@@ -283,6 +283,34 @@ TEST_P(FileStoreServiceIdleTest, ADownloadNobodyReadsEndsAndGivesEverythingBack)
   EXPECT_EQ(store_->pool().lent_count(), 0u);
 }
 
+// The same for a BatchDownload (its idle cut-off is the one Download uses,
+// download_reactor_base.h): files larger than the stream window, a client
+// that reads one message and then nothing.
+TEST_P(FileStoreServiceIdleTest, ABatchDownloadNobodyReadsEndsAndGivesEverythingBack) {
+  v1::BatchDownloadRequest request;
+  for (int i = 0; i < 4; ++i) {
+    const std::string path = absl::StrCat("file", i);
+    const grpc::Status uploaded = Upload(path, std::string(6 * kBuffer, 'a' + i));
+    ASSERT_TRUE(uploaded.ok()) << uploaded.error_message();
+    request.add_paths(path);
+  }
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  auto stub = v1::FileStore::NewStub(
+      grpc::CreateCustomChannel(target_, grpc::InsecureChannelCredentials(), args));
+  grpc::ClientContext context;
+  auto stream = stub->BatchDownload(&context, request);
+  v1::BatchDownloadResponse response;
+  ASSERT_TRUE(stream->Read(&response));
+  absl::SleepFor(absl::Seconds(3));  // six timeouts without a read
+  while (stream->Read(&response)) {
+  }
+  const grpc::Status status = stream->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << status.error_message();
+  ExpectNothingLeft();
+  EXPECT_EQ(store_->pool().lent_count(), 0u);
+}
+
 INSTANTIATE_TEST_SUITE_P(AllEngines, FileStoreServiceIdleTest,
                          testing::ValuesIn(storage::EngineNames()), storage::EngineParamName);
 
