@@ -239,6 +239,32 @@ INSTANTIATE_TEST_SUITE_P(AllEngines, FileStoreServiceTest,
 class FileStoreServiceIdleTest : public FileStoreServiceTest {
  protected:
   FileStoreServiceIdleTest() { idle_timeout_ = absl::Milliseconds(500); }
+
+  // A stub whose stream window stays at 64 KiB (no BDP probing), so that a
+  // client that stops reading soon stops the server's writes.
+  std::unique_ptr<v1::FileStore::Stub> SmallWindowStub() {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+    return v1::FileStore::NewStub(
+        grpc::CreateCustomChannel(target_, grpc::InsecureChannelCredentials(), args));
+  }
+
+  // Reads one message of `stream`, then nothing for six idle timeouts,
+  // then whatever is left: the call must have been cut off
+  // (DEADLINE_EXCEEDED), leaving nothing behind and every loan back.
+  template <typename Response>
+  void ExpectCutOffAfterOneMessage(grpc::ClientReader<Response>* stream) {
+    Response response;
+    ASSERT_TRUE(stream->Read(&response));
+    absl::SleepFor(absl::Seconds(3));
+    while (stream->Read(&response)) {
+    }
+    const grpc::Status status = stream->Finish();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
+        << status.error_message();
+    ExpectNothingLeft();
+    EXPECT_EQ(store_->pool().lent_count(), 0u);
+  }
 };
 
 // An upload whose client sends data and then nothing (no half-close) ends
@@ -264,23 +290,12 @@ TEST_P(FileStoreServiceIdleTest, AnUploadThatGoesSilentEndsAndLeavesNothing) {
 TEST_P(FileStoreServiceIdleTest, ADownloadNobodyReadsEndsAndGivesEverythingBack) {
   const grpc::Status uploaded = Upload("file", std::string(24 * kBuffer, 'd'));
   ASSERT_TRUE(uploaded.ok()) << uploaded.error_message();
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
-  auto stub = v1::FileStore::NewStub(
-      grpc::CreateCustomChannel(target_, grpc::InsecureChannelCredentials(), args));
+  auto stub = SmallWindowStub();
   grpc::ClientContext context;
   v1::DownloadRequest request;
   request.set_path("file");
   auto stream = stub->Download(&context, request);
-  v1::DownloadResponse response;
-  ASSERT_TRUE(stream->Read(&response));
-  absl::SleepFor(absl::Seconds(3));  // six timeouts without a read
-  while (stream->Read(&response)) {
-  }
-  const grpc::Status status = stream->Finish();
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << status.error_message();
-  ExpectNothingLeft();
-  EXPECT_EQ(store_->pool().lent_count(), 0u);
+  ExpectCutOffAfterOneMessage(stream.get());
 }
 
 // The same for a BatchDownload (its idle cut-off is the one Download uses,
@@ -294,21 +309,10 @@ TEST_P(FileStoreServiceIdleTest, ABatchDownloadNobodyReadsEndsAndGivesEverything
     ASSERT_TRUE(uploaded.ok()) << uploaded.error_message();
     request.add_paths(path);
   }
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
-  auto stub = v1::FileStore::NewStub(
-      grpc::CreateCustomChannel(target_, grpc::InsecureChannelCredentials(), args));
+  auto stub = SmallWindowStub();
   grpc::ClientContext context;
   auto stream = stub->BatchDownload(&context, request);
-  v1::BatchDownloadResponse response;
-  ASSERT_TRUE(stream->Read(&response));
-  absl::SleepFor(absl::Seconds(3));  // six timeouts without a read
-  while (stream->Read(&response)) {
-  }
-  const grpc::Status status = stream->Finish();
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << status.error_message();
-  ExpectNothingLeft();
-  EXPECT_EQ(store_->pool().lent_count(), 0u);
+  ExpectCutOffAfterOneMessage(stream.get());
 }
 
 INSTANTIATE_TEST_SUITE_P(AllEngines, FileStoreServiceIdleTest,
