@@ -1,7 +1,6 @@
 #include "server/download_reactor.h"
 
 #include <algorithm>
-#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
