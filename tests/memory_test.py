@@ -202,12 +202,15 @@ class MemoryTest(unittest.TestCase):
         server = testlib.Server(args=["--drain_timeout=20s"])
         try:
             stub = pbg.FileStoreStub(grpc.insecure_channel(server.address))
-            sent_first = []
 
             def gen():
                 yield pb.UploadRequest(spec=pb.UploadSpec(path="draining"))
                 yield pb.UploadRequest(offset=0, data=b"a" * MiB)
-                sent_first.append(True)
+                # The client has sent the first message, but the server may
+                # not have taken the call yet: a SIGTERM then would refuse it.
+                # Its temp file shows that the upload is in flight.
+                self.assertTrue(testlib.wait_until(
+                    lambda: testlib.temp_files(server.root)))
                 server.proc.send_signal(15)  # SIGTERM mid-stream
                 time.sleep(1)
                 yield pb.UploadRequest(offset=MiB, data=b"b" * MiB, finish=True)
