@@ -498,7 +498,9 @@ class InteropTest(testlib.RpcAssertions, unittest.TestCase):
         future = self.stub.Upload.future(held(), timeout=60)
         try:
             self.assertTrue(first_sent.wait(10))
-            time.sleep(1)  # the server attaches the first stream
+            # The server attaches the first stream and writes its MiB.
+            self.assertTrue(testlib.wait_until(
+                lambda: testlib.session_data_size(self.server.root, uid) == MiB))
             e = self.assertCode(grpc.StatusCode.ABORTED, self.session_stream, uid, data, 0, MiB,
                                 wait_busy=False)
             self.assertIn("another stream", e.details())

@@ -227,7 +227,9 @@ class SharedRootTest(testlib.RpcAssertions, unittest.TestCase):
 
         first = a.stub.Upload.future(held(), timeout=60)
         self.assertTrue(sent.wait(20))
-        time.sleep(1.5)  # for a to take in the first message and attach
+        # a takes in the first message: the stream is attached.
+        self.assertTrue(testlib.wait_until(
+            lambda: testlib.session_data_size(self.root, upload_id) == half))
         # ...so a second one through b is ABORTED, and so is a cancel.
         with self.assertRaises(grpc.RpcError) as cm:
             b.stub.Upload(iter([pb.UploadRequest(upload_id=upload_id, offset=0, data=data[:10])]),

@@ -286,6 +286,18 @@ def temp_files(root):
     return sorted(out)
 
 
+def session_data_size(root, upload_id):
+    """The size of the data file of resumable session `upload_id` under
+    `root`, or -1 when it has none. A stream that attaches cuts the file to
+    its persisted size and then writes what it receives, so a size past
+    that shows the server has taken the stream in: a test waits for it
+    instead of sleeping."""
+    try:
+        return os.stat(os.path.join(root, ".ringstore", "uploads", upload_id + ".data")).st_size
+    except FileNotFoundError:
+        return -1
+
+
 def write_file(directory, name, data):
     """Writes `data` (bytes) to directory/name and returns that path."""
     path = os.path.join(directory, name)

@@ -180,7 +180,9 @@ class UploadSessionRestartTest(testlib.RpcAssertions, unittest.TestCase):
 
         future = s.stub.Upload.future(open_stream(), timeout=60)
         self.assertTrue(sent.wait(10))
-        time.sleep(1.5)  # the server takes in what was sent (3 MiB on loopback)
+        # The server takes in what was sent before the cancel.
+        self.assertTrue(testlib.wait_until(
+            lambda: testlib.session_data_size(self.root, uid) == 3 * MiB))
         future.cancel()
         hold.set()
         self.assertTrue(testlib.wait_until(lambda: s.stub.QueryUpload(
