@@ -39,7 +39,7 @@ storage::WriteSpec FromProto(const v1::UploadSpec& spec) {
   return ws;
 }
 
-void AddBackendTrailer(grpc::CallbackServerContext* context, storage::Backend backend) {
+void AddBackendTrailer(grpc::ServerContextBase* context, storage::Backend backend) {
   if (backend == storage::Backend::kUnspecified) return;
   context->AddTrailingMetadata(kBackendMetadataKey,
                                std::string(storage::BackendName(backend)));

@@ -25,7 +25,7 @@ storage::WriteSpec FromProto(const v1::UploadSpec& spec);
 
 // Adds the ringstore-backend trailer (no-op for kUnspecified, i.e. no file
 // was touched). Call before Finish.
-void AddBackendTrailer(grpc::CallbackServerContext* context, storage::Backend backend);
+void AddBackendTrailer(grpc::ServerContextBase* context, storage::Backend backend);
 
 }  // namespace ringstore::server
 
