@@ -38,6 +38,7 @@ UPLOAD_SIZE = 256 * KiB
 LOAD_GEN = runfile("bench/load_gen")
 BASELINE = runfile("bench/baseline_server")
 RINGSTORE = runfile("server/ringstore-server")
+GRPC_API_PROTO = runfile("bench/grpc_api_proto")
 
 
 class ServerProcess:
@@ -312,7 +313,9 @@ class BaselineTest(LoadGenContract, unittest.TestCase):
 
 class CompareAbTest(unittest.TestCase):
     """bench/compare_ab.py with a populated small-file set: two ringstore
-    variants (one with extra flags and environment), one round each."""
+    variants (one with extra flags and environment) and the async-API
+    prototypes that read the same files (bench/grpc_api_proto), one round
+    each. load_gen checks every message's offset and crc32c."""
 
     def test_variants_with_flags_env_and_populated_files(self):
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -324,13 +327,16 @@ class CompareAbTest(unittest.TestCase):
         variants = [{"name": "A", "server": server, "requests": 1, "client": client},
                     {"name": "B", "server": server + ["--engine=thread_pool"],
                      "env": {"RINGSTORE_AB_TEST": "1"}, "requests": 1, "client": client}]
+        for name, api in (("C", "async_store"), ("D", "async_inline")):
+            variants.append({"name": name, "requests": 1, "client": client, "server": [
+                GRPC_API_PROTO, "--listen=127.0.0.1:0", "--api=" + api, "--root={root}"]})
         path = os.path.join(work, "variants.json")
         with open(path, "w") as f:
             json.dump(variants, f)
         res = compare_ab.main(["1", path, "--data=" + os.path.join(work, "data"),
                                "--count=20", "--size=4096", "--load_gen=" + LOAD_GEN,
                                "--workdir=" + os.path.join(work, "run")])
-        for name in ("A", "B"):
+        for name in ("A", "B", "C", "D"):
             self.assertEqual(len(res[name]), 1)
             self.assertEqual(res[name][0]["req"], 40)
             self.assertEqual(res[name][0]["errors"], 0)
@@ -339,7 +345,7 @@ class CompareAbTest(unittest.TestCase):
         with open(os.path.join(work, "run", "logs", "ab-B.log")) as f:
             self.assertIn("engine=thread_pool", f.read())
         with open(path + ".out") as f:
-            self.assertEqual(sorted(json.load(f)), ["A", "B"])
+            self.assertEqual(sorted(json.load(f)), ["A", "B", "C", "D"])
 
 
 if __name__ == "__main__":
