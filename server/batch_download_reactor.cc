@@ -108,6 +108,14 @@ class BatchDownloadReactor final : public DownloadReactorBase {
     BufferPool::Loan loan;
   };
 
+  // A message for the client. `copied`: its data, if any, is at most
+  // kCopyUpTo bytes, which ToGrpc always copies, so the message holds no
+  // pool buffer and may wait in gRPC's write buffer (Advance).
+  struct Outgoing {
+    grpc::ByteBuffer message;
+    bool copied;
+  };
+
   // --- A file's calls. Each ends with Deliver or EndCall, which run
   // Advance(1): the call still counts while its completion runs.
 
@@ -191,12 +199,13 @@ class BatchDownloadReactor final : public DownloadReactorBase {
     header.set_index(index);
     header.set_error_code(static_cast<int32_t>(s.error_code()));
     header.set_error_message(s.error_message());
-    Deliver(index, EncodeBatchDownloadResponse(header, grpc::Slice()), /*last=*/true);
+    Deliver(index, Outgoing{EncodeBatchDownloadResponse(header, grpc::Slice()), true},
+            /*last=*/true);
   }
 
   // File `index`'s message at `offset` with `data` (its CRC32C computed
   // here, on the engine thread); the first carries info and backend.
-  grpc::ByteBuffer Message(int index, int64_t offset, grpc::Slice data, bool last) {
+  Outgoing Message(int index, int64_t offset, grpc::Slice data, bool last) {
     File& f = file(index);
     v1::BatchDownloadResponse header;
     header.set_index(index);
@@ -209,12 +218,13 @@ class BatchDownloadReactor final : public DownloadReactorBase {
     header.set_crc32c(
         Crc32c(absl::string_view(reinterpret_cast<const char*>(data.begin()), data.size())));
     header.set_last(last);
-    return EncodeBatchDownloadResponse(header, std::move(data));
+    const bool copied = data.size() <= kCopyUpTo;
+    return Outgoing{EncodeBatchDownloadResponse(header, std::move(data)), copied};
   }
 
   // Queues file `index`'s next message and ends its call; `last`: the
   // file is answered, else its next chunk is to be read.
-  void Deliver(int index, grpc::ByteBuffer message, bool last) {
+  void Deliver(int index, Outgoing message, bool last) {
     {
       MutexLock lock(&mu_);
       if (!outcome_) {
@@ -228,7 +238,7 @@ class BatchDownloadReactor final : public DownloadReactorBase {
         }
       }
     }
-    message.Clear();  // not taken (ending): its buffer goes back here
+    message.message.Clear();  // not taken (ending): its buffer goes back here
     EndCall();
   }
 
@@ -245,10 +255,10 @@ class BatchDownloadReactor final : public DownloadReactorBase {
   void Advance(int ended_calls) override {
     std::vector<PlannedRead> chunks;
     std::vector<std::pair<int, BufferPool::Loan>> starts;
-    std::optional<grpc::ByteBuffer> send;
+    std::optional<Outgoing> send;
     bool send_last = false;
     bool send_more = false;
-    std::deque<grpc::ByteBuffer> dropped;
+    std::deque<Outgoing> dropped;
     std::optional<grpc::Status> finish;
     Backend backend = Backend::kUnspecified;
     {
@@ -293,7 +303,16 @@ class BatchDownloadReactor final : public DownloadReactorBase {
           // flushes the connection and reports the write done only after
           // that, while the next write waits for the report (a lone batch
           // stalled until --idle_timeout; grpc/grpc#12975, #34231).
-          send_more = !ready_.empty() && wrote_first_;
+          //
+          // The buffer hint lets gRPC report a write done at once and send
+          // it later with the next ones, in one socket write (it holds back
+          // at most its write buffer, 64 KiB a stream; past that a write is
+          // done when its bytes go out). Given while more messages are
+          // queued, and while reads are in flight whose messages will follow
+          // if this one holds no pool buffer: one held back could be what
+          // those reads wait for. Random 4 KiB files in batches of 100: 12
+          // files a socket write instead of 5, 1.14x the files per second.
+          send_more = wrote_first_ && (!ready_.empty() || (calls_ > 0 && send->copied));
           wrote_first_ = true;
         } else if (!writing_ && answered_ == total) {
           outcome_ = grpc::Status::OK;  // all sent
@@ -325,7 +344,7 @@ class BatchDownloadReactor final : public DownloadReactorBase {
           },
           &cancel_);
     }
-    if (send) Write(*std::move(send), send_last, send_more, backend);
+    if (send) Write(std::move(send->message), send_last, send_more, backend);
     if (finish) End(*finish, backend);
   }
 
@@ -372,7 +391,7 @@ class BatchDownloadReactor final : public DownloadReactorBase {
   // Opened files whose next chunk is to be read, oldest first.
   std::deque<int> to_read_ ABSL_GUARDED_BY(mu_);
   // Messages built and not yet sent, in the order they were built.
-  std::deque<grpc::ByteBuffer> ready_ ABSL_GUARDED_BY(mu_);
+  std::deque<Outgoing> ready_ ABSL_GUARDED_BY(mu_);
   // A write has been started (the first one sent the initial metadata).
   bool wrote_first_ ABSL_GUARDED_BY(mu_) = false;
   // The engine that served the latest file (the trailer).
@@ -382,8 +401,8 @@ class BatchDownloadReactor final : public DownloadReactorBase {
 }  // namespace
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* NewBatchDownloadReactor(
-    grpc::CallbackServerContext* context, storage::Store* store,
-    const ServiceOptions* options, const grpc::ByteBuffer* request) {
+    grpc::CallbackServerContext* context, storage::Store* store, const ServiceOptions* options,
+    const grpc::ByteBuffer* request) {
   return new BatchDownloadReactor(context, store, options, DecodeBatchDownloadRequest(*request));
 }
 

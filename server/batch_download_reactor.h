@@ -35,10 +35,11 @@
 // download_reactor.h); otherwise the call reads kBatchCopyChunk bytes
 // at a time, copies them into a slice gRPC owns and gives the buffer back at
 // once. Waits for buffers queue first-come first-served with everybody
-// else's. One write is in flight at a time; --idle_timeout ends a call
-// whose client reads nothing (DEADLINE_EXCEEDED); a cancelled call cuts
-// its engine reads short and withdraws its buffer waits. Disk work never
-// runs in a reaction.
+// else's. One write is in flight at a time, and small messages wait in
+// gRPC's write buffer while more are coming, so that many leave in one
+// socket write; --idle_timeout ends a call whose client reads nothing
+// (DEADLINE_EXCEEDED); a cancelled call cuts its engine reads short and
+// withdraws its buffer waits. Disk work never runs in a reaction.
 #ifndef RINGSTORE_SERVER_BATCH_DOWNLOAD_REACTOR_H_
 #define RINGSTORE_SERVER_BATCH_DOWNLOAD_REACTOR_H_
 
