@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
@@ -258,7 +259,7 @@ class BatchDownloadReactor final : public DownloadReactorBase {
     std::optional<Outgoing> send;
     bool send_last = false;
     bool send_more = false;
-    std::deque<Outgoing> dropped;
+    std::vector<Outgoing> dropped;
     std::optional<grpc::Status> finish;
     Backend backend = Backend::kUnspecified;
     {
@@ -319,7 +320,8 @@ class BatchDownloadReactor final : public DownloadReactorBase {
         }
       }
       if (outcome_ && !finished_) {
-        dropped.swap(ready_);
+        std::move(ready_.begin(), ready_.end(), std::back_inserter(dropped));
+        ready_.clear();
         to_read_.clear();
         if (!writing_ && calls_ == 0) {
           finished_ = true;

@@ -66,13 +66,13 @@ void EventLoop::Loop(Driver* driver) {
 
 void EventLoop::RunPosted() {
   for (;;) {
-    std::deque<Work> work;
     {
       MutexLock lock(&mu_);
-      work.swap(posted_);
+      running_.swap(posted_);
     }
-    if (work.empty()) return;
-    for (Work& w : work) std::move(w)();
+    if (running_.empty()) return;
+    for (Work& w : running_) std::move(w)();
+    running_.clear();
   }
 }
 

@@ -28,9 +28,9 @@
 #ifndef RINGSTORE_STORAGE_ENGINE_EVENT_LOOP_H_
 #define RINGSTORE_STORAGE_ENGINE_EVENT_LOOP_H_
 
-#include <deque>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
@@ -98,7 +98,11 @@ class EventLoop {
   ScopedFd wake_fd_;
 
   Mutex mu_;
-  std::deque<Work> posted_ ABSL_GUARDED_BY(mu_);
+  std::vector<Work> posted_ ABSL_GUARDED_BY(mu_);
+  // The loop thread's: the work RunPosted is running, swapped with posted_
+  // (the two vectors trade their storage, so posting allocates nothing
+  // once they have grown).
+  std::vector<Work> running_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 
   std::thread thread_;
