@@ -70,31 +70,36 @@ void RingFiles::ReadFileChain(std::string path, absl::Span<char> dst, int slot,
   c->dst = dst;
   const int index = ring_.BufferIndex(dst.data(), dst.size());
   const std::string& attr = ring_.attr();
+  // The steps fill their SQEs inside SubmitChain, while `c` is alive (the
+  // chain's callback keeps it for the kernel). A plain pointer keeps each
+  // of them small enough for std::function to hold without allocating.
+  ReadChain* const r = c.get();
   std::vector<Ring::ChainStep> steps;
+  steps.reserve(4);
   steps.push_back({Step::kOpen,
-                   [c, slot, root = ring_.root()](io_uring_sqe* sqe) {
-                     io_uring_prep_openat2_direct(sqe, root, c->path.c_str(), &c->how, slot);
+                   [r, slot, root = ring_.root()](io_uring_sqe* sqe) {
+                     io_uring_prep_openat2_direct(sqe, root, r->path.c_str(), &r->how, slot);
                    },
                    IOSQE_IO_LINK, /*cancellable=*/true});
   if (options.metadata) {
     steps.push_back({Step::kGetXattr,
-                     [c, slot, &attr](io_uring_sqe* sqe) {
-                       io_uring_prep_fgetxattr(sqe, slot, attr.c_str(), c->value.data(),
-                                               static_cast<unsigned>(c->value.size()));
+                     [r, slot, &attr](io_uring_sqe* sqe) {
+                       io_uring_prep_fgetxattr(sqe, slot, attr.c_str(), r->value.data(),
+                                               static_cast<unsigned>(r->value.size()));
                        sqe->flags |= IOSQE_FIXED_FILE;
                      },
                      IOSQE_IO_HARDLINK});
   }
   steps.push_back({Step::kRead,
-                   [c, slot, index](io_uring_sqe* sqe) {
-                     const auto len = static_cast<unsigned>(c->dst.size());
+                   [r, slot, index](io_uring_sqe* sqe) {
+                     const auto len = static_cast<unsigned>(r->dst.size());
                      if (index >= 0) {
-                       io_uring_prep_read_fixed(sqe, slot, c->dst.data(), len, 0, index);
+                       io_uring_prep_read_fixed(sqe, slot, r->dst.data(), len, 0, index);
                      } else {
-                       io_uring_prep_read(sqe, slot, c->dst.data(), len, 0);
+                       io_uring_prep_read(sqe, slot, r->dst.data(), len, 0);
                      }
                      sqe->flags |= IOSQE_FIXED_FILE;
-                     if (c->options.cached_only) sqe->rw_flags = RWF_NOWAIT;
+                     if (r->options.cached_only) sqe->rw_flags = RWF_NOWAIT;
                    },
                    IOSQE_IO_HARDLINK, /*cancellable=*/true});
   steps.push_back(

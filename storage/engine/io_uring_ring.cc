@@ -24,6 +24,8 @@ constexpr uint64_t kWakeTag = 1;
 constexpr uint64_t kIgnoreTag = 2;
 // Registered file slots for the linked small-file chains.
 constexpr int kDirectSlots = 1024;
+// Completions kept for reuse: as many as the ring holds SQEs.
+constexpr size_t kSpareCompletions = kRingEntries;
 // Kernel 6.11+ (include/uapi/linux/io_uring.h); liburing 2.3 predates it.
 constexpr unsigned kNopInjectResult = 1U << 0;
 
@@ -217,7 +219,18 @@ void Ring::Wait() {
       }
     }
     std::move(c->fn)(res);
+    c->fn = nullptr;  // what it captured goes now, as it would with `c`
+    if (spare_.size() < kSpareCompletions) spare_.push_back(std::move(c));
   }
+}
+
+Ring::Completion* Ring::NewCompletion(Cont fn, uint64_t op) {
+  if (spare_.empty()) return new Completion{std::move(fn), op};
+  Completion* c = spare_.back().release();
+  spare_.pop_back();
+  c->fn = std::move(fn);
+  c->op = op;
+  return c;
 }
 
 io_uring_sqe* Ring::GetSqe() {
@@ -252,7 +265,7 @@ void Ring::Submit(Step step, const Prep& prep, Cont done, uint64_t op) {
   if (sqe->opcode == IORING_OP_READ_FIXED || sqe->opcode == IORING_OP_WRITE_FIXED) {
     fixed_ops_.store(fixed_ops_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
-  auto* c = new Completion{std::move(done), op};
+  Completion* c = NewCompletion(std::move(done), op);
   if (op != 0) {
     auto it = ops_.find(op);
     if (it != ops_.end()) it->second.in_flight.push_back(c);
@@ -268,10 +281,11 @@ void Ring::SubmitChain(std::vector<ChainStep> steps,
     size_t pending;
     absl::AnyInvocable<void(std::vector<int>) &&> done;
   };
-  auto join = std::make_shared<Join>();
-  join->results.assign(steps.size(), 0);
-  join->pending = steps.size();
-  join->done = std::move(done);
+  // Owned by the chain's continuations: the last to run answers and deletes
+  // it (every SQE completes: Wait runs each continuation once, and ~Ring
+  // waits for all of them). A plain pointer and an index fit in the
+  // continuation itself, where a shared_ptr would make each allocate.
+  auto* join = new Join{std::vector<int>(steps.size(), 0), steps.size(), std::move(done)};
   // The whole chain goes in one submission.
   MakeRoom(static_cast<unsigned>(steps.size()));
   for (size_t i = 0; i < steps.size(); ++i) {
@@ -285,7 +299,9 @@ void Ring::SubmitChain(std::vector<ChainStep> steps,
         },
         [join, i](int res) {
           join->results[i] = res;
-          if (--join->pending == 0) std::move(join->done)(std::move(join->results));
+          if (--join->pending > 0) return;
+          std::unique_ptr<Join> last(join);
+          std::move(last->done)(std::move(last->results));
         },
         steps[i].cancellable ? op : 0);
   }

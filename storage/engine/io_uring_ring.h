@@ -43,11 +43,13 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -127,8 +129,8 @@ class Ring final : private EventLoop::Driver {
   // Queues `steps` linked, in one submission; `done` gets every step's res,
   // in order, once all have completed (a step cut off by a broken link gets
   // -ECANCELED).
-  void SubmitChain(std::vector<ChainStep> steps,
-                   absl::AnyInvocable<void(std::vector<int>) &&> done, uint64_t op = 0);
+  void SubmitChain(std::vector<ChainStep> steps, absl::AnyInvocable<void(std::vector<int>) &&> done,
+                   uint64_t op = 0);
 
   // Starts an operation that `cancel` (may be null) can cut short. Returns
   // its id (0 without a Cancellation); call EndOp(id) once it has finished.
@@ -152,7 +154,7 @@ class Ring final : private EventLoop::Driver {
   struct OpState {
     Cancellation* cancel = nullptr;
     uint64_t hook = 0;
-    std::vector<Completion*> in_flight;
+    absl::InlinedVector<Completion*, 4> in_flight;
   };
 
   // EventLoop::Driver, on the ring thread.
@@ -170,6 +172,8 @@ class Ring final : private EventLoop::Driver {
   absl::Status CheckNopInjection();
   void ArmWake();
   io_uring_sqe* GetSqe();
+  // A Completion for a new SQE, reused from spare_ when one is there.
+  Completion* NewCompletion(Cont fn, uint64_t op);
   // Counts the result of an io_uring_submit*: `rc` SQEs in one call.
   void CountSubmit(int rc);
   // Asks the kernel to cancel every SQE of `op` still in flight.
@@ -195,7 +199,10 @@ class Ring final : private EventLoop::Driver {
   std::vector<int> free_slots_;
   std::atomic<int> slots_in_use_{0};
   uint64_t next_op_ = 1;
-  std::unordered_map<uint64_t, OpState> ops_;
+  absl::flat_hash_map<uint64_t, OpState> ops_;
+  // Completions whose SQE has completed, kept for the next SQEs (at most
+  // kSpareCompletions), so that a steady load allocates none.
+  std::vector<std::unique_ptr<Completion>> spare_;
   // SQEs whose CQE has not been reaped (the wake-up read aside).
   int64_t in_flight_ = 0;
   // Counters (written by the ring thread only, read by any thread).
