@@ -149,7 +149,10 @@ class BatchDownloadReactor final : public DownloadReactorBase {
     }
     f.info = std::move(r->info);
     const size_t n = static_cast<size_t>(f.info.size);
-    Deliver(index, Message(index, 0, ToGrpc(std::move(buffer), n, std::move(loan)), /*last=*/true),
+    std::optional<uint32_t> crc;
+    if (r->crc32c_checked) crc = f.info.crc32c;
+    Deliver(index,
+            Message(index, 0, ToGrpc(std::move(buffer), n, std::move(loan)), /*last=*/true, crc),
             /*last=*/true);
   }
 
@@ -204,9 +207,11 @@ class BatchDownloadReactor final : public DownloadReactorBase {
             /*last=*/true);
   }
 
-  // File `index`'s message at `offset` with `data` (its CRC32C computed
-  // here, on the engine thread); the first carries info and backend.
-  Outgoing Message(int index, int64_t offset, grpc::Slice data, bool last) {
+  // File `index`'s message at `offset` with `data` (its CRC32C `crc` if
+  // known, else computed here, on the engine thread); the first carries
+  // info and backend.
+  Outgoing Message(int index, int64_t offset, grpc::Slice data, bool last,
+                   std::optional<uint32_t> crc = std::nullopt) {
     File& f = file(index);
     v1::BatchDownloadResponse header;
     header.set_index(index);
@@ -217,7 +222,8 @@ class BatchDownloadReactor final : public DownloadReactorBase {
     }
     header.set_offset(offset);
     header.set_crc32c(
-        Crc32c(absl::string_view(reinterpret_cast<const char*>(data.begin()), data.size())));
+        crc ? *crc
+            : Crc32c(absl::string_view(reinterpret_cast<const char*>(data.begin()), data.size())));
     header.set_last(last);
     const bool copied = data.size() <= kCopyUpTo;
     return Outgoing{EncodeBatchDownloadResponse(header, std::move(data)), copied};

@@ -128,7 +128,9 @@ class DownloadReactor final : public DownloadReactorBase {
       v1::DownloadResponse header;
       FillHeader(backend, &header);
       header.set_offset(0);
-      header.set_crc32c(Crc32c(absl::string_view(buffer.data(), n)));
+      const bool whole = n == static_cast<size_t>(info_.size);
+      header.set_crc32c(r->crc32c_checked && whole ? info_.crc32c
+                                                   : Crc32c(absl::string_view(buffer.data(), n)));
       message = EncodeDownloadResponse(header, ToGrpc(std::move(buffer), n, std::move(loan)));
     }
     {

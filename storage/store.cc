@@ -544,6 +544,7 @@ void Store::ReadSmall(std::string path, absl::Span<char> dst, Cancellation* canc
           Crc32c(absl::string_view(dst.data(), r->length)) == known.crc32c) {
         SmallRead out;
         out.complete = true;
+        out.crc32c_checked = true;
         out.info = std::move(known);
         return std::move(done)(std::move(out), b);
       }

@@ -358,8 +358,13 @@ class Store {
   // goes through the cache, so files that are read repeatedly become
   // cached. With other servers on the root (no usable metadata cache)
   // every read goes through the cache.
+  // `crc32c_checked` (with `complete`): ReadSmall computed the CRC32C of
+  // the bytes it read and found it equal to `info.crc32c` (it checks a file
+  // it knew against what it knew), so a caller sending them whole need not
+  // compute it again.
   struct SmallRead {
     bool complete = false;
+    bool crc32c_checked = false;
     ObjectInfo info;
     std::unique_ptr<Reader> reader;
   };

@@ -89,6 +89,9 @@ TEST_P(StoreTest, ReadSmallTrustsRememberedMetadataOnlyForTheSameBytes) {
   EXPECT_EQ(got, "second version!");
   EXPECT_EQ(r->info.generation, second->generation);
   EXPECT_EQ(r->info.crc32c, Crc32c("second version!"));
+  // It checked the bytes against the remembered CRC32C: the reactors send
+  // that one instead of computing it again.
+  EXPECT_TRUE(r->crc32c_checked);
   // Changed by hand behind the store's back, same size: the bytes no longer
   // match what it remembers, so it reads the attribute again and sends what
   // is there now.
@@ -99,6 +102,8 @@ TEST_P(StoreTest, ReadSmallTrustsRememberedMetadataOnlyForTheSameBytes) {
   auto [changed, now] = read("k/f");
   ASSERT_TRUE(changed.ok() && changed->complete);
   EXPECT_EQ(now, "SECOND version!");
+  // The attribute's CRC32C is not that of these bytes: not vouched for.
+  EXPECT_FALSE(changed->crc32c_checked);
   // Deleted: forgotten.
   ASSERT_TRUE(Delete("k/f").ok());
   EXPECT_FALSE(store_->metadata().Lookup("k/f").has_value());
@@ -108,7 +113,9 @@ TEST_P(StoreTest, ReadSmallTrustsRememberedMetadataOnlyForTheSameBytes) {
   ASSERT_TRUE(Put("k/g", data).ok());
   OpenStore(0, &faults_);  // a restart forgets
   EXPECT_FALSE(store_->metadata().Lookup("k/g").has_value());
-  EXPECT_EQ(read("k/g").second, data);
+  auto [learnt, learnt_data] = read("k/g");
+  EXPECT_EQ(learnt_data, data);
+  EXPECT_FALSE(learnt->crc32c_checked);  // read with its attribute, not checked
   EXPECT_TRUE(store_->metadata().Lookup("k/g").has_value());
 }
 
